@@ -1,0 +1,119 @@
+"""`python -m extract COMMAND`: the extraction stages and store tools.
+
+Exit codes: 0 done; 1 the run could not start or stopped (bad manifest, params or store,
+each message names the file and the fix); 3 the run finished but some videos failed (they
+are listed above the exit and inside each store under /failures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
+
+
+def load_section(params_path: str, section: str) -> dict:
+    """One top-level section of params.yaml: each stage reads only its own."""
+    path = Path(params_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: params file not found; run from the project root or pass --params")
+    params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if section not in params:
+        raise KeyError(f"{path}: no `{section}` section; see the README for its keys")
+    return params[section] or {}
+
+
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A progress bar for terminals; in CI logs and pipes it stays quiet."""
+    return tqdm(total=total, desc=desc, unit="video", disable=None, file=sys.stderr)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from extract.manifest import prepare, prepare_config, write_prepared
+
+    config = prepare_config(load_section(args.params, "prepare"))
+    if args.skip_bad_rows:
+        config = dataclasses.replace(config, skip_bad_rows=True)
+    prepared = prepare(config)
+    out = write_prepared(prepared, args.out)
+    for problem in prepared.rejected:
+        print(f"warning: skipped {problem}", file=sys.stderr)
+    splits = {s: sum(r["split"] == s for r in prepared.rows) for s in ("train", "val", "test")}
+    missing = sum(not r["sha256"] for r in prepared.rows)
+    print(
+        f"{out}: {len(prepared.rows)} videos ({', '.join(f'{k} {v}' for k, v in splits.items())}), "
+        f"{len(prepared.rejected)} rows skipped, {missing} video files missing"
+    )
+    return EXIT_OK
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from extract.decode import print_summary, run_decode, views_from_params
+    from extract.manifest import read_prepared
+
+    views = views_from_params(load_section(args.params, "decode"))
+    rows = read_prepared(args.manifest)
+    with progress_bar(len(rows), "decode") as bar:
+        summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update)
+    failed = print_summary(summaries)
+    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from extract.store import describe
+
+    for path in args.stores:
+        print(describe(path))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="check the manifest, assign ids and splits, hash videos")
+    p.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows with a warning instead of stopping")
+    p.set_defaults(run=cmd_prepare)
+
+    p = sub.add_parser("decode", help="decode every view of every video into data/decoded/<view>.h5")
+    p.add_argument("--manifest", default="data/prepared/manifest.csv")
+    p.add_argument("--out", default="data/decoded")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decode processes (default: REELFEAT_WORKERS, else one per core)"
+    )
+    p.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when some videos failed (they stay listed in the stores)",
+    )
+    p.set_defaults(run=cmd_decode)
+
+    p = sub.add_parser("info", help="print a store's provenance, sizes and failures")
+    p.add_argument("stores", nargs="+")
+    p.set_defaults(run=cmd_info)
+
+    args = parser.parse_args(argv)
+    from extract.manifest import ManifestError
+    from extract.store import StoreError
+    from extract.views import ConfigError
+
+    try:
+        return args.run(args)
+    except (ManifestError, ConfigError, StoreError, FileNotFoundError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

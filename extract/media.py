@@ -1,0 +1,302 @@
+"""ffprobe and ffmpeg: what a video holds, and decoding only the frames a view needs.
+
+Every call into ffmpeg runs in a child process with a time limit, so a hostile or broken
+file can stall or crash ffmpeg but never this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+PROBE_TIMEOUT_S = 30.0
+RESIZE_MODES = ("crop", "pad", "stretch")
+# Each seeking input holds a decoder with its frame pool (~16 frames of the source size), so the
+# inputs per ffmpeg process are capped to keep one decode's memory near this budget.
+DECODER_BUDGET_BYTES = 192 << 20
+
+
+class MediaError(Exception):
+    """A video that cannot be used; the message is a one-line reason stored with the failure."""
+
+
+def ffmpeg_timeout_s() -> float:
+    """Wall-clock limit of one ffmpeg call (REELFEAT_FFMPEG_TIMEOUT, seconds)."""
+    return float(os.environ.get("REELFEAT_FFMPEG_TIMEOUT", "300"))
+
+
+def _run(cmd: list[str], timeout: float, what: str) -> bytes:
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{what} took longer than {timeout:.0f} s (REELFEAT_FFMPEG_TIMEOUT)") from None
+    if done.returncode != 0:
+        raise MediaError(f"{what} failed: {_last_line(done.stderr)}")
+    return done.stdout
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message from ffmpeg"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What ffprobe says of one file. Times are absolute stream seconds, as ffmpeg sees them."""
+
+    duration: float  # seconds of media from the first video frame (or the file's start)
+    start_time: float  # the container's start; ffmpeg's -ss counts from here
+    has_video: bool
+    has_audio: bool
+    width: int  # as displayed, after rotation
+    height: int
+    fps: float
+    rotation: int  # display rotation in degrees (0, 90, 180, 270); decoded frames are upright
+    frame_times: np.ndarray  # (M,) sorted presentation times of every video frame
+    keyframe_times: np.ndarray  # (K,) sorted presentation times of the keyframes
+
+    @property
+    def first_frame_time(self) -> float:
+        return float(self.frame_times[0]) if len(self.frame_times) else self.start_time
+
+    def as_info(self) -> dict[str, float | int | bool]:
+        """Per-video facts worth keeping next to the decoded rows."""
+        return {
+            "duration": self.duration,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "rotation": self.rotation,
+            "has_audio": self.has_audio,
+        }
+
+
+def probe(path: str | Path) -> Probe:
+    """Probe a file: streams, rotation, and the time of every video frame (from packets, no decoding)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"file not found: {path}")
+    if path.stat().st_size == 0:
+        raise MediaError(f"empty file (0 bytes): {path}")
+    raw = _run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        PROBE_TIMEOUT_S,
+        "ffprobe",
+    )
+    info = json.loads(raw or b"{}")
+    fmt = info.get("format", {})
+    streams = info.get("streams", [])
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
+        None,
+    )
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    start_time = _float(fmt.get("start_time"), 0.0)
+    if video is None:
+        duration = _float(fmt.get("duration"), 0.0)
+        if not has_audio:
+            raise MediaError("no video or audio stream (not a media file?)")
+        empty = np.zeros(0)
+        return Probe(duration, start_time, False, True, 0, 0, 0.0, 0, empty, empty)
+
+    frame_times, keyframe_times = _packet_times(path, int(video["index"]))
+    if len(frame_times) == 0:
+        raise MediaError("video stream has no frames")
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    if not fps and len(frame_times) > 1:
+        fps = (len(frame_times) - 1) / float(frame_times[-1] - frame_times[0])
+    last_frame_end = float(frame_times[-1]) + (1.0 / fps if fps else 0.0)
+    duration = last_frame_end - float(frame_times[0])
+    rotation = _rotation(video)
+    width, height = int(video.get("width", 0)), int(video.get("height", 0))
+    if rotation in (90, 270):
+        width, height = height, width
+    return Probe(
+        duration=duration,
+        start_time=start_time,
+        has_video=True,
+        has_audio=has_audio,
+        width=width,
+        height=height,
+        fps=float(fps or 0.0),
+        rotation=rotation,
+        frame_times=frame_times,
+        keyframe_times=keyframe_times if len(keyframe_times) else frame_times[:1],
+    )
+
+
+def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame and keyframe times from the demuxer's packets: reading packets costs no decoding."""
+    raw = _run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            str(stream_index),
+            "-show_entries",
+            "packet=pts_time,dts_time,flags",
+            "-of",
+            "compact=p=0",
+            str(path),
+        ],
+        PROBE_TIMEOUT_S,
+        "ffprobe packets",
+    )
+    times, keys = [], []
+    for line in raw.decode("ascii", "replace").splitlines():
+        fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
+        t = _float(fields.get("pts_time"), None)
+        if t is None:  # AVI and raw streams often carry decode times only
+            t = _float(fields.get("dts_time"), None)
+        if t is None or "D" in fields.get("flags", ""):
+            continue
+        times.append(t)
+        if "K" in fields.get("flags", ""):
+            keys.append(t)
+    return np.unique(np.asarray(times, dtype=np.float64)), np.unique(np.asarray(keys, dtype=np.float64))
+
+
+def _float(value: object, default: float | None) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+
+
+def _rate(value: str | None) -> float:
+    if not value or "/" not in value:
+        return 0.0
+    num, den = value.split("/", 1)
+    return float(num) / float(den) if float(den) else 0.0
+
+
+def _rotation(stream: dict) -> int:
+    """Display-matrix angle as ffprobe reports it (phones), else the old `rotate` tag, in 0..359.
+
+    Decoding needs none of it: ffmpeg's autorotate turns frames upright. It is kept as a fact.
+    """
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return int(round(float(side["rotation"]))) % 360
+    return int(round(float(stream.get("tags", {}).get("rotate", 0)))) % 360
+
+
+def resize_filters(stream: ffmpeg.Stream, size: tuple[int, int], mode: str) -> ffmpeg.Stream:
+    """Resize to (height, width): `crop` fills and cuts the centre, `pad` letterboxes, `stretch` distorts."""
+    height, width = size
+    if mode == "crop":
+        stream = stream.filter("scale", width, height, force_original_aspect_ratio="increase", flags="bicubic")
+        stream = stream.filter("crop", width, height)
+    elif mode == "pad":
+        stream = stream.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic")
+        stream = stream.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2")
+    elif mode == "stretch":
+        stream = stream.filter("scale", width, height, flags="bicubic")
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    return stream.filter("setsar", 1)
+
+
+def seek_segments(frame_times: np.ndarray, keyframe_times: np.ndarray, wanted: np.ndarray) -> list[np.ndarray]:
+    """Group wanted frame indices into runs that one decoder pass serves.
+
+    A new run (and a seek) starts only where a keyframe lies between two wanted frames:
+    without one, seeking would land on the same keyframe and decode the same frames again.
+    """
+    wanted = np.unique(wanted)
+    runs: list[list[int]] = []
+    for index in wanted:
+        t = frame_times[index]
+        if runs:
+            prev = frame_times[runs[-1][-1]]
+            if np.searchsorted(keyframe_times, prev, "right") == np.searchsorted(keyframe_times, t, "right"):
+                runs[-1].append(int(index))
+                continue
+        runs.append([int(index)])
+    return [np.asarray(run) for run in runs]
+
+
+def decode_frames(
+    path: str | Path,
+    meta: Probe,
+    wanted: np.ndarray,
+    size: tuple[int, int],
+    resize: str,
+    threads: int = 0,
+) -> np.ndarray:
+    """Decode the frames at indices `wanted` (into meta.frame_times) as uint8 RGB (len(wanted), H, W, 3).
+
+    Few ffmpeg processes (DECODER_BUDGET_BYTES caps each): each run of nearby frames is an input that seeks
+    to the run's first frame, `select` passes only the wanted frames to the scaler, and `concat`
+    joins the runs. Skipped frames are decoded but never converted; frames after a run's last
+    wanted frame are never decoded at all.
+    """
+    wanted = np.asarray(wanted, dtype=np.int64)
+    height, width = size
+    if not len(wanted):
+        return np.zeros((0, height, width, 3), np.uint8)
+    times = meta.frame_times
+    # A window around each frame, halfway to its neighbours, holds that frame and no other.
+    bounds = np.concatenate([[times[0] - 1.0], (times[1:] + times[:-1]) / 2, [times[-1] + 1.0]])
+    runs = seek_segments(times, meta.keyframe_times, wanted)
+    per_input = max(1, meta.width * meta.height) * 1.5 * 16  # yuv420 frame pool of one decoder
+    cap = max(2, int(DECODER_BUDGET_BYTES // per_input))
+    batches = [runs[i : i + cap] for i in range(0, len(runs), cap)]
+    frames = np.concatenate([_decode_runs(path, meta, batch, bounds, size, resize, threads) for batch in batches])
+    position = {int(i): k for k, i in enumerate(np.concatenate(runs))}
+    return frames[[position[int(i)] for i in wanted]]
+
+
+def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, threads: int = 0) -> np.ndarray:
+    """The first audio stream as mono float32 at `sample_rate`, resampled by ffmpeg, at most max_seconds long."""
+    out_args: dict[str, object] = {"format": "f32le", "ac": 1, "ar": sample_rate}
+    if max_seconds:
+        out_args["t"] = max_seconds
+    cmd = (
+        ffmpeg.input(str(path), threads=threads)["a:0"]
+        .output("pipe:", **out_args)
+        .global_args("-nostdin", "-v", "error")
+        .compile()
+    )
+    return np.frombuffer(_run(cmd, ffmpeg_timeout_s(), "ffmpeg audio decode"), np.float32).copy()
+
+
+def _decode_runs(
+    path: str | Path,
+    meta: Probe,
+    runs: list[np.ndarray],
+    bounds: np.ndarray,
+    size: tuple[int, int],
+    resize: str,
+    threads: int,
+) -> np.ndarray:
+    """One ffmpeg process: an input per run (seek, read to the run's end), `select`, resize, concat."""
+    streams = []
+    for run in runs:
+        select = "+".join(f"gte(t,{bounds[i]:.6f})*lt(t,{bounds[i + 1]:.6f})" for i in run)
+        seek = max(0.0, bounds[run[0]] - meta.start_time)
+        # Read only up to the run's last frame: ffmpeg demuxes all inputs at once, and an input
+        # without a limit would be decoded to the end of the file.
+        length = bounds[run[-1] + 1] - meta.start_time - seek
+        stream = ffmpeg.input(str(path), copyts=None, ss=f"{seek:.6f}", t=f"{length:.6f}", threads=threads).video
+        streams.append(resize_filters(stream.filter("select", select), size, resize))
+    joined = streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=1, a=0)
+    count = sum(len(run) for run in runs)
+    cmd = (
+        joined.output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=count, fps_mode="passthrough")
+        .global_args("-nostdin", "-v", "error")
+        .compile()
+    )
+    raw = _run(cmd, ffmpeg_timeout_s(), "ffmpeg decode")
+    height, width = size
+    frame_bytes = height * width * 3
+    if len(raw) < count * frame_bytes:
+        raise MediaError(f"decoded {len(raw) // frame_bytes} of {count} sampled frames (truncated or corrupt video?)")
+    return np.frombuffer(raw, np.uint8, count=count * frame_bytes).reshape(count, height, width, 3)

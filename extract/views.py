@@ -1,0 +1,164 @@
+"""Decoded views: what `decode` keeps of each video, and which frames that needs.
+
+A view is a small frozen config read from `params.yaml` (`decode.views.<name>`); its `plan`
+turns a probe into the frame indices to decode and the timestamp of each stored row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extract.media import RESIZE_MODES, Probe
+
+
+class ConfigError(ValueError):
+    """A params section that is malformed; the message names the key and the fix."""
+
+
+def build_config(cls: type, values: dict[str, Any], where: str):
+    """Instantiate a config dataclass from a params mapping, rejecting unknown keys by name."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {names}")
+    try:
+        config = cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    config.validate(where)
+    return config
+
+
+def _span(meta: Probe, max_seconds: float | None) -> float:
+    """Seconds of video to sample from, counted from the first frame."""
+    return min(meta.duration, max_seconds) if max_seconds else meta.duration
+
+
+def _frame_at(meta: Probe, seconds: np.ndarray) -> np.ndarray:
+    """Index of the frame on screen at each time (seconds from the first frame)."""
+    rel = meta.frame_times - meta.frame_times[0]
+    return np.clip(np.searchsorted(rel, seconds + 1e-9, side="right") - 1, 0, len(rel) - 1)
+
+
+@dataclass(frozen=True)
+class FramesView:
+    """N frames spread uniformly over the first `max_seconds`, or every 1/fps seconds."""
+
+    kind: ClassVar[str] = "frames"
+    type: str = "frames"
+    num_frames: int | None = 16
+    fps: float | None = None  # set instead of num_frames for fixed-rate sampling
+    max_seconds: float | None = 10.0  # null: the whole video
+    max_frames: int = 600  # cap for fixed-rate sampling of long videos
+    size: tuple[int, int] = (224, 224)  # height, width
+    resize: str = "crop"
+
+    def validate(self, where: str) -> None:
+        if (self.num_frames is None) == (self.fps is None):
+            raise ConfigError(f"{where}: set exactly one of num_frames and fps")
+        _check_size(self, where)
+
+    def plan(self, meta: Probe) -> tuple[np.ndarray, np.ndarray]:
+        span = _span(meta, self.max_seconds)
+        if self.fps:
+            count = min(self.max_frames, max(1, math.ceil(span * self.fps - 1e-9)))
+            seconds = np.arange(count) / self.fps
+        else:
+            seconds = (np.arange(self.num_frames) + 0.5) * span / self.num_frames
+        index = _frame_at(meta, seconds)
+        return index, (meta.frame_times[index] - meta.frame_times[0]).astype(np.float32)
+
+    def row_shape(self) -> tuple[int, ...]:
+        return (*self.size, 3)
+
+
+@dataclass(frozen=True)
+class ClipsView:
+    """K clips of L consecutive frames at `fps`, for video models; timestamps are clip centres.
+
+    With `fps: null` each clip's L frames spread evenly over its share of the span (the DADS
+    seed's "first 10 s, every total//16-th frame" is `num_clips: 1, clip_len: 16, fps: null`).
+    """
+
+    kind: ClassVar[str] = "clips"
+    type: str = "clips"
+    num_clips: int = 1
+    clip_len: int = 16
+    fps: float | None = None
+    max_seconds: float | None = 10.0
+    size: tuple[int, int] = (112, 112)
+    resize: str = "crop"
+
+    def validate(self, where: str) -> None:
+        if self.num_clips < 1 or self.clip_len < 1:
+            raise ConfigError(f"{where}: num_clips and clip_len must be at least 1")
+        _check_size(self, where)
+
+    def plan(self, meta: Probe) -> tuple[np.ndarray, np.ndarray]:
+        span = _span(meta, self.max_seconds)
+        share = span / self.num_clips
+        steps = np.arange(self.clip_len)
+        if self.fps:
+            length = self.clip_len / self.fps
+            centres = (np.arange(self.num_clips) + 0.5) * share
+            starts = np.clip(centres - length / 2, 0.0, max(0.0, span - length))
+            seconds = starts[:, None] + steps[None, :] / self.fps
+        else:
+            starts = np.arange(self.num_clips) * share
+            seconds = starts[:, None] + (steps[None, :] + 0.5) * share / self.clip_len
+        index = _frame_at(meta, seconds.ravel()).reshape(self.num_clips, self.clip_len)
+        times = meta.frame_times[index] - meta.frame_times[0]
+        return index, ((times[:, 0] + times[:, -1]) / 2).astype(np.float32)
+
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.clip_len, *self.size, 3)
+
+
+@dataclass(frozen=True)
+class AudioView:
+    """Mono audio resampled by ffmpeg; a video without audio gets zero samples and has_audio=false."""
+
+    kind: ClassVar[str] = "audio"
+    type: str = "audio"
+    sample_rate: int = 16000
+    max_seconds: float | None = None
+
+    def validate(self, where: str) -> None:
+        if self.sample_rate <= 0:
+            raise ConfigError(f"{where}: sample_rate must be positive")
+
+    def row_shape(self) -> tuple[int, ...]:
+        return ()
+
+
+View = FramesView | ClipsView | AudioView
+VIEW_TYPES: dict[str, type] = {cls.kind: cls for cls in (FramesView, ClipsView, AudioView)}
+
+
+def _check_size(view: FramesView | ClipsView, where: str) -> None:
+    if len(view.size) != 2 or min(view.size) < 1:
+        raise ConfigError(f"{where}: size must be [height, width], got {list(view.size)}")
+    if view.resize not in RESIZE_MODES:
+        raise ConfigError(f"{where}: resize {view.resize!r} is not one of {list(RESIZE_MODES)}")
+
+
+def view_from_params(name: str, values: dict[str, Any]) -> View:
+    where = f"params.yaml decode.views.{name}"
+    kind = values.get("type")
+    if kind not in VIEW_TYPES:
+        raise ConfigError(f"{where}: type {kind!r} is not one of {sorted(VIEW_TYPES)}")
+    values = dict(values)
+    if "size" in values:
+        values["size"] = tuple(values["size"])
+    return build_config(VIEW_TYPES[kind], values, where)
+
+
+def view_config_json(view: View) -> str:
+    """The canonical JSON of a view: the reuse key of its store."""
+    return json.dumps({"view": dataclasses.asdict(view)}, sort_keys=True)
