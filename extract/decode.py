@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -43,6 +44,11 @@ def views_from_params(decode_params: dict) -> dict[str, View]:
 def default_workers() -> int:
     """Decode processes: REELFEAT_WORKERS, else one per core."""
     return int(os.environ.get("REELFEAT_WORKERS", 0)) or os.cpu_count() or 1
+
+
+def checkpoint_seconds() -> float:
+    """How often finished videos are saved for a killed run to resume from: REELFEAT_CHECKPOINT_S."""
+    return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ def run_decode(
             dtype=np.float32 if view.kind == "audio" else np.uint8,
             attrs={"view": name, "kind": view.kind, "ffmpeg": ffmpeg_version()},
             info_dtypes=INFO_DTYPES,
+            checkpoint_s=checkpoint_seconds(),
         )
         for name, view in views.items()
     }
@@ -156,8 +163,9 @@ def ffmpeg_version() -> str:
     return _FFMPEG_VERSION
 
 
-def print_summary(summaries: dict[str, BuildSummary], file=sys.stdout) -> int:
+def print_summary(summaries: dict[str, BuildSummary], file: TextIO | None = None) -> int:
     """Print what decode did per view and every failure; returns the number of failed videos."""
+    file = file or sys.stdout
     failed: dict[str, str] = {}
     for name, summary in summaries.items():
         state = "unchanged" if summary.unchanged else "written"

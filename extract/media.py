@@ -105,9 +105,12 @@ def probe(path: str | Path) -> Probe:
         empty = np.zeros(0)
         return Probe(duration, start_time, False, True, 0, 0, 0.0, 0, empty, empty)
 
-    frame_times, keyframe_times = _packet_times(path, int(video["index"]))
+    frame_times, keyframe_times, packets = _packet_times(path, int(video["index"]))
     if len(frame_times) == 0:
         raise MediaError("video stream has no frames")
+    declared = int(_float(video.get("nb_frames"), 0) or 0)  # from the container's index, where it has one
+    if packets < declared:
+        raise MediaError(f"truncated video: its index lists {declared} frames but only {packets} can be read")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     if not fps and len(frame_times) > 1:
         fps = (len(frame_times) - 1) / float(frame_times[-1] - frame_times[0])
@@ -131,8 +134,8 @@ def probe(path: str | Path) -> Probe:
     )
 
 
-def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame and keyframe times from the demuxer's packets: reading packets costs no decoding."""
+def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frame and keyframe times, and the number of packets read: packets cost no decoding."""
     raw = _run(
         [
             "ffprobe",
@@ -150,7 +153,8 @@ def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray
         "ffprobe packets",
     )
     times, keys = [], []
-    for line in raw.decode("ascii", "replace").splitlines():
+    lines = raw.decode("ascii", "replace").splitlines()
+    for line in lines:
         fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
         t = _float(fields.get("pts_time"), None)
         if t is None:  # AVI and raw streams often carry decode times only
@@ -160,7 +164,7 @@ def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray
         times.append(t)
         if "K" in fields.get("flags", ""):
             keys.append(t)
-    return np.unique(np.asarray(times, dtype=np.float64)), np.unique(np.asarray(keys, dtype=np.float64))
+    return np.unique(np.asarray(times, dtype=np.float64)), np.unique(np.asarray(keys, dtype=np.float64)), len(lines)
 
 
 def _float(value: object, default: float | None) -> float | None:

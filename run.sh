@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# reelfeat on a fresh machine, two commands:
+#   ./run.sh demo   set up, then run the whole pipeline on the embedded demo data (dvc repro)
+#   ./run.sh test   set up, then run the linter and the test suite
+# Setup: system ffmpeg (apt-get, when missing), a virtual environment in .venv with the pinned
+# requirements (reinstalled only when a requirements file changes).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+install_ffmpeg() {
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && return
+  echo "run.sh: installing system ffmpeg with apt-get" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+}
+
+python_311() {
+  for candidate in python3.11 python3 python; do
+    if command -v "$candidate" >/dev/null &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+  echo "run.sh: reelfeat needs Python 3.11 or newer on PATH" >&2
+  exit 1
+}
+
+setup_venv() {  # $1: requirements file
+  [ -x .venv/bin/python ] || "$(python_311)" -m venv .venv
+  local stamp=.venv/.requirements.sha256
+  local want
+  want=$(cat "$1" requirements.txt | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r "$1"
+    echo "$want" >"$stamp"
+  fi
+  # shellcheck disable=SC1091
+  source .venv/bin/activate  # so `python` in dvc.yaml commands is this environment's
+}
+
+case "${1:-}" in
+  demo)
+    install_ffmpeg
+    setup_venv requirements.txt
+    dvc repro
+    ;;
+  test)
+    install_ffmpeg
+    setup_venv requirements-dev.txt
+    ruff check .
+    python -m pytest
+    ;;
+  *)
+    echo "usage: ./run.sh demo | ./run.sh test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,212 @@
+"""The prepare and decode stages as users run them: bad input, exit codes, kills and reruns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, ffmpeg, make_video
+
+from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
+from extract.decode import run_decode, views_from_params
+from extract.manifest import read_prepared
+from extract.store import StoreReader
+
+VIEWS = {
+    "frames": {"type": "frames", "num_frames": 4, "max_seconds": 1.0, "size": [24, 32]},
+    "clips": {"type": "clips", "num_clips": 1, "clip_len": 3, "fps": 10, "max_seconds": 1.0, "size": [16, 16]},
+    "audio": {"type": "audio", "sample_rate": 16000},
+}
+
+
+def make_project(root: Path, videos: list[str], views: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    table = "video,text\n" + "".join(f'"{v}",caption {i}\n' for i, v in enumerate(videos))
+    (root / "manifest.csv").write_text(table, encoding="utf-8")
+    params = {"prepare": {"manifest": "manifest.csv"}, "decode": {"views": views or VIEWS}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return root
+
+
+def run_cli(root: Path, *args: str, capsys=None) -> tuple[int, str, str]:
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        code = main(list(args))
+    finally:
+        os.chdir(cwd)
+    out, err = capsys.readouterr() if capsys else ("", "")
+    return code, out, err
+
+
+# Each bad input is a file in one project; one decode run covers them all.
+CASES = {
+    "good.mp4": "ok",
+    "with space é/naïve clip.mp4": "ok",
+    "no_audio.mp4": "ok, no audio",
+    "one_frame.mp4": "ok, no audio",
+    "shorter.mp4": "ok",
+    "missing.mp4": "file not found",
+    "zero.mp4": "empty file (0 bytes)",
+    "truncated.mp4": "ffprobe failed",
+    "truncated_faststart.mp4": "truncated video: its index lists",
+    "text.mp4": "ffprobe failed",
+    "audio_only.mp4": "no video stream (audio-only file)",
+}
+
+
+@pytest.fixture(scope="module")
+def bad_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    make_video(root / "good.mp4")
+    make_video(root / "with space é" / "naïve clip.mp4")
+    make_video(root / "no_audio.mp4", audio=False)
+    make_video(root / "one_frame.mp4", extra=("-frames:v", "1"), audio=False)
+    make_video(root / "shorter.mp4", seconds=0.4)  # views sample the first 1 s
+    (root / "zero.mp4").write_bytes(b"")
+    whole = make_video(root / "whole.mp4", seconds=3).read_bytes()
+    (root / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # index at the end: cut off
+    fast = make_video(root / "fast.mp4", seconds=3, extra=("-movflags", "+faststart")).read_bytes()
+    (root / "truncated_faststart.mp4").write_bytes(fast[: len(fast) // 2])  # index promises missing frames
+    (root / "text.mp4").write_text("just some text\n" * 50)
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:a", "aac", str(root / "audio_only.mp4"))
+    make_project(root, list(CASES))
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad_run(bad_project):
+    assert main_in(bad_project, "prepare") == EXIT_OK
+    done = subprocess.run(
+        [sys.executable, "-m", "extract", "decode"],
+        cwd=bad_project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return done, {name: StoreReader(bad_project / "data" / "decoded" / f"{name}.h5") for name in VIEWS}
+
+
+def main_in(root: Path, *args: str) -> int:
+    return run_cli(root, *args)[0]
+
+
+def vid_of(video: str) -> str:
+    return video.rsplit(".", 1)[0]
+
+
+@pytest.mark.parametrize("video", list(CASES))
+def test_each_bad_input_is_recorded_and_the_rest_decoded(bad_run, video):
+    done, stores = bad_run
+    expected, vid = CASES[video], vid_of(video)
+    if expected.startswith("ok"):
+        frames, times = stores["frames"].get(vid)
+        assert frames.shape == (4, 24, 32, 3) and frames.dtype == np.uint8 and frames.max() > 0
+        assert stores["clips"].get(vid)[0].shape == (1, 3, 16, 16, 3)
+        audio, _ = stores["audio"].get(vid)
+        has_audio = stores["audio"].info("has_audio")[stores["audio"].index[vid]]
+        assert has_audio == (expected == "ok") and (len(audio) > 0) == has_audio
+        assert np.all(np.diff(times) >= 0) and times[-1] < 1.0
+    elif video == "audio_only.mp4":
+        assert stores["frames"].failures[vid] == expected and vid not in stores["frames"]
+        assert len(stores["audio"].get(vid)[0]) == pytest.approx(16000, abs=1100)
+    else:
+        for store in stores.values():
+            assert vid not in store and expected in store.failures[vid]
+        assert f"  {vid}: " in done.stdout and expected in done.stdout.split(f"  {vid}: ")[1].split("\n")[0]
+
+
+def test_bad_inputs_make_exit_code_3_and_a_summary(bad_run):
+    done, _ = bad_run
+    assert done.returncode == EXIT_VIDEOS_FAILED, done.stderr
+    assert "6 video(s) failed:" in done.stdout
+    assert "frames: data/decoded/frames.h5 written: 5 decoded, 0 reused, 6 failed" in done.stdout
+    assert "audio: data/decoded/audio.h5 written: 6 decoded, 0 reused, 5 failed" in done.stdout
+
+
+def test_allow_failures_exits_0_and_reuses_everything(bad_project, bad_run, capsys):
+    code, out, _ = run_cli(bad_project, "decode", "--allow-failures", capsys=capsys)
+    assert code == EXIT_OK
+    assert "audio: data/decoded/audio.h5 unchanged: 0 decoded, 6 reused, 5 failed" in out  # failures retried
+
+
+def test_one_frame_video_repeats_its_only_frame(bad_run):
+    frames, times = bad_run[1]["frames"].get("one_frame")
+    assert all(np.array_equal(frames[0], f) for f in frames) and times.tolist() == [0, 0, 0, 0]
+
+
+def test_bad_manifest_stops_prepare_with_file_and_line(tmp_path, capsys):
+    root = make_project(tmp_path, ["a.mp4", "a.mp4"])
+    code, _, err = run_cli(root, "prepare", capsys=capsys)
+    assert code == EXIT_ERROR
+    assert "manifest.csv:3: id 'a' already used on line 2. Fix:" in err
+
+
+def test_all_good_exits_0(tmp_path, capsys):
+    make_video(tmp_path / "v.mp4")
+    root = make_project(tmp_path, ["v.mp4"])
+    assert run_cli(root, "prepare", capsys=capsys)[0] == EXIT_OK
+    code, out, _ = run_cli(root, "decode", capsys=capsys)
+    assert code == EXIT_OK and "failed:" not in out
+
+
+def test_added_video_is_the_only_one_decoded_and_changed_view_the_only_one_redone(tmp_path, monkeypatch):
+    for i in range(3):
+        make_video(tmp_path / f"v{i}.mp4", seconds=1)
+    root = make_project(tmp_path, ["v0.mp4", "v1.mp4"])
+    monkeypatch.chdir(root)  # stages run from the project root, as DVC runs them
+    assert main_in(root, "prepare") == EXIT_OK
+    views = views_from_params({"views": VIEWS})
+    first = run_decode(read_prepared(root / "data/prepared/manifest.csv"), views, root / "out", workers=2)
+    assert {name: s.computed for name, s in first.items()} == {"frames": 2, "clips": 2, "audio": 2}
+
+    make_project(root, ["v0.mp4", "v1.mp4", "v2.mp4"])
+    assert main_in(root, "prepare") == EXIT_OK
+    rows = read_prepared(root / "data/prepared/manifest.csv")
+    grown = run_decode(rows, views, root / "out", workers=2)
+    assert {name: (s.computed, s.reused) for name, s in grown.items()} == {n: (1, 2) for n in VIEWS}
+    assert StoreReader(root / "out" / "frames.h5").ids == ["v0", "v1", "v2"]
+
+    bigger = views_from_params({"views": {**VIEWS, "frames": {**VIEWS["frames"], "size": [32, 32]}}})
+    redone = run_decode(rows, bigger, root / "out", workers=2)
+    assert {name: s.computed for name, s in redone.items()} == {"frames": 3, "clips": 0, "audio": 0}
+    assert StoreReader(root / "out" / "frames.h5").row_shape == (32, 32, 3)
+
+
+def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
+    videos = [f"v{i:02d}.mp4" for i in range(14)]
+    for name in videos:
+        make_video(tmp_path / name, seconds=0.5, size="32x32", audio=False)
+    views = {"frames": {"type": "frames", "num_frames": 3, "size": [16, 16]}}
+    root = make_project(tmp_path, videos, views)
+    assert main_in(root, "prepare") == EXIT_OK
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REELFEAT_WORKERS": "1", "REELFEAT_CHECKPOINT_S": "0"}
+    out = root / "data" / "decoded"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "extract", "decode"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(list((out / ".frames.h5.parts").glob("part-*.h5"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "frames.h5").exists()  # nothing half-written under the final name
+    saved = len(list((out / ".frames.h5.parts").glob("part-*.h5")))
+    assert 3 <= saved < len(videos)
+
+    rerun = subprocess.run(
+        [sys.executable, "-m", "extract", "decode"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(videos) - saved} decoded, {saved} reused, 0 failed" in rerun.stdout
+    store = StoreReader(out / "frames.h5")
+    assert store.ids == [vid_of(v) for v in videos]  # complete, in manifest order, no duplicates
+    assert store.offsets.tolist() == list(range(0, 3 * len(videos) + 1, 3))
+    assert sorted(p.name for p in out.iterdir()) == ["frames.h5"]  # no parts, no temp files left

@@ -1,0 +1,177 @@
+"""Decoding against slow references: every frame decoded by ffmpeg, and ffmpeg's own resampling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import ffmpeg as ffmpeg_python
+import numpy as np
+import pytest
+from conftest import ffmpeg, make_video
+
+from extract import media
+from extract.views import ClipsView, FramesView
+
+
+def full_decode(path: Path, size: tuple[int, int], resize: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame, decoded and resized in one pass, with the decoder's own frame timestamps."""
+    stream = media.resize_filters(ffmpeg_python.input(str(path)).video, size, resize)
+    cmd = (
+        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        .global_args("-nostdin", "-v", "error")
+        .compile()
+    )
+    frames = np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.uint8)
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=best_effort_timestamp_time",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    times = np.array([float(f["best_effort_timestamp_time"]) for f in json.loads(probe.stdout)["frames"]])
+    return frames.reshape(-1, *size, 3), times
+
+
+def assert_matches_full_decode(path: Path, view: FramesView | ClipsView) -> None:
+    meta = media.probe(path)
+    index, _ = view.plan(meta)
+    got = media.decode_frames(path, meta, index.ravel(), view.size, view.resize)
+    reference, times = full_decode(path, view.size, view.resize)
+    assert len(reference) == len(meta.frame_times)
+    # the reference frame on screen at each sampled time, found from the decoder's own timestamps
+    on_screen = np.searchsorted(times, meta.frame_times[index.ravel()], "right") - 1
+    np.testing.assert_array_equal(got, reference[on_screen])
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("h264_bframes.mp4", {"gop": 10}),
+        ("h264_long_gop.mp4", {"gop": 250, "seconds": 4}),
+        ("mpeg4.avi", {"codec": "mpeg4", "gop": 15}),
+        ("vp9.webm", {"codec": "libvpx-vp9", "gop": 8, "extra": ("-deadline", "realtime", "-cpu-used", "8")}),
+        ("odd_rate.mkv", {"rate": 23, "gop": 7}),
+    ],
+)
+@pytest.mark.parametrize(
+    "view",
+    [
+        FramesView(num_frames=7, max_seconds=None, size=(32, 40), resize="crop"),
+        FramesView(num_frames=None, fps=3, max_seconds=1.5, size=(24, 24), resize="pad"),
+        ClipsView(num_clips=2, clip_len=4, fps=10, max_seconds=None, size=(16, 20), resize="stretch"),
+    ],
+    ids=["uniform", "fixed-fps", "clips"],
+)
+def test_sampled_frames_equal_full_decode(tmp_path, name, kwargs, view):
+    assert_matches_full_decode(make_video(tmp_path / name, audio=False, **kwargs), view)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mmaction2_demo.mp4", "paddlevideo_example.avi", "decord_flipping_a_pancake.mkv", "bigbuckbunny.mp4", "bikes.mp4"],
+)
+def test_real_clips_equal_full_decode(shared_media, name):
+    assert_matches_full_decode(shared_media / name, FramesView(num_frames=16, max_seconds=None, size=(64, 64)))
+
+
+def test_probe_reports_streams_and_frames(clip):
+    meta = media.probe(clip)
+    assert meta.has_video and meta.has_audio
+    assert len(meta.frame_times) == 50 and meta.fps == pytest.approx(25)
+    assert meta.duration == pytest.approx(2.0, abs=0.05)
+    assert (meta.width, meta.height, meta.rotation) == (64, 48, 0)
+    np.testing.assert_allclose(meta.keyframe_times, [0.0, 0.48, 0.96, 1.44, 1.92], atol=1e-3)
+
+
+def test_phone_rotation_is_honoured(tmp_path):
+    plain = make_video(tmp_path / "plain.mp4", size="64x48", audio=False, seconds=1)
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    meta = media.probe(rotated)
+    assert meta.rotation in (90, 270) and (meta.width, meta.height) == (48, 64)
+    view = FramesView(num_frames=3, max_seconds=None, size=(64, 48), resize="stretch")
+    upright = media.decode_frames(rotated, meta, view.plan(meta)[0], view.size, view.resize).astype(int)
+    flat_meta = media.probe(plain)
+    flat = media.decode_frames(plain, flat_meta, view.plan(flat_meta)[0], (48, 64), "stretch").astype(int)
+    turned = [np.abs(upright - np.rot90(flat, k, axes=(1, 2))).mean() for k in (1, -1)]
+    assert min(turned) < 3 < max(turned), turned  # one quarter turn matches, the other does not
+
+
+def test_seek_runs_split_only_at_keyframes():
+    times = np.arange(100) / 10.0
+    keys = np.array([0.0, 2.0, 4.0, 6.0, 8.0])
+    runs = media.seek_segments(times, keys, np.array([5, 15, 25, 45, 46, 90]))
+    assert [run.tolist() for run in runs] == [[5, 15], [25], [45, 46], [90]]
+
+
+def ffmpeg_mono_16k(path: Path) -> np.ndarray:
+    cmd = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-nostdin",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        "-f",
+        "f32le",
+        "pipe:",
+    ]
+    return np.frombuffer(subprocess.run(cmd, capture_output=True, check=True).stdout, np.float32)
+
+
+def test_audio_equals_ffmpeg_resampling(clip):
+    samples = media.decode_audio(clip, 16000, None)
+    np.testing.assert_array_equal(samples, ffmpeg_mono_16k(clip))
+    assert len(samples) == pytest.approx(32000, abs=1200)
+    assert np.abs(samples).max() > 0.1  # the tone is there
+    assert len(media.decode_audio(clip, 16000, 0.5)) == 8000
+
+
+@pytest.mark.parametrize("name", ["paddlevideo_example.avi", "decord_flipping_a_pancake.mkv", "bigbuckbunny.mp4"])
+def test_real_audio_equals_ffmpeg_resampling(shared_media, name):
+    np.testing.assert_array_equal(
+        media.decode_audio(shared_media / name, 16000, None), ffmpeg_mono_16k(shared_media / name)
+    )
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (None, "file not found"),
+        (b"", "empty file"),
+        (b"this is a caption, not a video\n" * 20, "ffprobe failed"),
+    ],
+    ids=["missing", "zero-byte", "text-named-mp4"],
+)
+def test_unreadable_files_raise_one_line_reasons(tmp_path, content, reason):
+    path = tmp_path / "bad.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(media.MediaError, match=reason) as info:
+        media.probe(path)
+    assert "\n" not in str(info.value)
+
+
+def test_hung_ffmpeg_is_stopped_by_the_time_limit(clip, monkeypatch):
+    monkeypatch.setenv("REELFEAT_FFMPEG_TIMEOUT", "0.001")
+    meta = media.probe(clip)
+    with pytest.raises(media.MediaError, match="took longer than"):
+        media.decode_frames(clip, meta, np.array([3]), (16, 16), "crop")
