@@ -44,6 +44,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     out = write_prepared(prepared, args.out)
     for problem in prepared.rejected:
         print(f"warning: skipped {problem}", file=sys.stderr)
+    if prepared.unwatched:
+        print(
+            f"warning: {len(prepared.unwatched)} video(s) lie outside prepare.videos ({config.videos}), "
+            f"e.g. {prepared.unwatched[0]!r}: `dvc repro` will not notice when they change",
+            file=sys.stderr,
+        )
     splits = {s: sum(r["split"] == s for r in prepared.rows) for s in ("train", "val", "test")}
     missing = sum(not r["sha256"] for r in prepared.rows)
     print(

@@ -256,6 +256,7 @@ class Prepared:
     rows: list[dict[str, str]]
     columns: list[str]
     rejected: list[Problem]
+    unwatched: list[str]  # ids of videos outside prepare.videos: DVC will not notice when they change
 
 
 def prepare(config: PrepareConfig, root: Path | None = None) -> Prepared:
@@ -327,11 +328,15 @@ def prepare(config: PrepareConfig, root: Path | None = None) -> Prepared:
             sets = _stratify_sets(kept, config.stratify, config.columns[config.stratify])
         for values, split in zip(kept, make_split(sets, len(kept), config.split_fractions, config.seed), strict=True):
             values["split"] = split
+    watched = (root / config.videos).resolve() if config.videos else None
+    unwatched = []
     for values in kept:
         video = Path(values["video"]) if Path(values["video"]).is_absolute() else root / values["video"]
         values["sha256"] = file_sha256(video) if video.is_file() else ""
+        if watched and not video.resolve().is_relative_to(watched):
+            unwatched.append(values["id"])
     columns = PREPARED_FIRST + [c for c in header if c not in PREPARED_FIRST]
-    return Prepared(kept, columns, problems)
+    return Prepared(kept, columns, problems, unwatched)
 
 
 def _display_path(path: Path, root: Path) -> str:

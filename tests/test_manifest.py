@@ -67,6 +67,12 @@ def test_paths_resolve_against_the_manifest_folder_and_files_are_hashed(tmp_path
     assert rows[1]["sha256"] == ""  # a missing video is decode's failure to record, not a table error
 
 
+def test_videos_outside_the_watched_folder_are_reported(tmp_path):
+    path = write(tmp_path / "m.csv", "video\nclips/a.mp4\nelsewhere/b.mp4\n")
+    prepared = prepare(PrepareConfig(manifest=str(path), videos="clips"), root=tmp_path)
+    assert prepared.unwatched == ["elsewhere/b"]
+
+
 def test_missing_required_column_names_file_line_and_fix(tmp_path):
     message = error_of(tmp_path, "path,text\nx.mp4,hi\n")
     assert "m.csv:1: required column 'video' is missing" in message
