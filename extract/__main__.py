@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -60,15 +61,64 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from extract.decode import print_summary, run_decode, views_from_params
+    from extract.decode import run_decode, views_from_params
     from extract.manifest import read_prepared
+    from extract.store import print_summary
 
     views = views_from_params(load_section(args.params, "decode"))
     rows = read_prepared(args.manifest)
     with progress_bar(len(rows), "decode") as bar:
         summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update)
-    failed = print_summary(summaries)
+    failed = print_summary(summaries, "decoded")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers run in loader workers instead
+    from extract.features import run_features
+    from extract.store import print_summary
+
+    backbones = load_section(args.params, "backbones")
+    if args.backbone not in backbones:
+        raise KeyError(f"{args.params}: no backbones.{args.backbone}; configured: {sorted(backbones)}")
+    out = Path(args.out or f"data/features/{args.backbone}.h5")
+    with progress_bar(0, f"extract@{args.backbone}") as bar:
+        summary = run_features(
+            args.backbone,
+            backbones[args.backbone],
+            out,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=bar.update,
+        )
+    failed = print_summary({args.backbone: summary}, "extracted")
+    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    import torch
+
+    from extract.backbones import build_backbone
+    from extract.backbones.weights import file_sha256
+
+    backbones = load_section(args.params, "backbones")
+    for key in args.backbone or sorted(backbones):
+        backbone = build_backbone(key, backbones[key], torch.device("cpu"))
+        for path in backbone.weights.files:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                print(f"{key}\t{file}\t{file.stat().st_size}\t{file_sha256(file)}")
+    return EXIT_OK
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from extract.backbones import get_backbone, list_backbones
+
+    for name in list_backbones():
+        entry = get_backbone(name)
+        print(f"{name:<12} reads {entry.input_kind:<7} {entry.about}")
+    print("(and any torchvision image classifier by name)")
+    return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -104,18 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(run=cmd_decode)
 
+    p = sub.add_parser("features", help="run one configured backbone into data/features/<name>.h5")
+    p.add_argument("backbone", help="a key of `backbones` in params.yaml")
+    p.add_argument("--out", default=None, help="store path (default: data/features/<backbone>.h5)")
+    p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 2)"
+    )
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
+    p.set_defaults(run=cmd_features)
+
+    p = sub.add_parser("weights", help="fetch every configured backbone's weights; print file, size, sha256")
+    p.add_argument("backbone", nargs="*", help="only these keys of `backbones` (default: all)")
+    p.set_defaults(run=cmd_weights)
+
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    p.set_defaults(run=cmd_backbones)
+
     p = sub.add_parser("info", help="print a store's provenance, sizes and failures")
     p.add_argument("stores", nargs="+")
     p.set_defaults(run=cmd_info)
 
     args = parser.parse_args(argv)
+    from extract.backbones.weights import WeightsError
     from extract.manifest import ManifestError
     from extract.store import StoreError
     from extract.views import ConfigError
 
     try:
         return args.run(args)
-    except (ManifestError, ConfigError, StoreError, FileNotFoundError, KeyError) as exc:
+    except (ManifestError, ConfigError, StoreError, WeightsError, FileNotFoundError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -161,23 +159,3 @@ def ffmpeg_version() -> str:
         out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=30).stdout
         _FFMPEG_VERSION = out.split("\n", 1)[0].split(" Copyright")[0]
     return _FFMPEG_VERSION
-
-
-def print_summary(summaries: dict[str, BuildSummary], file: TextIO | None = None) -> int:
-    """Print what decode did per view and every failure; returns the number of failed videos."""
-    file = file or sys.stdout
-    failed: dict[str, str] = {}
-    for name, summary in summaries.items():
-        state = "unchanged" if summary.unchanged else "written"
-        print(
-            f"{name}: {summary.path} {state}: {summary.computed} decoded, {summary.reused} reused, "
-            f"{len(summary.failures)} failed",
-            file=file,
-        )
-        for vid, error in summary.failures.items():
-            failed.setdefault(vid, f"{name}: {error}")
-    if failed:
-        print(f"{len(failed)} video(s) failed:", file=file)
-        for vid, error in failed.items():
-            print(f"  {vid}: {error}", file=file)
-    return len(failed)

@@ -6,6 +6,7 @@
     /timestamps     (T,)     float32 seconds of each row
     /source_sha256  (n,)     content hash of each source video
     /info/<name>    (n,)     optional per-video facts (duration, has_audio, ...)
+    /text/<name>    (n,)     optional per-video text (transcripts, segments as JSON, notes)
     /failures/ids, /failures/errors   videos that failed, one-line reason each
     attrs: schema_version, config (the reuse key), manifest_sha256, plus provenance
 
@@ -19,10 +20,12 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import h5py
 import numpy as np
@@ -121,8 +124,12 @@ class StoreWriter:
         h5.create_dataset("offsets", data=np.asarray(self._offsets, np.int64), track_times=False)
         h5.create_dataset("source_sha256", data=np.asarray(self._sha, dtype=object), dtype=_STR, track_times=False)
         info = h5.create_group("info", track_order=True)
+        text = h5.create_group("text", track_order=True)
         for name, dtype in self._info_dtypes.items():
-            info.create_dataset(name, data=np.asarray(self._info[name], dtype=dtype), track_times=False)
+            if dtype == "str":
+                text.create_dataset(name, data=np.asarray(self._info[name], dtype=object), dtype=_STR)
+            else:
+                info.create_dataset(name, data=np.asarray(self._info[name], dtype=dtype), track_times=False)
         failures = h5.create_group("failures")
         failures.create_dataset("ids", data=np.asarray(list(self._failures), dtype=object), dtype=_STR)
         failures.create_dataset("errors", data=np.asarray(list(self._failures.values()), dtype=object), dtype=_STR)
@@ -237,8 +244,20 @@ class StoreReader:
             raise StoreError(f"{self.path} has no per-video {name!r}; it has {sorted(self.h5['info'])}")
         return self.h5["info"][name][:]
 
+    def text(self, name: str) -> list[str]:
+        """One per-video text (a transcript, a note) for every video, in `ids` order."""
+        if name not in self.h5["text"]:
+            raise StoreError(f"{self.path} has no per-video text {name!r}; it has {sorted(self.h5['text'])}")
+        return list(self.h5["text"][name].asstr()[:])
+
     def info_names(self) -> list[str]:
-        return list(self.h5["info"])
+        return list(self.h5["info"]) + list(self.h5["text"])
+
+    def column_of(self, name: str, i: int) -> object:
+        """Per-video fact or text `name` of the i-th video."""
+        if name in self.h5["text"]:
+            return self.h5["text"][name].asstr()[i]
+        return self.h5["info"][name][i]
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feats, timestamps, offsets) of the whole store in memory, for fast training."""
@@ -363,7 +382,7 @@ class StoreBuilder:
                 for vid, sha in kept:
                     reader, i = self._sources[(vid, sha)]
                     rows_slice = reader.rows_of(i)
-                    info = {name: reader.h5["info"][name][i] for name in self._layout["info_dtypes"]}
+                    info = {name: reader.column_of(name, i) for name in self._layout["info_dtypes"]}
                     writer.add(vid, reader.h5["feats"][rows_slice], reader.h5["timestamps"][rows_slice], sha, info)
                 for vid, error in self._failures.items():
                     writer.add_failure(vid, error)
@@ -396,3 +415,23 @@ def describe(path: str | Path) -> str:
     lines.append(f"  failures: {len(failures)}")
     lines.extend(f"    {vid}: {error}" for vid, error in failures.items())
     return "\n".join(lines)
+
+
+def print_summary(summaries: Mapping[str, BuildSummary], verb: str, file: TextIO | None = None) -> int:
+    """Print what a stage did per store and every failure; returns the number of failed videos."""
+    file = file or sys.stdout
+    failed: dict[str, str] = {}
+    for name, summary in summaries.items():
+        state = "unchanged" if summary.unchanged else "written"
+        print(
+            f"{name}: {summary.path} {state}: {summary.computed} {verb}, {summary.reused} reused, "
+            f"{len(summary.failures)} failed",
+            file=file,
+        )
+        for vid, error in summary.failures.items():
+            failed.setdefault(vid, f"{name}: {error}")
+    if failed:
+        print(f"{len(failed)} video(s) failed:", file=file)
+        for vid, error in failed.items():
+            print(f"  {vid}: {error}", file=file)
+    return len(failed)

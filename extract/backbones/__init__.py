@@ -1,0 +1,186 @@
+"""Frozen backbones: one registry, one small module per family.
+
+A name resolves to a registry entry: the family's config (its params keys), what it reads
+(frames, clips, audio or text) and its builder. Builders resolve weights through
+`extract.backbones.weights` and do their heavy imports inside, so listing or validating
+backbones costs nothing.
+
+Every backbone works in three steps, so one extraction loop serves them all:
+`units` (CPU, in loader workers) turns one video's input into model inputs, `embed` runs a
+batch of units from many videos, and `assemble` turns one video's outputs into store rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from extract.backbones.weights import ResolvedWeights
+from extract.views import ConfigError, build_config
+
+FAMILY_MODULES = ("image", "video", "videomae", "text", "vggish", "whisper")
+INPUT_KINDS = ("frames", "clips", "audio", "text")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Keys every backbone takes in `params.yaml` under `backbones.<name>`."""
+
+    model: str = ""  # registry name (see `python -m extract backbones`); default: the params key
+    input: str = ""  # what it reads: a decoded store, the prepared manifest, or a whisper store
+    weights: str | None = None  # library name or local file/folder; null: the model's default weights
+    dtype: str = "float16"  # of the stored features: float16 or float32
+
+    def validate(self, where: str) -> None:
+        if not self.input:
+            raise ConfigError(f"{where}.input: name the file it reads, e.g. data/decoded/frames.h5")
+        if self.dtype not in ("float16", "float32"):
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} is not float16 or float32")
+
+
+@dataclass
+class VideoInput:
+    """One video's input, as read from the source store or manifest."""
+
+    vid: str
+    rows: np.ndarray | None = None  # decoded frames, clips or audio samples
+    timestamps: np.ndarray | None = None
+    text: str | None = None
+
+
+@dataclass
+class Units:
+    """One video's model inputs (any number, batched with other videos') and what assemble needs."""
+
+    items: list[Any]
+    timestamps: np.ndarray
+    state: Any = None
+
+
+@dataclass
+class Rows:
+    """One video's rows for the feature store, plus per-video text or facts."""
+
+    feats: np.ndarray
+    timestamps: np.ndarray
+    columns: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Backbone:
+    """A frozen model on a device. Families override `units`, `embed` and, where needed, `assemble`."""
+
+    input_kind: ClassVar[str]
+    columns: ClassVar[dict[str, str]] = {}  # per-video columns it writes (name -> dtype, "str" for text)
+
+    def __init__(self, config: BackboneConfig, weights: ResolvedWeights, dim: int, device: torch.device) -> None:
+        self.config = config
+        self.weights = weights
+        self.dim = dim
+        self.device = device
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What is done to inputs before the model, recorded in the store."""
+        return {}
+
+    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
+        """Refuse, before any work, an input this model cannot take (row shape, sample rate)."""
+
+    def units(self, video: VideoInput) -> Units:
+        raise NotImplementedError
+
+    def embed(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
+        if not outputs:  # no audio, or too short for one window: zero rows, not a failure
+            return Rows(np.zeros((0, self.dim), np.float32), units.timestamps)
+        return Rows(np.stack(outputs).reshape(len(outputs), -1), units.timestamps)
+
+    def autocast(self) -> torch.autocast:
+        """Mixed precision on CUDA; plain float32 on the CPU."""
+        enabled = self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=enabled)
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    name: str
+    input_kind: str
+    config_cls: type[BackboneConfig]
+    build: Callable[[BackboneConfig, torch.device], Backbone]
+    about: str
+
+
+_REGISTRY: dict[str, BackboneEntry] = {}
+_GENERIC: dict[str, Callable[[str], BackboneEntry | None]] = {}
+
+
+def register_backbone(name: str, *, input_kind: str, config_cls: type[BackboneConfig], about: str):
+    """Decorator registering a builder `build(config, device) -> Backbone` under `name`."""
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
+
+    def decorate(build: Callable[[BackboneConfig, torch.device], Backbone]):
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _REGISTRY[name] = BackboneEntry(name, input_kind, config_cls, build, about)
+        return build
+
+    return decorate
+
+
+def register_family(family: str, lookup: Callable[[str], BackboneEntry | None]) -> None:
+    """A family that serves names beyond its registered ones (any torchvision classifier)."""
+    _GENERIC[family] = lookup
+
+
+def _load_families() -> None:
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"extract.backbones.{module}")
+
+
+def list_backbones() -> list[str]:
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def get_backbone(name: str) -> BackboneEntry:
+    """The registry entry for a model name; an unknown name lists the valid ones."""
+    _load_families()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for lookup in _GENERIC.values():
+        entry = lookup(name)
+        if entry is not None:
+            return entry
+    raise ConfigError(
+        f"unknown backbone {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
+        "(any torchvision image classifier name works too)"
+    )
+
+
+def backbone_config(key: str, values: dict[str, Any]) -> tuple[BackboneEntry, BackboneConfig]:
+    """Entry and validated config of `backbones.<key>` in params.yaml."""
+    values = {"model": key, **(values or {})}
+    entry = get_backbone(values["model"])
+    return entry, build_config(entry.config_cls, values, f"params.yaml backbones.{key}")
+
+
+def default_device() -> torch.device:
+    """REELFEAT_DEVICE if set, else CUDA when present, else the CPU."""
+    wanted = os.environ.get("REELFEAT_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_backbone(key: str, values: dict[str, Any], device: torch.device | None = None) -> Backbone:
+    entry, config = backbone_config(key, values)
+    return entry.build(config, device or default_device())

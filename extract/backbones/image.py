@@ -1,0 +1,128 @@
+"""torchvision image classifiers on frame views: the pooled vector before the classifier, one row per frame.
+
+`resnet50` is registered by name (the BERT+ResNet50 seed); any other torchvision classification
+model name (`efficientnet_b0`, `vit_b_16`, ...) resolves to this family too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from extract.backbones import (
+    Backbone,
+    BackboneConfig,
+    BackboneEntry,
+    Units,
+    VideoInput,
+    register_backbone,
+    register_family,
+)
+from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
+from extract.views import ConfigError
+
+
+def load_torchvision(name: str, weights: str | None, what: str) -> tuple[nn.Module, Any, ResolvedWeights]:
+    """(model in eval mode, the weights enum member whose transforms to use, resolved weights).
+
+    A library name is a member of the model's weights enum (`IMAGENET1K_V2`, `DEFAULT`, ...),
+    fetched into the torch hub cache; a local file is loaded as a state dict, and then the
+    preprocessing is that of the model's default weights.
+    """
+    from torchvision.models import get_model, get_model_weights
+
+    enum = get_model_weights(name)
+    if weights and is_local_path(weights):
+        files, member, source = local_files(weights, what), enum.DEFAULT, "path"
+    else:
+        wanted = (weights or "DEFAULT").rsplit(".", 1)[-1]
+        try:
+            member = enum[wanted]
+        except KeyError:
+            raise ConfigError(
+                f"{what}: weights {weights!r} are not among {name}'s: {[w.name for w in enum]}; or give a local file"
+            ) from None
+        files, source = (torch_hub_file(member.url, what),), f"torchvision:{member}"
+    model = get_model(name, weights=None)
+    state = torch.load(files[0], map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{what}: {files[0]} is not a state dict of {name}: {str(exc).splitlines()[0]}") from None
+    return model.eval(), member, ResolvedWeights(weights or str(member), source, files)
+
+
+def strip_classifier(model: nn.Module) -> int:
+    """Replace the final classifier by identity; returns the size of the vector it received."""
+    from torchvision.models.video import S3D
+
+    if isinstance(model, S3D):  # its classifier is a 1x1x1 convolution, pooled after
+        dim = model.classifier[1].in_channels
+        model.classifier = nn.Identity()
+        return dim
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ConfigError(f"{type(model).__name__} has no linear classifier to remove; pick another model")
+    parent_name, _, attr = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    dim = getattr(parent, attr).in_features
+    setattr(parent, attr, nn.Identity())
+    return dim
+
+
+class TorchvisionBackbone(Backbone):
+    """A torchvision classifier without its classifier, fed by its weights' own transforms."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        what = f"backbone {config.model}"
+        model, member, weights = load_torchvision(config.model, config.weights, what)
+        dim = strip_classifier(model)
+        super().__init__(config, weights, dim, device)
+        self.transforms = member.transforms()
+        self.channels_last = device.type == "cuda"
+        self.model = model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"transforms": " ".join(repr(self.transforms).split())}
+
+    @torch.inference_mode()
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            return self.model(batch).float()
+
+
+class ImageBackbone(TorchvisionBackbone):
+    input_kind = "frames"
+
+    def units(self, video: VideoInput) -> Units:
+        frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        return Units(list(self.transforms(frames)), video.timestamps)
+
+
+def _build(config: BackboneConfig, device: torch.device) -> Backbone:
+    return ImageBackbone(config, device)
+
+
+register_backbone(
+    "resnet50", input_kind="frames", config_cls=BackboneConfig, about="torchvision ResNet50, 2048-d per frame"
+)(_build)
+
+
+def _any_classifier(name: str) -> BackboneEntry | None:
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        return None
+    return BackboneEntry(name, "frames", BackboneConfig, _build, f"torchvision {name}, penultimate vector per frame")
+
+
+register_family("torchvision-image", _any_classifier)

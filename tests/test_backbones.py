@@ -1,0 +1,521 @@
+"""Backbones through the production loaders, with random weights saved by fixtures, against direct
+calls of the reference libraries on the same input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED, make_video
+
+from extract.backbones import BackboneConfig, get_backbone, list_backbones
+from extract.backbones.weights import WeightsError
+from extract.features import run_features
+from extract.store import StoreReader, StoreWriter
+from extract.views import ConfigError
+
+torch.manual_seed(0)
+
+
+def write_input(path: Path, kind: str, videos: dict[str, np.ndarray], times=None, config=None) -> Path:
+    """A decoded store with the given rows per video, as `decode` writes them."""
+    first = next(iter(videos.values()))
+    attrs = {"kind": kind, "config": json.dumps(config or {"view": {"type": kind, "sample_rate": 16000}})}
+    with StoreWriter(path, row_shape=first.shape[1:], dtype=first.dtype, attrs=attrs) as writer:
+        for vid, rows in videos.items():
+            stamps = np.arange(len(rows), dtype=np.float32) if times is None else times[vid]
+            writer.add(vid, rows, stamps, source_sha256=f"sha-{vid}")
+    return path
+
+
+def frames(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+def save_torchvision(weights_dir: Path, name: str) -> Path:
+    import torchvision
+
+    path = weights_dir / f"{name}.pth"
+    if not path.exists():
+        torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
+    return path
+
+
+def reference_torchvision(name: str, weights: Path) -> torch.nn.Module:
+    """The torchvision model with its classifier replaced by identity, as the issue defines it."""
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    if name == "s3d":
+        model.classifier = torch.nn.Identity()
+    elif hasattr(model, "fc"):
+        model.fc = torch.nn.Identity()
+    else:
+        model.head = torch.nn.Identity()
+    return model.eval()
+
+
+def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, weights_dir):
+    weights = save_torchvision(weights_dir, "resnet18")
+    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(5, seed=1)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(weights), "dtype": "float32"}
+    summary = run_features("r18", config, tmp_path / "r18.h5", batch_size=4, workers=0)
+    assert summary.computed == 2
+    store = StoreReader(tmp_path / "r18.h5")
+    from torchvision.models import ResNet18_Weights
+
+    model, transforms = reference_torchvision("resnet18", weights), ResNet18_Weights.DEFAULT.transforms()
+    for vid, seed, n in [("a", 0, 3), ("b", 1, 5)]:
+        with torch.inference_mode():
+            expected = model(transforms(torch.from_numpy(frames(n, seed=seed)).permute(0, 3, 1, 2))).numpy()
+        rows, times = store.get(vid)
+        assert rows.shape == (n, 512)
+        np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-4)
+        assert times.tolist() == list(range(n))
+    attrs = store.attrs
+    assert json.loads(attrs["weights"])["source"] == "path" and "resize_size=[256]" in attrs["preprocessing"]
+
+
+@pytest.mark.parametrize("name", ["mc3_18", "s3d"])
+def test_video_model_rows_equal_torchvision_on_its_transforms(tmp_path, weights_dir, name):
+    weights = save_torchvision(weights_dir, name)
+    size, length = (64, 8) if name == "mc3_18" else (224, 14)
+    clips = frames(2 * length, size).reshape(2, length, size, size, 3)
+    source = write_input(tmp_path / "clips.h5", "clips", {"v": clips}, times={"v": np.array([1.0, 3.0], np.float32)})
+    config = {"model": name, "input": str(source), "weights": str(weights), "dtype": "float32"}
+    run_features(name, config, tmp_path / "f.h5", workers=0)
+    from torchvision.models import get_model_weights
+
+    transforms = get_model_weights(name).DEFAULT.transforms()
+    batch = torch.stack([transforms(torch.from_numpy(c).permute(0, 3, 1, 2)) for c in clips])
+    with torch.inference_mode():
+        expected = reference_torchvision(name, weights)(batch).numpy()
+    rows, times = StoreReader(tmp_path / "f.h5").get("v")
+    np.testing.assert_allclose(rows, expected, rtol=1e-3, atol=1e-4)
+    assert times.tolist() == [1.0, 3.0]
+
+
+def test_mvit_refuses_clips_of_the_wrong_length(tmp_path, weights_dir):
+    source = write_input(tmp_path / "clips.h5", "clips", {"v": frames(8, 32).reshape(1, 8, 32, 32, 3)})
+    config = {"model": "mvit_v2_s", "input": str(source), "weights": str(save_torchvision(weights_dir, "mvit_v2_s"))}
+    with pytest.raises(ConfigError, match="mvit_v2_s needs exactly 16 frames per clip but .* has 8: set clip_len: 16"):
+        run_features("mvit_v2_s", config, tmp_path / "f.h5", workers=0)
+
+
+@pytest.fixture(scope="session")
+def bert_folder(weights_dir) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = weights_dir / "tiny-bert"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cold beer yoga by sea run river party".split()]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def write_manifest(path: Path, texts: dict[str, str]) -> Path:
+    lines = ["id,video,split,sha256,text"] + [f'{vid},{vid}.mp4,train,,"{text}"' for vid, text in texts.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("pooling", ["cls", "pooler", "mean"])
+def test_bert_pooled_rows_equal_transformers_on_the_tokenizer_output(tmp_path, bert_folder, pooling):
+    from transformers import AutoModel, AutoTokenizer
+
+    texts = {"a": "cold beer by the sea", "b": "yoga", "c": ""}
+    manifest = write_manifest(tmp_path / "m.csv", texts)
+    config = {
+        "model": "bert",
+        "input": str(manifest),
+        "weights": str(bert_folder),
+        "pooling": pooling,
+        "max_tokens": 6,
+        "dtype": "float32",
+    }
+    run_features("bert", config, tmp_path / "bert.h5", workers=0)
+    store = StoreReader(tmp_path / "bert.h5")
+    tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
+    for vid, text in texts.items():
+        encoded = tokenizer(text, truncation=True, max_length=6, return_tensors="pt")
+        with torch.inference_mode():
+            out = model(**encoded)
+        expected = {
+            "cls": out.last_hidden_state[0, 0],
+            "pooler": out.pooler_output[0],
+            "mean": out.last_hidden_state[0].mean(0),
+        }[pooling]
+        np.testing.assert_allclose(store.get(vid)[0][0], expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_bert_token_rows_are_the_unpadded_tokens(tmp_path, bert_folder):
+    from transformers import AutoModel, AutoTokenizer
+
+    manifest = write_manifest(tmp_path / "m.csv", {"a": "cold beer by the sea", "b": "yoga"})
+    config = {
+        "model": "bert",
+        "input": str(manifest),
+        "weights": str(bert_folder),
+        "output": "tokens",
+        "max_tokens": 5,
+        "dtype": "float32",
+    }
+    run_features("bert", config, tmp_path / "tok.h5", workers=0)
+    store = StoreReader(tmp_path / "tok.h5")
+    tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
+    with torch.inference_mode():
+        expected = model(**tokenizer("yoga", return_tensors="pt")).last_hidden_state[0].numpy()
+    assert store.get("a")[0].shape == (5, 32)  # truncated to max_tokens
+    np.testing.assert_allclose(store.get("b")[0], expected, rtol=1e-4, atol=1e-5)  # [CLS] yoga [SEP], no padding
+
+
+@pytest.fixture(scope="session")
+def videomae_folder(weights_dir) -> Path:
+    from transformers import VideoMAEConfig, VideoMAEImageProcessor, VideoMAEModel
+
+    folder = weights_dir / "tiny-videomae"
+    config = VideoMAEConfig(
+        image_size=32,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        use_mean_pooling=True,
+    )
+    VideoMAEModel(config).save_pretrained(folder)
+    VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_folder):
+    from transformers import VideoMAEImageProcessor, VideoMAEModel
+
+    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
+    source = write_input(tmp_path / "clips.h5", "clips", {"v": clips})
+    config = {"model": "videomae", "input": str(source), "weights": str(videomae_folder), "dtype": "float32"}
+    run_features("videomae", config, tmp_path / "f.h5", workers=0)
+    processor = VideoMAEImageProcessor.from_pretrained(videomae_folder)
+    model = VideoMAEModel.from_pretrained(videomae_folder).eval()
+    with torch.inference_mode():
+        pixels = torch.cat([processor(list(c), return_tensors="pt")["pixel_values"] for c in clips])
+        expected = model(pixel_values=pixels).last_hidden_state.mean(1).numpy()
+    np.testing.assert_allclose(StoreReader(tmp_path / "f.h5").get("v")[0], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="session")
+def vggish_folder(weights_dir) -> Path:
+    import torchvggish
+
+    folder = weights_dir / "vggish"
+    folder.mkdir()
+    torch.save(
+        torchvggish.VGG(torchvggish.make_layers(), postprocess=False).state_dict(), folder / "vggish-10086976.pth"
+    )
+    rng = np.random.default_rng(0)
+    pca = {"pca_eigen_vectors": rng.normal(0, 0.1, (128, 128)), "pca_means": rng.normal(0, 1, (128, 1))}
+    torch.save(pca, folder / "vggish_pca_params-970ea276.pth")  # numpy arrays, like the released file
+    return folder
+
+
+def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("postprocess", [True, False])
+def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
+    import torchvggish
+
+    audio = {"long": tone(3.0), "short": tone(0.5), "silent": np.zeros(0, np.float32)}
+    source = write_input(tmp_path / "audio.h5", "audio", audio)
+    config = {
+        "model": "vggish",
+        "input": str(source),
+        "weights": str(vggish_folder),
+        "postprocess": postprocess,
+        "dtype": "float32",
+    }
+    run_features("vggish", config, tmp_path / "v.h5", workers=0)
+    store = StoreReader(tmp_path / "v.h5")
+    model = torchvggish.VGG(torchvggish.make_layers(), postprocess=False).eval()
+    model.load_state_dict(torch.load(vggish_folder / "vggish-10086976.pth", weights_only=True))
+    examples = torchvggish.waveform_to_examples(audio["long"].astype(np.float64), 16000).detach()
+    with torch.inference_mode():
+        expected = model(examples).numpy()
+    if postprocess:  # the AudioSet release's PCA, clip to [-2, 2] and 8-bit quantization, written out here
+        pca = torch.load(vggish_folder / "vggish_pca_params-970ea276.pth", weights_only=False)
+        whitened = (pca["pca_eigen_vectors"] @ (expected.T - pca["pca_means"])).T
+        expected = np.round((np.clip(whitened, -2, 2) + 2) * 255 / 4)
+    rows, times = store.get("long")
+    assert rows.shape == (3, 128) and times.tolist() == pytest.approx([0, 0.96, 1.92])
+    np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-3 if not postprocess else 1.0)
+    assert store.get("short")[0].shape == (0, 128) and store.get("silent")[0].shape == (0, 128)
+    notes = dict(zip(store.ids, store.text("note"), strict=True))
+    assert notes == {"long": "", "short": "audio shorter than one 0.96 s window", "silent": "no audio"}
+
+
+@pytest.fixture(scope="session")
+def whisper_file(weights_dir) -> Path:
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=32,
+        n_audio_head=2,
+        n_audio_layer=1,
+        n_vocab=51864,
+        n_text_ctx=448,
+        n_text_state=32,
+        n_text_head=2,
+        n_text_layer=1,
+    )
+    path = weights_dir / "tiny-whisper.pt"
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    return path
+
+
+def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whisper_file):
+    import whisper
+
+    audio = {"v": tone(2.5), "long": tone(31.0, 300.0), "none": np.zeros(0, np.float32)}
+    source = write_input(tmp_path / "audio.h5", "audio", audio)
+    config = {
+        "model": "whisper",
+        "input": str(source),
+        "weights": str(whisper_file),
+        "transcribe": False,
+        "dtype": "float32",
+    }
+    run_features("whisper", config, tmp_path / "w.h5", workers=0)
+    store = StoreReader(tmp_path / "w.h5")
+    model = whisper.load_model(str(whisper_file), device="cpu")
+    with torch.inference_mode():
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio["v"])))
+        expected = model.encoder(mel[None])[0].numpy()
+    rows, times = store.get("v")
+    assert rows.shape == (125, 32)  # 2.5 s of 20 ms rows: the padding rows are gone
+    np.testing.assert_allclose(rows, expected[:125], rtol=1e-4, atol=1e-4)
+    assert times[1] == pytest.approx(0.02)
+    long_rows, long_times = store.get("long")
+    assert long_rows.shape == (1550, 32) and long_times[1500] == pytest.approx(30.0)
+    assert store.get("none")[0].shape == (0, 32)
+
+
+def test_every_registered_backbone_has_meta_and_a_builder():
+    names = list_backbones()
+    assert {"resnet50", "r2plus1d_18", "mvit_v2_s", "swin3d_t", "s3d", "videomae", "bert", "vggish", "whisper"} <= set(
+        names
+    )
+    for name in names:
+        entry = get_backbone(name)
+        assert entry.input_kind in ("frames", "clips", "audio", "text") and entry.about
+        assert issubclass(entry.config_cls, BackboneConfig) and callable(entry.build)
+    assert get_backbone("efficientnet_b0").input_kind == "frames"  # any torchvision classifier
+
+
+def test_unknown_backbone_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown backbone 'resnet5'; registered: .*resnet50"):
+        get_backbone("resnet5")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"model": "bert", "input": "m.csv", "pooling": "max"}, "pooling: 'max' is not one of"),
+        ({"model": "vggish", "input": "a.h5", "pooling": "cls"}, r"unknown key\(s\) \['pooling'\]"),
+        ({"model": "resnet50"}, "input: name the file it reads"),
+    ],
+)
+def test_bad_backbone_params_name_the_key(values, message):
+    from extract.backbones import backbone_config
+
+    with pytest.raises(ConfigError, match=message):
+        backbone_config("x", values)
+
+
+def test_offline_without_cached_weights_fails_fast_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache; the network is unreachable
+    monkeypatch.setattr("torch.hub.download_url_to_file", _no_network)
+    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(1)})
+    with pytest.raises(WeightsError) as info:
+        run_features("resnet50", {"input": str(source)}, tmp_path / "f.h5", workers=0)
+    message = str(info.value)
+    assert "resnet50-11ad3fa6.pth is not in the torch hub cache" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
+    assert not (tmp_path / "f.h5").exists()
+
+
+def _no_network(*args, **kwargs):
+    raise OSError("network is unreachable")
+
+
+def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, weights_dir):
+    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(1)})
+    wrong = save_torchvision(weights_dir, "resnet18")
+    with pytest.raises(WeightsError, match="is not a state dict of resnet50"):
+        run_features("resnet50", {"input": str(source), "weights": str(wrong)}, tmp_path / "f.h5", workers=0)
+
+
+def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_dir, monkeypatch):
+    from extract.backbones.image import ImageBackbone
+
+    embedded = []
+    original = ImageBackbone.embed
+    monkeypatch.setattr(
+        ImageBackbone, "embed", lambda self, batch: embedded.append(len(batch)) or original(self, batch)
+    )
+    config = {
+        "model": "resnet18",
+        "input": str(tmp_path / "frames.h5"),
+        "weights": str(save_torchvision(weights_dir, "resnet18")),
+    }
+    write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(3, seed=1)})
+    run_features("r18", config, tmp_path / "f.h5", workers=0)
+    assert sum(embedded) == 6
+    embedded.clear()
+    write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(3, seed=1), "c": frames(2, seed=2)})
+    summary = run_features("r18", config, tmp_path / "f.h5", workers=0)
+    assert sum(embedded) == 2 and (summary.computed, summary.reused) == (1, 2)
+    assert StoreReader(tmp_path / "f.h5").ids == ["a", "b", "c"]
+
+
+def test_loader_workers_give_the_same_store_as_inline(tmp_path, weights_dir):
+    source = write_input(tmp_path / "frames.h5", "frames", {f"v{i}": frames(2, seed=i) for i in range(5)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    run_features("r18", config, tmp_path / "inline.h5", workers=0, batch_size=3)
+    run_features("r18", config, tmp_path / "workers.h5", workers=2, batch_size=3)
+    assert (tmp_path / "inline.h5").read_bytes() == (tmp_path / "workers.h5").read_bytes()
+
+
+def test_failed_input_videos_are_recorded(tmp_path, weights_dir):
+    source = tmp_path / "frames.h5"
+    with StoreWriter(source, row_shape=(64, 64, 3), dtype=np.uint8, attrs={"kind": "frames", "config": "{}"}) as w:
+        w.add("ok", frames(1), np.zeros(1, np.float32), "s")
+        w.add_failure("bad", "ffprobe failed: moov atom not found")
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    summary = run_features("r18", config, tmp_path / "f.h5", workers=0)
+    assert "moov atom not found" in summary.failures["bad"] and StoreReader(tmp_path / "f.h5").ids == ["ok"]
+
+
+# Real small weights, when ../shared/weights is beside the checkout.
+REAL_WEIGHTS = SHARED / "weights"
+needs_real = pytest.mark.skipif(not REAL_WEIGHTS.is_dir(), reason="../shared/weights is absent")
+
+
+@needs_real
+def test_whisper_tiny_en_transcribes_speech_in_a_generated_video(tmp_path):
+    from extract.decode import run_decode, views_from_params
+
+    speech = SHARED / "media" / "speech" / "quick_brown_fox.wav"
+    video = tmp_path / "fox.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x48:rate=10",
+            "-i",
+            str(speech),
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            str(video),
+        ],
+        check=True,
+    )
+    views = views_from_params({"views": {"audio": {"type": "audio"}}})
+    run_decode([{"id": "fox", "video": str(video), "sha256": "x"}], views, tmp_path / "decoded", workers=1)
+    config = {
+        "model": "whisper",
+        "input": str(tmp_path / "decoded" / "audio.h5"),
+        "weights": str(REAL_WEIGHTS / "whisper-tiny.en.pt"),
+    }
+    run_features("whisper", config, tmp_path / "whisper.h5", workers=0)
+    store = StoreReader(tmp_path / "whisper.h5")
+    transcript = store.text("transcript")[0]
+    words = "".join(c for c in transcript.lower() if c.isalpha() or c == " ").split()
+    assert words == "the quick brown fox jumps over the lazy dog".split(), transcript
+    assert store.text("language")[0] == "en"
+    segments = json.loads(store.text("segments")[0])
+    assert segments and segments[0]["start"] >= 0 and segments[-1]["end"] > segments[0]["start"]
+    assert store.get("fox")[0].shape[1] == 384  # tiny's encoder width
+
+
+@needs_real
+def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence(tmp_path):
+    texts = {
+        "a": "A man is playing a guitar.",
+        "b": "Someone plays the guitar.",
+        "c": "The stock market fell sharply today.",
+    }
+    config = {
+        "model": "bert",
+        "input": str(write_manifest(tmp_path / "m.csv", texts)),
+        "weights": str(REAL_WEIGHTS / "all-MiniLM-L6-v2"),
+        "pooling": "mean",
+        "dtype": "float32",
+    }
+    run_features("minilm", config, tmp_path / "m.h5", workers=0)
+    store = StoreReader(tmp_path / "m.h5")
+    a, b, c = (store.get(v)[0][0] for v in "abc")
+
+    def cosine(x, y):
+        return float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))
+
+    assert cosine(a, b) > cosine(a, c) + 0.2
+
+
+@pytest.mark.parametrize("name", ["r2plus1d_18", "r3d_18", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "resnet50"])
+def test_registered_torchvision_backbones_load_and_give_their_width(tmp_path, weights_dir, name):
+    entry = get_backbone(name)
+    weights = save_torchvision(weights_dir, name)
+    backbone = entry.build(entry.config_cls(model=name, input="x", weights=str(weights)), torch.device("cpu"))
+    expected = {
+        "r2plus1d_18": 512,
+        "r3d_18": 512,
+        "mvit_v1_b": 768,
+        "mvit_v2_s": 768,
+        "swin3d_t": 768,
+        "resnet50": 2048,
+    }[name]
+    assert backbone.dim == expected
+    if entry.input_kind == "frames":
+        batch = torch.zeros(2, 3, 224, 224)
+    else:
+        size = 224 if name.startswith("mvit") else 64
+        batch = torch.zeros(1, 3, 16, size, size)
+    assert backbone.embed(batch).shape == (len(batch), expected)
+
+
+def test_make_video_fixture_is_decodable(tmp_path):  # guards the helpers the stage tests build on
+    assert make_video(tmp_path / "x.mp4").stat().st_size > 0
