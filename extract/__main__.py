@@ -89,7 +89,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             out,
             batch_size=args.batch_size,
             workers=args.workers,
-            progress=bar.update,
+            progress=bar,
         )
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK

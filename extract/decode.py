@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from extract import media
-from extract.store import BuildSummary, StoreBuilder
+from extract.store import BuildSummary, StoreBuilder, checkpoint_seconds
 from extract.views import ConfigError, View, view_config_json, view_from_params
 
 INFO_DTYPES = {
@@ -42,11 +42,6 @@ def views_from_params(decode_params: dict) -> dict[str, View]:
 def default_workers() -> int:
     """Decode processes: REELFEAT_WORKERS, else one per core."""
     return int(os.environ.get("REELFEAT_WORKERS", 0)) or os.cpu_count() or 1
-
-
-def checkpoint_seconds() -> float:
-    """How often finished videos are saved for a killed run to resume from: REELFEAT_CHECKPOINT_S."""
-    return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm import tqdm
 
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, backbone_config, default_device
-from extract.store import BuildSummary, StoreBuilder, StoreReader
+from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
 from extract.views import ConfigError
 
 DEFAULT_BATCH = {"frames": 32, "clips": 4, "audio": 16, "text": 64}
@@ -122,6 +123,11 @@ class _Pending:
     outputs: list = field(default_factory=list)
 
 
+def _one_thread(worker_id: int) -> None:
+    """Loader workers prepare one video at a time: torch ops there must not claim every core."""
+    torch.set_num_threads(1)
+
+
 def loader_workers() -> int:
     """Processes preparing inputs while the model runs: REELFEAT_LOADER_WORKERS, default 2."""
     return int(os.environ.get("REELFEAT_LOADER_WORKERS", 2))
@@ -168,7 +174,7 @@ def run_features(
     device: torch.device | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
-    progress: Callable[[int], object] | None = None,
+    progress: tqdm | None = None,
 ) -> BuildSummary:
     """Extract `backbones.<key>` into out_path, reusing unchanged videos' rows."""
     entry, config = backbone_config(key, values)
@@ -201,25 +207,28 @@ def run_features(
             "versions": library_versions(),
         },
         info_dtypes=backbone.columns,
-        checkpoint_s=float(os.environ.get("REELFEAT_CHECKPOINT_S", 30)),
+        checkpoint_s=checkpoint_seconds(),
     )
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
     workers = loader_workers() if workers is None else workers
+    if progress is not None:
+        progress.reset(total=len(todo))
     loader = DataLoader(
         _Prepared(source, todo, backbone),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
-        persistent_workers=False,
+        worker_init_fn=_one_thread,
+        pin_memory=device.type == "cuda",
     )
     for vid, result in _batches(iter(loader), backbone, batch_size or DEFAULT_BATCH[entry.input_kind]):
         if isinstance(result, str):
             builder.add_failure(vid, result)
         else:
             builder.add(vid, hashes[vid], result.feats.astype(config.dtype), result.timestamps, result.columns)
-        if progress:
-            progress(1)
+        if progress is not None:
+            progress.update(1)
     for vid, error in source.failures.items():
         builder.add_failure(vid, f"no input ({source.path}: {error})")
     return builder.finish([(vid, hashes[vid]) for vid in source.ids])

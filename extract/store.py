@@ -35,6 +35,11 @@ _STR = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 1 << 20
 
 
+def checkpoint_seconds() -> float:
+    """How often finished videos are saved for a killed run to resume from: REELFEAT_CHECKPOINT_S."""
+    return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
+
+
 class StoreError(Exception):
     """A store that is missing, of another schema, or asked for a video it does not hold."""
 

@@ -326,6 +326,18 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
     assert store.get("none")[0].shape == (0, 32)
 
 
+def test_audio_models_refuse_another_sample_rate(tmp_path, vggish_folder):
+    config = {"view": {"type": "audio", "sample_rate": 8000}}
+    source = write_input(tmp_path / "audio.h5", "audio", {"v": tone(1.0)}, config=config)
+    with pytest.raises(ConfigError, match="vggish needs 16000 Hz audio; .* is 8000 Hz: set sample_rate: 16000"):
+        run_features(
+            "vggish",
+            {"model": "vggish", "input": str(source), "weights": str(vggish_folder)},
+            tmp_path / "v.h5",
+            workers=0,
+        )
+
+
 def test_every_registered_backbone_has_meta_and_a_builder():
     names = list_backbones()
     assert {"resnet50", "r2plus1d_18", "mvit_v2_s", "swin3d_t", "s3d", "videomae", "bert", "vggish", "whisper"} <= set(
@@ -495,7 +507,9 @@ def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence(tmp_path):
     assert cosine(a, b) > cosine(a, c) + 0.2
 
 
-@pytest.mark.parametrize("name", ["r2plus1d_18", "r3d_18", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "resnet50"])
+@pytest.mark.parametrize(
+    "name", ["r2plus1d_18", "r3d_18", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b", "resnet50"]
+)
 def test_registered_torchvision_backbones_load_and_give_their_width(tmp_path, weights_dir, name):
     entry = get_backbone(name)
     weights = save_torchvision(weights_dir, name)
@@ -506,6 +520,8 @@ def test_registered_torchvision_backbones_load_and_give_their_width(tmp_path, we
         "mvit_v1_b": 768,
         "mvit_v2_s": 768,
         "swin3d_t": 768,
+        "swin3d_s": 768,
+        "swin3d_b": 1024,
         "resnet50": 2048,
     }[name]
     assert backbone.dim == expected

@@ -109,6 +109,16 @@ class Backbone:
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=enabled)
 
 
+def require_sample_rate(backbone: Backbone, source_config: dict | None, rate: int) -> None:
+    """Audio models take one sample rate: refuse a decoded audio view at another."""
+    given = (source_config or {}).get("view", {}).get("sample_rate", rate)
+    if given != rate:
+        raise ConfigError(
+            f"{backbone.config.model} needs {rate} Hz audio; {backbone.config.input} is {given} Hz: "
+            f"set sample_rate: {rate} in its decode view"
+        )
+
+
 @dataclass(frozen=True)
 class BackboneEntry:
     name: str

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
+from extract.backbones import (
+    Backbone,
+    BackboneConfig,
+    Rows,
+    Units,
+    VideoInput,
+    register_backbone,
+    require_sample_rate,
+)
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
 
 MODEL_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
@@ -78,9 +86,7 @@ class VGGishBackbone(Backbone):
             self.postprocessor._pca_means = torch.as_tensor(pca["pca_means"].reshape(-1, 1)).float().to(device)
 
     def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
-        rate = (source_config or {}).get("view", {}).get("sample_rate", SAMPLE_RATE)
-        if rate != SAMPLE_RATE:
-            raise WeightsError(f"vggish needs {SAMPLE_RATE} Hz audio; {self.config.input} is {rate} Hz")
+        require_sample_rate(self, source_config, SAMPLE_RATE)
 
     def preprocessing(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
+from extract.backbones import (
+    Backbone,
+    BackboneConfig,
+    Rows,
+    Units,
+    VideoInput,
+    register_backbone,
+    require_sample_rate,
+)
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files
 
 SAMPLE_RATE = 16000
@@ -68,9 +76,7 @@ class WhisperBackbone(Backbone):
         super().__init__(config, weights, self.model.dims.n_audio_state, device)
 
     def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
-        rate = (source_config or {}).get("view", {}).get("sample_rate", SAMPLE_RATE)
-        if rate != SAMPLE_RATE:
-            raise WeightsError(f"whisper needs {SAMPLE_RATE} Hz audio; {self.config.input} is {rate} Hz")
+        require_sample_rate(self, source_config, SAMPLE_RATE)
 
     def preprocessing(self) -> dict[str, Any]:
         return {
