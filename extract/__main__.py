@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="store path (default: data/features/<backbone>.h5)")
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
     p.add_argument(
-        "--workers", type=int, default=None, help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 0 on CPU, cores-1 for a GPU)",
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.set_defaults(run=cmd_features)

@@ -128,9 +128,15 @@ def _one_thread(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def loader_workers() -> int:
-    """Processes preparing inputs while the model runs: REELFEAT_LOADER_WORKERS, default 2."""
-    return int(os.environ.get("REELFEAT_LOADER_WORKERS", 2))
+def loader_workers(device: torch.device) -> int:
+    """Processes preparing inputs while the model runs: REELFEAT_LOADER_WORKERS, else by device.
+
+    On the CPU the model already uses every core, so inputs are prepared inline (measured on 2
+    cores: 2 workers gave 70% of model-only throughput, inline 86%); a GPU is fed by the cores.
+    """
+    if "REELFEAT_LOADER_WORKERS" in os.environ:
+        return int(os.environ["REELFEAT_LOADER_WORKERS"])
+    return min(8, max(1, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
 
 
 def _batches(
@@ -211,7 +217,7 @@ def run_features(
     )
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
-    workers = loader_workers() if workers is None else workers
+    workers = loader_workers(device) if workers is None else workers
     if progress is not None:
         progress.reset(total=len(todo))
     loader = DataLoader(
