@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 import yaml
 from conftest import ROOT
 
@@ -45,6 +47,11 @@ def project(tmp_path: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    weights = tmp_path / "resnet18.pth"  # tiny random weights, loaded through the production loader
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["backbones"] = {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
@@ -62,20 +69,30 @@ def set_param(repo: Path, section: str, path: list[str], value: object) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def test_repro_twice_does_nothing_and_a_decode_param_reruns_decode_only(project):
+def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project):
     first = sh(project, "dvc", "repro")
-    assert "Running stage 'prepare'" in first and "Running stage 'decode'" in first
+    for stage in ["prepare", "decode", "extract@resnet18"]:
+        assert f"Running stage '{stage}'" in first
     frames = StoreReader(project / "data/decoded/frames.h5")
     assert len(frames) == 4 and frames.row_shape == (224, 224, 3)
+    assert StoreReader(project / "data/features/resnet18.h5").row_shape == (512,)
 
     second = sh(project, "dvc", "repro")
-    assert "Running stage" not in second
-    assert "Stage 'prepare' didn't change" in second and "Stage 'decode' didn't change" in second
+    assert "Running stage" not in second and "Data and pipelines are up to date" in second
+
+    set_param(project, "decode", ["views", "audio", "max_seconds"], 1.0)
+    audio_only = sh(project, "dvc", "repro")
+    assert "Stage 'prepare' didn't change" in audio_only and "Running stage 'decode'" in audio_only
+    assert "audio: data/decoded/audio.h5 written: 4 decoded, 0 reused" in audio_only
+    assert "frames: data/decoded/frames.h5 unchanged: 0 decoded, 4 reused" in audio_only
+    assert "Stage 'extract@resnet18' didn't change" in audio_only  # it reads frames.h5 only
 
     set_param(project, "decode", ["views", "frames", "num_frames"], 3)
-    third = sh(project, "dvc", "repro")
-    assert "Stage 'prepare' didn't change" in third and "Running stage 'decode'" in third
-    # the changed view is redone; the others are reused from the persisted stores
-    assert "frames: data/decoded/frames.h5 written: 4 decoded, 0 reused" in third
-    assert "audio: data/decoded/audio.h5 unchanged: 0 decoded, 4 reused" in third
-    assert StoreReader(project / "data/decoded/frames.h5").num_rows == 12
+    frames_changed = sh(project, "dvc", "repro")
+    assert "frames: data/decoded/frames.h5 written: 4 decoded, 0 reused" in frames_changed
+    assert "Running stage 'extract@resnet18'" in frames_changed
+    assert StoreReader(project / "data/features/resnet18.h5").num_rows == 12
+
+    set_param(project, "backbones", ["resnet18", "dtype"], "float32")
+    backbone_only = sh(project, "dvc", "repro")
+    assert "Stage 'decode' didn't change" in backbone_only and "Running stage 'extract@resnet18'" in backbone_only
