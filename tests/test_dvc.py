@@ -33,12 +33,13 @@ def sh(cwd: Path, *args: str) -> str:
 def project(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ["extract", "dvc.yaml", "params.yaml"]:
+    for name in ["extract", "heads", "dvc.yaml", "params.yaml"]:
         src = ROOT / name
         copy = shutil.copytree if src.is_dir() else shutil.copy
         copy(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
     with open(ROOT / "data/demo/manifest.csv", newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:4]
+        first_four = list(csv.DictReader(handle))[:4]
+    rows = [dict(row, split=split) for row, split in zip(first_four, ["train", "train", "val", "test"], strict=True)]
     demo = repo / "data" / "demo"
     (demo / "clips").mkdir(parents=True)
     for row in rows:
@@ -51,6 +52,15 @@ def project(tmp_path: Path) -> Path:
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["backbones"] = {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}}
+    params["heads"] = {
+        "risky": {
+            "task": "binary",
+            "target": "risky",
+            "epochs": 2,
+            "bootstrap": 10,
+            "inputs": [{"store": "data/features/resnet18.h5", "pool": "mean"}],
+        }
+    }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")
     sh(repo, "git", "init", "-q")
@@ -96,3 +106,11 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
     set_param(project, "backbones", ["resnet18", "dtype"], "float32")
     backbone_only = sh(project, "dvc", "repro")
     assert "Stage 'decode' didn't change" in backbone_only and "Running stage 'extract@resnet18'" in backbone_only
+
+    set_param(project, "heads", ["risky", "lr"], 0.01)
+    head_only = sh(project, "dvc", "repro")
+    assert "Running stage 'train@risky'" in head_only and "Running stage 'evaluate@risky'" in head_only
+    for stage in ["prepare", "decode", "extract@resnet18"]:
+        assert f"Stage '{stage}' didn't change" in head_only
+    metrics = sh(project, "dvc", "metrics", "show")
+    assert "data/heads/risky/metrics.json" in metrics and "test.accuracy" in metrics

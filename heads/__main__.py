@@ -1,0 +1,130 @@
+"""`python -m heads COMMAND`: train, evaluate and use heads on cached features.
+
+Exit codes: 0 done; 1 could not run (bad params, missing store or checkpoint; the message names
+the file and the fix); 3 predict finished but some videos failed (their lines carry the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, load_section
+
+
+def head_dir(name: str) -> Path:
+    return Path("data/heads") / name
+
+
+def configured(args: argparse.Namespace) -> dict:
+    heads = load_section(args.params, "heads")
+    if args.head not in heads:
+        raise KeyError(f"{args.params}: no heads.{args.head}; configured: {sorted(heads)}")
+    return heads[args.head]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from heads.config import head_config
+    from heads.train import train
+
+    config = head_config(args.head, configured(args))
+    path = train(config, args.out or head_dir(args.head))
+    print(f"{args.head}: trained {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from heads.evaluate import evaluate
+
+    metrics = evaluate(args.out or head_dir(args.head))
+    for split in ("val", "test"):
+        if split in metrics:
+            shown = {k: v for k, v in metrics[split].items() if "/" not in k and k != "ci95"}
+            print(f"{args.head} {split}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import yaml
+
+    from heads.predict import predict
+
+    if bool(args.manifest) == bool(args.videos):
+        raise ValueError("give either --manifest M or video files, not both and not neither")
+    params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        failed = predict(args.out_dir or head_dir(args.head), params, args.videos, args.manifest, out)
+    finally:
+        if args.out:
+            out.close()
+    if failed:
+        print(f"{failed} video(s) failed; their lines carry the error", file=sys.stderr)
+    return EXIT_VIDEOS_FAILED if failed else EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from heads.config import head_config
+
+    for name, values in load_section(args.params, "heads").items():
+        config = head_config(name, values)
+        inputs = ", ".join(f"{i.key}:{i.pool}" for i in config.inputs)
+        print(f"{name:<20} {config.task:<16} target {','.join(config.targets):<20} inputs {inputs}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m heads", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train heads.<name> on its feature stores -> data/heads/<name>/model.pt")
+    p.add_argument("head")
+    p.add_argument("--out", default=None, help="folder (default: data/heads/<name>)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics.json and plots/ of a trained head on val and test")
+    p.add_argument("head")
+    p.add_argument("--out", default=None, help="folder of the trained head (default: data/heads/<name>)")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="JSON lines of a trained head's scores and labels for new videos")
+    p.add_argument("--head", required=True, help="a key of `heads` in params.yaml")
+    p.add_argument("--manifest", default=None, help="a table of videos (as prepare reads)")
+    p.add_argument("videos", nargs="*", help="video files")
+    p.add_argument("--out", default=None, help="write JSON lines here instead of stdout")
+    p.add_argument("--out-dir", default=None, help="folder of the trained head (default: data/heads/<name>)")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("list", help="the heads configured in params.yaml")
+    p.set_defaults(run=cmd_list)
+
+    args = parser.parse_args(argv)
+    from extract.backbones.weights import WeightsError
+    from extract.manifest import ManifestError
+    from extract.store import StoreError
+    from extract.views import ConfigError
+    from heads.evaluate import CheckpointError
+
+    try:
+        return args.run(args)
+    except (
+        ConfigError,
+        StoreError,
+        CheckpointError,
+        WeightsError,
+        ManifestError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+    ) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""A head's configuration: `heads.<name>` in params.yaml, typed, with unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from extract.views import ConfigError, build_config
+
+POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn")
+TASKS = ("binary", "multi_label", "multi_class", "regression", "multi_regression", "quantile")
+# The losses each task trains with; the first is its default. All take logits and average over the batch.
+LOSSES = {
+    "binary": ("bce",),
+    "multi_label": ("bce",),
+    "multi_class": ("ce",),
+    "quantile": ("ce",),
+    "regression": ("mse", "mae", "huber"),
+    "multi_regression": ("mse", "mae", "huber"),
+}
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One feature store a head reads, and how its rows become a vector."""
+
+    store: str  # data/features/<backbone>.h5
+    pool: str = "mean"  # mean | max | attention (pooling) ; lstm | transformer | textcnn (sequence encoders)
+    name: str = ""  # how other inputs refer to it (guide); default: the store's file stem
+    max_len: int = 64  # rows kept per video: random rows while training, evenly spaced otherwise
+    hidden: int = 128  # width of the sequence encoder (lstm: per direction)
+    layers: int = 1  # lstm / transformer layers
+    heads: int = 4  # transformer attention heads
+    guide: str | None = None  # lstm only: name of a pooled input that guides attention (PaddleVideo text_guide)
+    windows: tuple[int, ...] = (2, 3, 4)  # textcnn window sizes
+    filters: int = 128  # textcnn filters per window
+
+    @property
+    def key(self) -> str:
+        return self.name or self.store.rsplit("/", 1)[-1].removesuffix(".h5")
+
+    def validate(self, where: str) -> None:
+        if self.pool not in POOLS:
+            raise ConfigError(f"{where}.pool: {self.pool!r} is not one of {list(POOLS)}")
+        if self.guide and self.pool != "lstm":
+            raise ConfigError(f"{where}.guide: only lstm inputs take a guide")
+        if self.max_len < 1 or self.hidden < 1 or self.layers < 1:
+            raise ConfigError(f"{where}: max_len, hidden and layers must be positive")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Every key of `heads.<name>`; a checkpoint carries this back."""
+
+    inputs: tuple[InputConfig, ...]
+    task: str
+    target: str | tuple[str, ...]  # a manifest column, or several for multi_regression
+    manifest: str = "data/prepared/manifest.csv"
+    hidden: tuple[int, ...] = (256,)  # MLP over the concatenated inputs; () is a linear probe
+    dropout: float = 0.2
+    loss: str = ""  # default by task: bce, ce or mse
+    pos_weight: float | None = None  # binary / multi_label: weight of positives (imbalance)
+    zscore: bool = True  # regression: train on z-scored targets, report in original units
+    quantiles: int = 4  # quantile: classes cut at the training split's quantiles
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 20
+    batch_size: int = 32
+    seed: int = 0
+    bootstrap: int = 1000  # resamples for the 95% intervals of headline metrics
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or LOSSES[self.task][0]
+
+    def validate(self, where: str) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"{where}.task: {self.task!r} is not one of {list(TASKS)}")
+        if self.loss_name not in LOSSES[self.task]:
+            raise ConfigError(f"{where}.loss: {self.task} trains with one of {list(LOSSES[self.task])}")
+        if (self.task == "multi_regression") != (len(self.targets) > 1):
+            raise ConfigError(f"{where}.target: multi_regression takes a list of columns, other tasks one column")
+        if not self.inputs:
+            raise ConfigError(f"{where}.inputs: name at least one feature store")
+        keys = [i.key for i in self.inputs]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"{where}.inputs: names {keys} repeat; give inputs distinct `name`s")
+        pooled = {i.key for i in self.inputs if i.pool in ("mean", "max", "attention")}
+        for spec in self.inputs:
+            if spec.guide and spec.guide not in pooled:
+                raise ConfigError(f"{where}.inputs: guide {spec.guide!r} must be a pooled input among {sorted(pooled)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"{where}: epochs, batch_size and lr must be positive")
+
+
+def head_config(name: str, values: dict[str, Any]) -> HeadConfig:
+    """Validated `heads.<name>`; every key is checked, unknown ones named."""
+    where = f"params.yaml heads.{name}"
+    values = dict(values or {})
+    raw_inputs = values.get("inputs") or []
+    if not isinstance(raw_inputs, list):
+        raise ConfigError(f"{where}.inputs: a list of {{store: ..., pool: ...}}")
+    inputs = []
+    for i, item in enumerate(raw_inputs):
+        item = dict(item)
+        if "windows" in item:
+            item["windows"] = tuple(item["windows"])
+        inputs.append(build_config(InputConfig, item, f"{where}.inputs[{i}]"))
+    values["inputs"] = tuple(inputs)
+    for key in ("hidden",):
+        if key in values:
+            values[key] = tuple(values[key])
+    if isinstance(values.get("target"), list):
+        values["target"] = tuple(values["target"])
+    for key in ("lr", "weight_decay", "dropout"):  # YAML reads 2e-5 as a string
+        if isinstance(values.get(key), str):
+            values[key] = float(values[key])
+    return build_config(HeadConfig, values, where)
+
+
+def config_to_dict(config: HeadConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(values: dict[str, Any]) -> HeadConfig:
+    values = dict(values)
+    values["inputs"] = tuple(InputConfig(**{**i, "windows": tuple(i["windows"])}) for i in values["inputs"])
+    values["hidden"] = tuple(values["hidden"])
+    if isinstance(values["target"], list):
+        values["target"] = tuple(values["target"])
+    return HeadConfig(**values)

@@ -1,0 +1,100 @@
+"""Train one head on cached features: seed, data, task, model, optimizer, loop, thresholds, checkpoint.
+
+Reads top to bottom in the order it runs. Deterministic on the CPU: the same inputs and seed
+give the same checkpoint and the same metrics, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from heads.config import HeadConfig, config_to_dict
+from heads.data import HeadData
+from heads.metrics import tune_thresholds
+from heads.models import HeadModel
+from heads.tasks import Task
+
+CHECKPOINT = "model.pt"
+
+
+@torch.inference_mode()
+def predict_scores(model: HeadModel, data: HeadData, videos: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Scores (probabilities, or values in original units) of the given videos, in order."""
+    model.eval()
+    logits = [model(data.batch(videos[i : i + batch_size]))[0].numpy() for i in range(0, len(videos), batch_size)]
+    return model.task.scores(np.concatenate(logits)) if logits else np.zeros((0, model.task.out_dim))
+
+
+def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None) -> Path:
+    """Train, tune decision thresholds on `val`, and save the checkpoint; returns its path."""
+    # seed: every random choice below comes from these
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    rng = np.random.default_rng(config.seed)
+
+    # data: features of the videos every input has; the split comes from the prepared manifest
+    data = data or HeadData.load(config)
+    train_idx, val_idx = data.split("train"), data.split("val")
+    if len(train_idx) == 0:
+        raise ValueError(f"{config.manifest}: no training videos with features in every input store")
+
+    # task: targets, loss and output size, fitted on the training split only
+    task = Task.fit(config, data.rows, [data.rows[i] for i in train_idx])
+    targets = torch.from_numpy(task.encode(data.rows))
+
+    # model and optimizer
+    model = HeadModel(config, data.dims(), task)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    # loop: shuffled minibatches, one pass per epoch, validation loss after each
+    history = []
+    for epoch in range(config.epochs):
+        model.train()
+        order = rng.permutation(train_idx)
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            _, loss = model(data.batch(batch, rng), targets[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item() * len(batch))
+        entry = {"epoch": epoch + 1, "train_loss": round(sum(losses) / len(train_idx), 6)}
+        if len(val_idx):
+            model.eval()
+            with torch.inference_mode():
+                _, val_loss = model(data.batch(val_idx), targets[val_idx])
+            entry["val_loss"] = round(val_loss.item(), 6)
+        history.append(entry)
+
+    # thresholds: tuned on the validation split only, never on test
+    thresholds = {}
+    if len(val_idx):
+        thresholds = tune_thresholds(
+            task, task.truth([data.rows[i] for i in val_idx]), predict_scores(model, data, val_idx)
+        )
+    elif task.kind in ("binary", "multi_label"):
+        thresholds = {"global": 0.5, "per_class": [0.5] * task.out_dim}
+
+    # checkpoint: weights plus everything needed to use them (config, task, thresholds, store schemas)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CHECKPOINT
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(
+        {
+            "config": config_to_dict(config),
+            "task": task.state(),
+            "state_dict": model.state_dict(),
+            "thresholds": thresholds,
+            "inputs": data.schema(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    return path

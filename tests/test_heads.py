@@ -1,0 +1,342 @@
+"""Heads on synthetic feature stores: learning, chance on shuffled labels, padding, metrics, thresholds,
+reproducibility, checkpoints and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as sk
+
+from extract.store import StoreWriter
+from extract.views import ConfigError
+from heads.config import head_config
+from heads.data import HeadData
+from heads.evaluate import CheckpointError, check_stores, evaluate, load_head
+from heads.metrics import best_f1_threshold, compute, gap, hit_at_k, mean_average_precision
+from heads.tasks import Task
+from heads.train import predict_scores, train
+
+N, DIM, CLASSES = 240, 16, 3
+
+
+def write_store(path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w") -> str:
+    attrs = {"kind": "features", "backbone": backbone, "weights": json.dumps({"sha256": sha}), "config": "{}"}
+    with StoreWriter(path, row_shape=(DIM,), dtype=np.float32, attrs=attrs) as writer:
+        for vid, feats in rows.items():
+            writer.add(vid, feats, np.arange(len(feats), dtype=np.float32), "s")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict:
+    """N videos whose class shows in every input: a class direction plus noise, sequences of 3-12 rows."""
+    root = tmp_path_factory.mktemp("heads")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (CLASSES, DIM)) * 2
+    label = rng.integers(0, CLASSES, N)
+    seq, pooled, tokens = {}, {}, {}
+    for i in range(N):
+        vid = f"v{i:03d}"
+        length = int(rng.integers(3, 13))
+        seq[vid] = (centres[label[i]] + rng.normal(0, 1, (length, DIM))).astype(np.float32)
+        pooled[vid] = (centres[label[i]] + rng.normal(0, 1, (1, DIM))).astype(np.float32)
+        tokens[vid] = centres[label[i]][None] * (rng.random((length, 1)) > 0.5) + rng.normal(0, 0.5, (length, DIM))
+        tokens[vid] = tokens[vid].astype(np.float32)
+    stores = {
+        "seq": write_store(root / "seq.h5", seq),
+        "pooled": write_store(root / "pooled.h5", pooled),
+        "tokens": write_store(root / "tokens.h5", tokens),
+    }
+    value = label * 2.0 + rng.normal(0, 0.1, N)
+    split = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
+    names = ["red", "green", "blue"]
+    rows = [
+        {
+            "id": f"v{i:03d}",
+            "split": split[i],
+            "binary": str(int(label[i] == 0)),
+            "tags": ",".join(sorted({names[label[i]], *(["green"] if label[i] == 2 else [])})),
+            "action": names[label[i]],
+            "value": f"{value[i]:.4f}",
+            "other": f"{-value[i] * 3 + 1:.4f}",
+        }
+        for i in range(N)
+    ]
+    return {"root": root, "stores": stores, "rows": rows}
+
+
+def write_manifest(path: Path, rows: list[dict]) -> str:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def config_for(synthetic: dict, tmp: Path, task: str, target, inputs: list[dict], rows=None, **extra):
+    manifest = write_manifest(tmp / "manifest.csv", rows or synthetic["rows"])
+    values = {
+        "task": task,
+        "target": target,
+        "inputs": inputs,
+        "manifest": manifest,
+        "epochs": 25,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "hidden": [32],
+        "dropout": 0.0,
+        "bootstrap": 0,
+        **extra,
+    }
+    return head_config("h", values)
+
+
+def fit_and_score(config, out: Path) -> dict:
+    train(config, out)
+    return evaluate(out)["test"]
+
+
+ARCHES = {
+    "mlp": [{"store": "pooled", "pool": "mean"}],
+    "linear_probe": [{"store": "pooled", "pool": "max"}],
+    "attention": [{"store": "seq", "pool": "attention", "hidden": 16}],
+    "lstm_self": [{"store": "seq", "pool": "lstm", "hidden": 16}],
+    "lstm_text_guided": [
+        {"store": "pooled", "pool": "mean", "name": "text"},
+        {"store": "seq", "pool": "lstm", "hidden": 16, "guide": "text"},
+    ],
+    "transformer": [{"store": "seq", "pool": "transformer", "hidden": 16, "heads": 2, "max_len": 8}],
+    "textcnn": [{"store": "tokens", "pool": "textcnn", "filters": 16}],
+}
+
+
+def resolve(inputs: list[dict], stores: dict) -> list[dict]:
+    return [{**spec, "store": stores[spec["store"]]} for spec in inputs]
+
+
+@pytest.mark.parametrize("arch", list(ARCHES))
+def test_each_architecture_learns_a_clear_signal(synthetic, tmp_path, arch):
+    extra = {"hidden": []} if arch == "linear_probe" else {}
+    config = config_for(
+        synthetic, tmp_path, "multi_class", "action", resolve(ARCHES[arch], synthetic["stores"]), **extra
+    )
+    assert fit_and_score(config, tmp_path / "head")["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "task, target, metric, good",
+    [
+        ("binary", "binary", "roc_auc", 0.95),
+        ("multi_label", "tags", "map", 0.95),
+        ("multi_class", "action", "accuracy", 0.9),
+        ("regression", "value", "pearson", 0.95),
+        ("multi_regression", ["value", "other"], "pearson", 0.95),
+        ("quantile", "value", "accuracy", 0.6),
+    ],
+)
+def test_each_task_learns_and_stays_at_chance_on_shuffled_labels(synthetic, tmp_path, task, target, metric, good):
+    inputs = resolve(ARCHES["mlp"], synthetic["stores"])
+    learned = fit_and_score(config_for(synthetic, tmp_path, task, target, inputs), tmp_path / "learned")
+    assert learned[metric] >= good, learned
+    rng = np.random.default_rng(1)
+    columns = [target] if isinstance(target, str) else target
+    shuffled = [dict(r) for r in synthetic["rows"]]
+    for column in columns:
+        values = [r[column] for r in shuffled]
+        for r, v in zip(shuffled, rng.permutation(values), strict=True):
+            r[column] = v
+    chance = fit_and_score(config_for(synthetic, tmp_path, task, target, inputs, rows=shuffled), tmp_path / "chance")
+    assert chance[metric] < good - 0.2, chance
+
+
+@pytest.mark.parametrize("arch", ["attention", "lstm_self", "lstm_text_guided", "transformer", "textcnn"])
+def test_padding_never_changes_a_prediction(synthetic, tmp_path, arch):
+    config = config_for(
+        synthetic, tmp_path, "multi_class", "action", resolve(ARCHES[arch], synthetic["stores"]), epochs=1
+    )
+    train(config, tmp_path / "head")
+    model, _ = load_head(tmp_path / "head")
+    data = HeadData.load(config)
+    lengths = {
+        vid: data.inputs[-1].offsets[i + 1] - data.inputs[-1].offsets[i] for vid, i in data.inputs[-1].index.items()
+    }
+    short = min(range(len(data.ids)), key=lambda i: lengths[data.ids[i]])
+    long = max(range(len(data.ids)), key=lambda i: lengths[data.ids[i]])
+    alone = predict_scores(model, data, np.array([short]))
+    padded = predict_scores(model, data, np.array([long, short]))[1:]  # batched with the longest: more padding
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_gap_and_hit_at_k_on_worked_examples():
+    y = np.array([[1, 0, 0], [0, 1, 1]])
+    p = np.array([[0.9, 0.8, 0.1], [0.7, 0.6, 0.2]])
+    assert hit_at_k(y, p, 1) == 0.5  # video 1's top label is right, video 2's (0.7 on class 0) is not
+    assert hit_at_k(y, p, 2) == 1.0
+    # top-2 pooled by score: 0.9 (hit), 0.8 (miss), 0.7 (miss), 0.6 (hit); precisions at hits: 1/1, 2/4;
+    # divided by all 3 true labels
+    assert gap(y, p, top_k=2) == pytest.approx((1.0 + 0.5) / 3)
+    # top-3: ... then 0.2 (hit) 5th and 0.1 (miss) 6th: precision 3/5 at the third hit
+    assert gap(y, p, top_k=3) == pytest.approx((1.0 + 0.5 + 3 / 5) / 3)
+
+
+def test_metrics_agree_with_scikit_learn():
+    rng = np.random.default_rng(0)
+    y = (rng.random((50, 4)) > 0.6).astype(int)
+    p = np.clip(y * 0.4 + rng.random((50, 4)) * 0.6, 0, 1)
+    expected = np.mean([sk.average_precision_score(y[:, j], p[:, j]) for j in range(4)])
+    assert mean_average_precision(y, p) == pytest.approx(expected)
+    binary = Task("binary", ("b",), "bce", ["b"])
+    out = compute(binary, y[:, 0], p[:, :1], {"global": 0.5})
+    assert out["roc_auc"] == pytest.approx(sk.roc_auc_score(y[:, 0], p[:, 0]))
+    assert out["f1"] == pytest.approx(sk.f1_score(y[:, 0], p[:, 0] >= 0.5))
+    classes = Task("multi_class", ("c",), "ce", ["a", "b", "c", "d", "e", "f"])
+    labels, probs = rng.integers(0, 6, 50), rng.dirichlet(np.ones(6), 50)
+    out = compute(classes, labels, probs, {})
+    assert out["top5_accuracy"] == pytest.approx(sk.top_k_accuracy_score(labels, probs, k=5))
+    assert out["f1_macro"] == pytest.approx(sk.f1_score(labels, probs.argmax(1), average="macro"))
+    regression = Task("regression", ("v",), "mse", ["v"], mean=[0.0], std=[1.0])
+    a, b = rng.normal(size=(50, 1)), rng.normal(size=(50, 1))
+    out = compute(regression, a, b, {})
+    assert out["pearson"] == pytest.approx(np.corrcoef(a[:, 0], b[:, 0])[0, 1])
+    assert out["mse"] == pytest.approx(np.mean((a - b) ** 2))
+
+
+def test_best_threshold_maximizes_f1():
+    y, p = np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.7, 0.6, 0.8, 0.9])
+    threshold = best_f1_threshold(y, p)
+    assert 0.1 < threshold <= 0.6  # keeps 0.6..0.9 positive: 3 of 4 right, all 3 found, F1 6/7, the best
+    assert sk.f1_score(y, p >= threshold) == pytest.approx(6 / 7)
+
+
+def test_thresholds_are_tuned_on_val_and_never_see_test(synthetic, tmp_path):
+    inputs = resolve(ARCHES["mlp"], synthetic["stores"])
+    config = config_for(synthetic, tmp_path, "binary", "binary", inputs, epochs=3)
+    train(config, tmp_path / "a")
+    flipped = [dict(r, binary=str(1 - int(r["binary"]))) if r["split"] == "test" else r for r in synthetic["rows"]]
+    (tmp_path / "flipped").mkdir()
+    flipped_config = config_for(synthetic, tmp_path / "flipped", "binary", "binary", inputs, rows=flipped, epochs=3)
+    train(flipped_config, tmp_path / "b")
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=True) for d in "ab")
+    assert a["thresholds"] == b["thresholds"]  # test labels changed, thresholds did not
+    model, _ = load_head(tmp_path / "a")
+    data = HeadData.load(config)
+    val = data.split("val")
+    expected = best_f1_threshold(model.task.truth([data.rows[i] for i in val]), predict_scores(model, data, val)[:, 0])
+    assert a["thresholds"]["global"] == pytest.approx(expected)
+
+
+def test_same_inputs_give_byte_identical_metrics(synthetic, tmp_path):
+    config = config_for(
+        synthetic,
+        tmp_path,
+        "multi_label",
+        "tags",
+        resolve(ARCHES["lstm_text_guided"], synthetic["stores"]),
+        epochs=3,
+        bootstrap=50,
+    )
+    for run in ("one", "two"):
+        train(config, tmp_path / run)
+        evaluate(tmp_path / run)
+    assert (tmp_path / "one" / "metrics.json").read_bytes() == (tmp_path / "two" / "metrics.json").read_bytes()
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert set(metrics["test"]["ci95"]) == {"hit@1", "map", "gap"}
+    low, high = metrics["test"]["ci95"]["map"]
+    assert low <= metrics["test"]["map"] <= high
+
+
+def test_checkpoint_refuses_features_from_other_weights(synthetic, tmp_path):
+    config = config_for(synthetic, tmp_path, "binary", "binary", resolve(ARCHES["mlp"], synthetic["stores"]), epochs=1)
+    train(config, tmp_path / "head")
+    _, checkpoint = load_head(tmp_path / "head")
+    rows = {f"v{i:03d}": np.zeros((1, DIM), np.float32) for i in range(3)}
+    other = write_store(tmp_path / "other.h5", rows, sha="different")
+    with pytest.raises(CheckpointError, match="weights_sha256 is 'different' but the head was trained on 'w'"):
+        check_stores(config, checkpoint, {"pooled": other})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"task": "binary", "target": "x", "inputs": [{"store": "a.h5"}], "lr": 1e-3, "epoch": 3},
+            r"unknown key\(s\) \['epoch'\]",
+        ),
+        ({"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "pool": "sum"}]}, "pool: 'sum' is not"),
+        ({"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "guide": "b"}]}, "only lstm inputs"),
+        ({"task": "binary", "target": "x", "loss": "mse", "inputs": [{"store": "a.h5"}]}, "binary trains with"),
+        ({"task": "regression", "target": ["a", "b"], "inputs": [{"store": "a.h5"}]}, "multi_regression takes"),
+        (
+            {"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "pool": "lstm", "guide": "t"}]},
+            "guide 't' must be a pooled input",
+        ),
+    ],
+)
+def test_bad_head_params_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        head_config("h", values)
+
+
+def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
+    """Decode, a tiny random-weight backbone, train on its features, then predict a new video."""
+    import torchvision
+    from conftest import make_video
+
+    from extract.decode import run_decode, views_from_params
+    from extract.features import run_features
+    from heads.predict import predict
+
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    params = {
+        "decode": {"views": {"frames": {"type": "frames", "num_frames": 2, "size": [32, 32]}}},
+        "backbones": {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}},
+    }
+    rows = []
+    for i in range(6):
+        video = make_video(tmp_path / f"v{i}.mp4", seconds=1, audio=False)
+        rows.append(
+            {
+                "id": f"v{i}",
+                "video": str(video),
+                "sha256": f"s{i}",
+                "split": ["train", "val", "test"][i % 3],
+                "kind": "yes" if i % 2 else "no",
+            }
+        )
+    run_decode(rows, views_from_params(params["decode"]), "data/decoded", workers=1)
+    run_features("resnet18", params["backbones"]["resnet18"], "data/features/resnet18.h5", workers=0)
+    manifest = write_manifest(tmp_path / "m.csv", [{**r, "kind": "1" if r["kind"] == "yes" else "0"} for r in rows])
+    config = head_config(
+        "h",
+        {
+            "task": "binary",
+            "target": "kind",
+            "manifest": manifest,
+            "epochs": 2,
+            "inputs": [{"store": "data/features/resnet18.h5"}],
+            "bootstrap": 0,
+        },
+    )
+    train(config, "data/heads/h")
+    new = make_video(tmp_path / "new clip.mp4", seconds=1, audio=False)
+    out = tmp_path / "out.jsonl"
+    with open(out, "w") as handle:
+        failed = predict(
+            "data/heads/h", params, [str(new), str(tmp_path / "v0.mp4"), str(tmp_path / "gone.mp4")], None, handle
+        )
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert failed == 1 and [line["id"] for line in lines] == ["new clip", "v0", "gone"]
+    assert set(lines[0]["scores"]) == {"kind"} and 0 <= lines[0]["scores"]["kind"] <= 1
+    assert lines[0]["labels"] in ([], ["kind"]) and "file not found" in lines[2]["error"]
+    # v0 went through predict's own extraction: its score equals the pipeline stores' score
+    model, _ = load_head("data/heads/h")
+    data = HeadData.load(config)
+    pipeline = predict_scores(model, data, np.array([data.ids.index("v0")]))[0, 0]
+    assert lines[1]["scores"]["kind"] == pytest.approx(pipeline, abs=1e-4)
