@@ -121,6 +121,31 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_paddle(args: argparse.Namespace) -> int:
+    from extract.paddle import import_paddle
+
+    splits = {}
+    for item in args.split:
+        name, _, path = item.partition("=")
+        if name not in ("train", "val", "test") or not path:
+            raise ValueError(f"--split {item!r}: write NAME=FILE with NAME train, val or test")
+        splits[name] = Path(path)
+    written = import_paddle(
+        Path(args.features), splits, Path(args.classes) if args.classes else None, Path(args.out), args.trust_pickle
+    )
+    for what, path in written.items():
+        print(f"{what}: {path}")
+    return EXIT_OK
+
+
+def cmd_export_paddle(args: argparse.Namespace) -> int:
+    from extract.paddle import export_paddle
+
+    count = export_paddle(Path(args.image), Path(args.audio), Path(args.manifest), args.labels, Path(args.out))
+    print(f"{args.out}: {count} videos in feature_files/, class.txt, train/val/test.txt")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from extract.store import describe
 
@@ -174,6 +199,26 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("backbones", help="list the registered backbones")
     p.set_defaults(run=cmd_backbones)
 
+    p = sub.add_parser("import-paddle", help="PaddleVideo MultimodalVideoTag feature files -> reelfeat stores")
+    p.add_argument("--features", required=True, help="folder of <name>.pkl feature files")
+    p.add_argument("--split", action="append", required=True, help="NAME=FILE split file (train, val, test)")
+    p.add_argument("--classes", default=None, help="class list (keeps only these labels)")
+    p.add_argument("--out", required=True, help="folder for paddle_image.h5, paddle_audio.h5, manifest.csv")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load the pickles (plain data only: numpy arrays, dicts, lists, strings, numbers)",
+    )
+    p.set_defaults(run=cmd_import_paddle)
+
+    p = sub.add_parser("export-paddle", help="reelfeat stores -> PaddleVideo MultimodalVideoTag feature files")
+    p.add_argument("--image", default="data/features/resnet50.h5")
+    p.add_argument("--audio", default="data/features/vggish.h5")
+    p.add_argument("--manifest", default="data/prepared/manifest.csv")
+    p.add_argument("--labels", default="tags", help="manifest column of comma-separated labels")
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=cmd_export_paddle)
+
     p = sub.add_parser("info", help="print a store's provenance, sizes and failures")
     p.add_argument("stores", nargs="+")
     p.set_defaults(run=cmd_info)
@@ -181,12 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from extract.backbones.weights import WeightsError
     from extract.manifest import ManifestError
+    from extract.paddle import PickleRefused
     from extract.store import StoreError
     from extract.views import ConfigError
 
     try:
         return args.run(args)
-    except (ManifestError, ConfigError, StoreError, WeightsError, FileNotFoundError, KeyError) as exc:
+    except (
+        ManifestError,
+        ConfigError,
+        StoreError,
+        WeightsError,
+        PickleRefused,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+    ) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -107,7 +107,7 @@ def read_table(path: str | Path) -> list[Row]:
         return _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     if suffix in (".jsonl", ".ndjson"):
         return _read_jsonl(path, text)
-    if suffix == ".txt":
+    if suffix in (".txt", ".list"):
         return _read_paddle(path, text)
     raise ManifestError(
         [
