@@ -223,16 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stores", nargs="+")
     p.set_defaults(run=cmd_info)
 
-    args = parser.parse_args(argv)
+    return run_command(parser.parse_args(argv))
+
+
+def run_command(args: argparse.Namespace, also: tuple[type[Exception], ...] = ()) -> int:
+    """Run a parsed command; user-facing errors (each names the file and the fix) become one line and exit 1."""
     from extract.backbones.weights import WeightsError
     from extract.manifest import ManifestError
     from extract.paddle import PickleRefused
     from extract.store import StoreError
     from extract.views import ConfigError
 
-    try:
-        return args.run(args)
-    except (
+    expected = (
         ManifestError,
         ConfigError,
         StoreError,
@@ -241,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         FileNotFoundError,
         KeyError,
         ValueError,
-    ) as exc:
+        *also,
+    )
+    try:
+        return args.run(args)
+    except expected as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -35,8 +35,20 @@ _ALLOWED = {
     ("_codecs", "encode"),  # protocol-2 pickles rebuild array bytes from latin-1 text with it: data only
 }
 # plain-data builtins, under Python 3's module name and Python 2's (these files come from Python 2)
-_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float", "complex",
-             "bool"}
+_BUILTINS = {
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "bytes",
+    "bytearray",
+    "str",
+    "int",
+    "float",
+    "complex",
+    "bool",
+}
 
 
 class PickleRefused(Exception):

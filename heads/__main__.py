@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, load_section
+from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, load_section, run_command
 
 
 def head_dir(name: str) -> Path:
@@ -102,28 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="the heads configured in params.yaml")
     p.set_defaults(run=cmd_list)
 
-    args = parser.parse_args(argv)
-    from extract.backbones.weights import WeightsError
-    from extract.manifest import ManifestError
-    from extract.store import StoreError
-    from extract.views import ConfigError
     from heads.evaluate import CheckpointError
 
-    try:
-        return args.run(args)
-    except (
-        ConfigError,
-        StoreError,
-        CheckpointError,
-        WeightsError,
-        ManifestError,
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-    ) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+    return run_command(parser.parse_args(argv), also=(CheckpointError,))
 
 
 if __name__ == "__main__":

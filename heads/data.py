@@ -77,10 +77,10 @@ class HeadData:
 
     def __init__(self, inputs: list[FeatureInput], rows: list[dict[str, str]]) -> None:
         self.inputs = inputs
-        usable = [row for row in rows if all(row["id"] in inp.index for inp in inputs)]
-        self.missing = [row["id"] for row in rows if row not in usable]
-        self.rows = usable
-        self.ids = [row["id"] for row in usable]
+        present = [all(row["id"] in inp.index for inp in inputs) for row in rows]
+        self.missing = [row["id"] for row, ok in zip(rows, present, strict=True) if not ok]
+        self.rows = [row for row, ok in zip(rows, present, strict=True) if ok]
+        self.ids = [row["id"] for row in self.rows]
 
     @classmethod
     def load(cls, config: HeadConfig, rows: list[dict[str, str]] | None = None) -> HeadData:
