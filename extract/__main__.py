@@ -68,7 +68,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     views = views_from_params(load_section(args.params, "decode"))
     rows = read_prepared(args.manifest)
     with progress_bar(len(rows), "decode") as bar:
-        summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update)
+        summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update, backend=args.backend)
     failed = print_summary(summaries, "decoded")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
 
@@ -90,6 +90,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             progress=bar,
+            backend=args.backend,
         )
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit 0 even when some videos failed (they stay listed in the stores)",
     )
+    p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
     p.set_defaults(run=cmd_decode)
 
     p = sub.add_parser("features", help="run one configured backbone into data/features/<name>.h5")
@@ -190,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 0 on CPU, cores-1 for a GPU)",
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
+    p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
     p.set_defaults(run=cmd_features)
 
     p = sub.add_parser("weights", help="fetch every configured backbone's weights; print file, size, sha256")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract import media
+from extract import media, ray_backend
+from extract.ray_backend import backend_name
 from extract.store import BuildSummary, StoreBuilder, checkpoint_seconds
 from extract.views import ConfigError, View, view_config_json, view_from_params
 
@@ -108,6 +109,7 @@ def run_decode(
     out_dir: str | Path,
     workers: int | None = None,
     progress: Callable[[int], object] | None = None,
+    backend: str | None = None,
 ) -> dict[str, BuildSummary]:
     """Decode the rows of a prepared manifest into one store per view, reusing unchanged rows."""
     out_dir = Path(out_dir)
@@ -131,7 +133,11 @@ def run_decode(
         if needed:
             tasks.append(Task(row["id"], row["video"], needed, threads))
     sha_of = {row["id"]: row["sha256"] for row in rows}
-    for vid, decoded in _results(tasks, workers):
+    if backend_name(backend) == "ray":
+        results = ray_backend.decode_results(tasks, workers)
+    else:
+        results = _results(tasks, workers)
+    for vid, decoded in results:
         sha = sha_of[vid]
         for name, result in decoded.items():
             if isinstance(result, str):

@@ -21,7 +21,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from extract import ray_backend
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, backbone_config, default_device
+from extract.ray_backend import backend_name
 from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
 from extract.views import ConfigError
 
@@ -181,6 +183,7 @@ def run_features(
     batch_size: int | None = None,
     workers: int | None = None,
     progress: tqdm | None = None,
+    backend: str | None = None,
 ) -> BuildSummary:
     """Extract `backbones.<key>` into out_path, reusing unchanged videos' rows."""
     entry, config = backbone_config(key, values)
@@ -190,7 +193,9 @@ def run_features(
             f"params.yaml backbones.{key}: {config.model} reads {entry.input_kind}, "
             f"but {source.path} holds {source.kind or 'something else'}"
         )
-    device = device or default_device()
+    ray = backend_name(backend) == "ray"
+    # under Ray the actors run the model; the driver's copy only tells widths, weights and columns
+    device = torch.device("cpu") if ray else device or default_device()
     backbone = entry.build(config, device)
     backbone.check_input(source.row_shape, source.config)
     weights = backbone.weights.describe()
@@ -217,18 +222,23 @@ def run_features(
     )
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
-    workers = loader_workers(device) if workers is None else workers
     if progress is not None:
         progress.reset(total=len(todo))
-    loader = DataLoader(
-        _Prepared(source, todo, backbone),
-        batch_size=None,
-        num_workers=workers,
-        prefetch_factor=4 if workers else None,
-        worker_init_fn=_one_thread,
-        pin_memory=device.type == "cuda",
-    )
-    for vid, result in _batches(iter(loader), backbone, batch_size or DEFAULT_BATCH[entry.input_kind]):
+    batch_size = batch_size or DEFAULT_BATCH[entry.input_kind]
+    if ray:
+        results = ray_backend.extract_results(key, values, todo, batch_size)
+    else:
+        workers = loader_workers(device) if workers is None else workers
+        loader = DataLoader(
+            _Prepared(source, todo, backbone),
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            worker_init_fn=_one_thread,
+            pin_memory=device.type == "cuda",
+        )
+        results = _batches(iter(loader), backbone, batch_size)
+    for vid, result in results:
         if isinstance(result, str):
             builder.add_failure(vid, result)
         else:

@@ -1,0 +1,99 @@
+"""The Ray backend on a local 2-CPU Ray instance: the same stores as the local backend, and a worker
+killed mid-run costs nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import make_video
+
+from extract.decode import run_decode, views_from_params
+from extract.features import run_features
+from extract.store import StoreReader
+
+ray = pytest.importorskip("ray")
+VIEWS = views_from_params(
+    {"views": {"frames": {"type": "frames", "num_frames": 3, "size": [32, 32]}, "audio": {"type": "audio"}}}
+)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[dict[str, str]]:
+    root = tmp_path_factory.mktemp("ray")
+    rows = [
+        {"id": f"v{i}", "video": str(make_video(root / f"v{i}.mp4", seconds=1.5, audio=i % 2 == 0)), "sha256": f"s{i}"}
+        for i in range(12)
+    ]
+    (root / "broken.mp4").write_text("not a video")
+    return [*rows, {"id": "broken", "video": str(root / "broken.mp4"), "sha256": "b"}]
+
+
+def test_ray_decode_writes_the_same_stores_as_local(local_ray, clips, tmp_path):
+    local = run_decode(clips, VIEWS, tmp_path / "local", workers=2, backend="local")
+    remote = run_decode(clips, VIEWS, tmp_path / "ray", workers=2, backend="ray")
+    for name in VIEWS:
+        assert (tmp_path / "local" / f"{name}.h5").read_bytes() == (tmp_path / "ray" / f"{name}.h5").read_bytes()
+        assert "ffprobe failed" in remote[name].failures["broken"] == local[name].failures["broken"]
+
+
+def test_ray_extract_writes_the_same_store_as_local(local_ray, clips, tmp_path):
+    run_decode(clips, VIEWS, tmp_path / "decoded", workers=2)
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    config = {
+        "model": "resnet18",
+        "input": str(tmp_path / "decoded" / "frames.h5"),
+        "weights": str(weights),
+        "dtype": "float32",
+    }
+    run_features("r18", config, tmp_path / "local.h5", backend="local", batch_size=8)
+    run_features("r18", config, tmp_path / "ray.h5", backend="ray", batch_size=8)
+    local, remote = StoreReader(tmp_path / "local.h5"), StoreReader(tmp_path / "ray.h5")
+    assert remote.ids == local.ids and remote.offsets.tolist() == local.offsets.tolist()
+    np.testing.assert_allclose(remote.read_all()[0], local.read_all()[0], rtol=1e-4, atol=1e-5)
+    assert remote.attrs == local.attrs and remote.failures == local.failures
+
+
+def _kill_first_decode_worker(stop: threading.Event, killed: list[int]) -> None:
+    """SIGKILL the first Ray worker seen decoding a video (its process title names the task)."""
+    while not stop.is_set() and not killed:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::decode_video"):
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+                return
+        time.sleep(0.002)
+
+
+def test_a_worker_killed_mid_decode_is_retried_and_nothing_is_lost(local_ray, clips, tmp_path):
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_first_decode_worker, args=(stop, killed))
+    killer.start()
+    try:
+        summaries = run_decode(clips, VIEWS, tmp_path / "decoded", workers=2, backend="ray")
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no decoding worker was seen to kill"
+    frames = StoreReader(tmp_path / "decoded" / "frames.h5")
+    assert frames.ids == [f"v{i}" for i in range(12)]  # every video, in manifest order, none twice
+    assert list(summaries["frames"].failures) == ["broken"]
