@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import torch
-
 BACKENDS = ("local", "ray")
 RETRIES = 3  # a task whose worker died is run again this many times; then its video is recorded as failed
 
@@ -72,6 +70,8 @@ class _BackboneWorker:
     """One backbone on one Ray worker: reads its inputs from the source store and runs whole batches."""
 
     def __init__(self, key: str, values: dict, device: str, batch_size: int) -> None:
+        import torch  # here, not at the top: decoding imports this module and must stay free of torch
+
         from extract.backbones import backbone_config
         from extract.features import open_source
 

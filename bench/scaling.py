@@ -1,0 +1,171 @@
+"""Scaling: wall time of decode + ResNet50 extraction for growing numbers of clips (linear is the
+goal), and peak memory decoding one long 1080p clip (bounded is the goal). Local and Ray backends.
+
+    python bench/scaling.py [--counts 10 100 400] [--long-seconds 600] [--backends local ray]
+
+Clips: 5 s 360x640 30 fps H.264 with audio, generated once into bench/results/. The long clip is
+1080x1920 30 fps with a keyframe every 2 s; its peak memory is the max RSS of a fresh process
+decoding the default views (10 frames and a 16-frame clip over the first 10 s, audio of all of it)
+plus its ffmpeg children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from extract.decode import run_decode, views_from_params  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+VIEWS = {
+    "frames": {"type": "frames", "num_frames": 10, "max_seconds": 10, "size": [224, 224]},
+    "audio": {"type": "audio"},
+}
+
+
+def clip(i: int) -> Path:
+    path = RESULTS / "scaling" / f"c{i:03d}.mp4"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=360x640:rate=30:duration=5",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency={200 + i}:duration=5",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "60",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(path),
+            ],
+            check=True,
+        )
+    return path
+
+
+def pipeline(count: int, backend: str, weights: Path, work: Path) -> float:
+    from extract.features import run_features  # torch stays out of the peak-memory child
+
+    rows = [{"id": f"c{i:03d}", "video": str(clip(i)), "sha256": str(i)} for i in range(count)]
+    start = time.perf_counter()
+    run_decode(rows, views_from_params({"views": VIEWS}), work / "decoded", backend=backend)
+    run_features(
+        "resnet50",
+        {"input": str(work / "decoded" / "frames.h5"), "weights": str(weights)},
+        work / "resnet50.h5",
+        backend=backend,
+    )
+    return time.perf_counter() - start
+
+
+def long_clip(seconds: int) -> Path:
+    path = RESULTS / f"long_{seconds}s_1080x1920.mp4"
+    if not path.exists():
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=1080x1920:rate=30:duration={seconds}",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency=300:duration={seconds}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "60",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(path),
+            ],
+            check=True,
+        )
+    return path
+
+
+def peak_memory_child(path: Path) -> dict:
+    """Run in a fresh process: decode the default views of one clip; report wall time and peak RSS."""
+    views = views_from_params(yaml.safe_load((ROOT / "params.yaml").read_text())["decode"])
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run_decode([{"id": "long", "video": str(path), "sha256": "x"}], views, Path(tmp), workers=1)
+        wall = time.perf_counter() - start
+    peak = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    return {"wall_s": round(wall, 2), "peak_mb": round(peak / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 400])
+    parser.add_argument("--long-seconds", type=int, default=600)
+    parser.add_argument("--backends", nargs="+", default=["local", "ray"])
+    parser.add_argument("--peak", help=argparse.SUPPRESS)  # internal: measure one clip in this process
+    args = parser.parse_args()
+    if args.peak:
+        print(json.dumps(peak_memory_child(Path(args.peak))))
+        return
+    out: dict = {"scaling": []}
+    if args.long_seconds:  # first, while this process is small: Linux keeps a forked child's peak RSS across exec
+        path = long_clip(args.long_seconds)
+        done = subprocess.run(
+            [sys.executable, __file__, "--peak", str(path)], capture_output=True, text=True, check=True
+        )
+        out["long_clip"] = {"seconds": args.long_seconds, **json.loads(done.stdout.strip().splitlines()[-1])}
+        print(json.dumps(out["long_clip"]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        import torch
+        import torchvision
+
+        weights = Path(tmp) / "resnet50.pth"
+        torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+        for backend in args.backends:
+            for count in args.counts:
+                seconds = pipeline(count, backend, weights, Path(tmp) / f"{backend}{count}")
+                out["scaling"].append(
+                    {
+                        "backend": backend,
+                        "clips": count,
+                        "wall_s": round(seconds, 1),
+                        "s_per_clip": round(seconds / count, 3),
+                    }
+                )
+                print(json.dumps(out["scaling"][-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Every benchmark, one command, one markdown report: `python bench/suite.py [--quick]`.
+
+Writes bench/results/suite.md with the machine, the library versions and each benchmark's table:
+decode (sampled against full), extraction (end to end against model only), reelfeat against the
+naive seed-style pipeline, head training, scaling with clip count (local and Ray) and the peak
+memory of one 10-minute 1080p clip. `--quick` runs small sizes to check the suite itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def machine() -> list[str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or platform.machine(),
+    )
+    memory = next(
+        (
+            int(line.split()[1]) // 1024 // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    versions = []
+    for name in ("torch", "torchvision", "transformers", "openai-whisper", "h5py", "numpy", "dvc", "ray"):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return [
+        f"- machine: {cpu}, {os.cpu_count()} cores, {memory} GiB, no GPU"
+        if not _gpu()
+        else f"- machine: {cpu}, {os.cpu_count()} cores, {memory} GiB, GPU {_gpu()}",
+        f"- {ffmpeg.split(' Copyright')[0]}; Python {platform.python_version()}; {', '.join(versions)}",
+    ]
+
+
+def _gpu() -> str:
+    """Asked in a subprocess: torch here would inflate every child's peak memory (Linux keeps the
+    peak resident size of a forked process across exec)."""
+    code = "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+
+
+def table(rows: list[dict], columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite, not the machine")
+    args = parser.parse_args()
+    q = args.quick
+    report = ["# reelfeat benchmarks", "", *machine(), ""]
+    report += [
+        "## Decode: sampled against full (median of runs)",
+        "",
+        run("decode.py", "--repeats", "1" if q else "3", *(["--seconds", "20"] if q else [])).strip(),
+        "",
+    ]
+    report += [
+        "## Extraction: ResNet50 end to end against model only",
+        "",
+        run("extract.py", *(["--videos", "4", "--repeats", "1"] if q else ["--repeats", "5"])).strip(),
+        "",
+    ]
+    naive = [
+        json.loads(run("naive.py", "--videos", "2" if q else "20", "--seconds", str(s)).strip().splitlines()[-1])
+        for s in ((10,) if q else (10, 30))
+    ]
+    report += [
+        "## reelfeat against the naive seed-style pipeline (one run each)",
+        "",
+        *table(naive, ["videos", "seconds", "naive_s", "reelfeat_s", "speedup"]),
+        "",
+    ]
+    report += [
+        "## Heads: training on cached features",
+        "",
+        run("heads.py", *(["--videos", "200", "--repeats", "1"] if q else ["--repeats", "3"])).strip(),
+        "",
+    ]
+    lines = run("scaling.py", *(["--counts", "4", "8", "--long-seconds", "20"] if q else [])).strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    report += [
+        "## Scaling: decode + ResNet50 for N clips (one run each)",
+        "",
+        *table([r for r in records if "clips" in r], ["backend", "clips", "wall_s", "s_per_clip"]),
+        "",
+    ]
+    long = next((r for r in records if "peak_mb" in r), {})
+    report += ["## Peak memory decoding one long 1080p clip", "", *table([long], ["seconds", "wall_s", "peak_mb"]), ""]
+    out = BENCH / "results" / "suite.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
