@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 import ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.clips import RESULTS, generated_clip  # noqa: E402
 from extract import media  # noqa: E402
 from extract.views import FramesView  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 VIEWS = {
     "16 frames / first 10 s": FramesView(num_frames=16, max_seconds=10, size=(224, 224)),
     "16 frames / whole clip": FramesView(num_frames=16, max_seconds=None, size=(224, 224)),
@@ -42,36 +42,9 @@ VIEWS = {
 
 
 def make_clip(seconds: int) -> Path:
-    path = RESULTS / f"bench_{seconds}s_720x1280_30fps_gop60.mp4"
-    if not path.exists():
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc2=size=720x1280:rate=30:duration={seconds}",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-                str(path),
-            ],
-            check=True,
-        )
-    return path
+    return generated_clip(
+        RESULTS / f"bench_{seconds}s_720x1280_30fps_gop60.mp4", seconds, "720x1280", preset="veryfast"
+    )
 
 
 def full_decode(path: Path, meta: media.Probe, wanted, view: FramesView) -> np.ndarray:

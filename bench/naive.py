@@ -28,11 +28,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
+from bench.clips import RESULTS, generated_clip  # noqa: E402
 from extract import media  # noqa: E402
 from extract.decode import run_decode, views_from_params  # noqa: E402
 from extract.features import run_features  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 VIEWS = {
     "frames": {"type": "frames", "num_frames": 16, "max_seconds": 10, "size": [224, 224]},
     "clips": {"type": "clips", "num_clips": 1, "clip_len": 16, "max_seconds": 10, "size": [128, 171]},
@@ -42,35 +42,7 @@ BACKBONES = {"resnet50": "frames", "r2plus1d_18": "clips"}
 
 def make_videos(count: int, seconds: int) -> list[Path]:
     folder = RESULTS / f"naive_{count}x{seconds}s"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"v{i:02d}.mp4"
-        if not path.exists():
-            subprocess.run(
-                [
-                    "ffmpeg",
-                    "-v",
-                    "error",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    f"testsrc2=size=720x1280:rate=30:duration={seconds}",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-g",
-                    "60",
-                    "-pix_fmt",
-                    "yuv420p",
-                    str(path),
-                ],
-                check=True,
-            )
-        paths.append(path)
-    return paths
+    return [generated_clip(folder / f"v{i:02d}.mp4", seconds, "720x1280") for i in range(count)]
 
 
 def all_frames(path: Path, meta: media.Probe) -> np.ndarray:

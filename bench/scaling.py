@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from bench.clips import RESULTS, generated_clip  # noqa: E402
 from extract.decode import run_decode, views_from_params  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 VIEWS = {
     "frames": {"type": "frames", "num_frames": 10, "max_seconds": 10, "size": [224, 224]},
     "audio": {"type": "audio"},
@@ -35,37 +35,7 @@ VIEWS = {
 
 
 def clip(i: int) -> Path:
-    path = RESULTS / "scaling" / f"c{i:03d}.mp4"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=360x640:rate=30:duration=5",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency={200 + i}:duration=5",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "60",
-                "-c:a",
-                "aac",
-                "-shortest",
-                str(path),
-            ],
-            check=True,
-        )
-    return path
+    return generated_clip(RESULTS / "scaling" / f"c{i:03d}.mp4", 5, "360x640", tone_hz=200 + i)
 
 
 def pipeline(count: int, backend: str, weights: Path, work: Path) -> float:
@@ -84,36 +54,7 @@ def pipeline(count: int, backend: str, weights: Path, work: Path) -> float:
 
 
 def long_clip(seconds: int) -> Path:
-    path = RESULTS / f"long_{seconds}s_1080x1920.mp4"
-    if not path.exists():
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc2=size=1080x1920:rate=30:duration={seconds}",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency=300:duration={seconds}",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "60",
-                "-c:a",
-                "aac",
-                "-shortest",
-                str(path),
-            ],
-            check=True,
-        )
-    return path
+    return generated_clip(RESULTS / f"long_{seconds}s_1080x1920.mp4", seconds, "1080x1920", tone_hz=300)
 
 
 def peak_memory_child(path: Path) -> dict:
