@@ -61,10 +61,6 @@ class Probe:
     frame_times: np.ndarray  # (M,) sorted presentation times of every video frame
     keyframe_times: np.ndarray  # (K,) sorted presentation times of the keyframes
 
-    @property
-    def first_frame_time(self) -> float:
-        return float(self.frame_times[0]) if len(self.frame_times) else self.start_time
-
     def as_info(self) -> dict[str, float | int | bool]:
         """Per-video facts worth keeping next to the decoded rows."""
         return {
