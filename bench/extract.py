@@ -26,16 +26,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torchvision  # noqa: E402
 
+from bench.weights import torchvision_file  # noqa: E402
 from extract.backbones import build_backbone  # noqa: E402
 from extract.features import run_features  # noqa: E402
 from extract.store import StoreWriter  # noqa: E402
 
 
 def make_inputs(folder: Path, videos: int, frames: int) -> tuple[Path, Path]:
-    weights = folder / "resnet50.pth"
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+    weights = torchvision_file(folder, "resnet50")
     store = folder / "frames.h5"
     rng = np.random.default_rng(0)
     attrs = {"kind": "frames", "config": '{"view": {"type": "frames"}}'}

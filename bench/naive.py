@@ -1,6 +1,6 @@
 """reelfeat against a naive pipeline written the way the seed projects do it, same videos, same backbones.
 
-    python bench/naive.py [--videos 20] [--seconds 10]
+    python bench/naive.py [--videos 20] [--seconds 10] [--repeats 3]
 
 Naive, per video and per backbone: decode every frame at full resolution to RGB (as OpenCV's
 VideoCapture loop does), keep the N frames the model needs, apply the weights' transforms, run
@@ -8,6 +8,7 @@ the model on that one video in fp32; the next backbone decodes the video again.
 reelfeat: `decode` (sampled, both views at once) then `extract@resnet50` and `extract@r2plus1d_18`
 from the stores, batched across videos. Backbones: ResNet50 on 16 frames of the first 10 s,
 R(2+1)D-18 on one 16-frame clip of the first 10 s; random weights (speed does not depend on them).
+The two sides alternate; each reelfeat run starts from empty stores; medians of the repeats.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from bench.clips import RESULTS, generated_clip  # noqa: E402
+from bench.weights import torchvision_file  # noqa: E402
 from extract import media  # noqa: E402
 from extract.decode import run_decode, views_from_params  # noqa: E402
 from extract.features import run_features  # noqa: E402
@@ -104,22 +107,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     videos = make_videos(args.videos, args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        weights = {}
-        for name in BACKBONES:
-            weights[name] = work / f"{name}.pth"
-            torch.save(torchvision.models.get_model(name, weights=None).state_dict(), weights[name])
-        ours = reelfeat(videos, weights, work)
-        theirs = naive(videos, weights)
+        weights = {name: torchvision_file(work, name) for name in BACKBONES}
+        ours, theirs = [], []
+        for repeat in range(args.repeats):
+            ours.append(reelfeat(videos, weights, work / f"run{repeat}"))
+            theirs.append(naive(videos, weights))
     result = {
         "videos": args.videos,
         "seconds": args.seconds,
-        "naive_s": round(theirs, 1),
-        "reelfeat_s": round(ours, 1),
-        "speedup": round(theirs / ours, 2),
+        "naive_s": round(statistics.median(theirs), 1),
+        "reelfeat_s": round(statistics.median(ours), 1),
+        "speedup": round(statistics.median(theirs) / statistics.median(ours), 2),
+        "runs": args.repeats,
         "cores": os.cpu_count(),
     }
     print(json.dumps(result))

@@ -1,12 +1,12 @@
 """Scaling: wall time of decode + ResNet50 extraction for growing numbers of clips (linear is the
 goal), and peak memory decoding one long 1080p clip (bounded is the goal). Local and Ray backends.
 
-    python bench/scaling.py [--counts 10 100 400] [--long-seconds 600] [--backends local ray]
+    python bench/scaling.py [--counts 10 100 400] [--long-seconds 600] [--backends local ray] [--repeats 3]
 
 Clips: 5 s 360x640 30 fps H.264 with audio, generated once into bench/results/. The long clip is
 1080x1920 30 fps with a keyframe every 2 s; its peak memory is the max RSS of a fresh process
 decoding the default views (10 frames and a 16-frame clip over the first 10 s, audio of all of it)
-plus its ffmpeg children.
+plus its ffmpeg children. Each run starts from empty stores; medians of the repeats.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from bench.clips import RESULTS, generated_clip  # noqa: E402
+from bench.weights import torchvision_file  # noqa: E402
 from extract.decode import run_decode, views_from_params  # noqa: E402
 
 VIEWS = {
@@ -38,18 +40,30 @@ def clip(i: int) -> Path:
     return generated_clip(RESULTS / "scaling" / f"c{i:03d}.mp4", 5, "360x640", tone_hz=200 + i)
 
 
-def pipeline(count: int, backend: str, weights: Path, work: Path) -> float:
+def pipeline(count: int, backend: str, weights: Path) -> float:
+    """Seconds to decode and extract `count` clips into empty stores (deleted afterwards)."""
     from extract.features import run_features  # torch stays out of the peak-memory child
 
     rows = [{"id": f"c{i:03d}", "video": str(clip(i)), "sha256": str(i)} for i in range(count)]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        run_decode(rows, views_from_params({"views": VIEWS}), work / "decoded", backend=backend)
+        run_features(
+            "resnet50",
+            {"input": str(work / "decoded" / "frames.h5"), "weights": str(weights)},
+            work / "resnet50.h5",
+            backend=backend,
+        )
+        return time.perf_counter() - start
+
+
+def ray_start_seconds() -> float:
+    """Starting the local Ray instance, paid once per process: reported apart from per-clip time."""
+    from extract.ray_backend import ray_module
+
     start = time.perf_counter()
-    run_decode(rows, views_from_params({"views": VIEWS}), work / "decoded", backend=backend)
-    run_features(
-        "resnet50",
-        {"input": str(work / "decoded" / "frames.h5"), "weights": str(weights)},
-        work / "resnet50.h5",
-        backend=backend,
-    )
+    ray_module()
     return time.perf_counter() - start
 
 
@@ -75,6 +89,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 400])
     parser.add_argument("--long-seconds", type=int, default=600)
     parser.add_argument("--backends", nargs="+", default=["local", "ray"])
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak", help=argparse.SUPPRESS)  # internal: measure one clip in this process
     args = parser.parse_args()
     if args.peak:
@@ -83,26 +98,35 @@ def main() -> None:
     out: dict = {"scaling": []}
     if args.long_seconds:  # first, while this process is small: Linux keeps a forked child's peak RSS across exec
         path = long_clip(args.long_seconds)
-        done = subprocess.run(
-            [sys.executable, __file__, "--peak", str(path)], capture_output=True, text=True, check=True
-        )
-        out["long_clip"] = {"seconds": args.long_seconds, **json.loads(done.stdout.strip().splitlines()[-1])}
+        runs = []
+        for _ in range(args.repeats):
+            done = subprocess.run(
+                [sys.executable, __file__, "--peak", str(path)], capture_output=True, text=True, check=True
+            )
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        out["long_clip"] = {
+            "seconds": args.long_seconds,
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+            "peak_mb_max": max(r["peak_mb"] for r in runs),
+            "runs": args.repeats,
+        }
         print(json.dumps(out["long_clip"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        import torch
-        import torchvision
-
-        weights = Path(tmp) / "resnet50.pth"
-        torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+        weights = torchvision_file(Path(tmp), "resnet50")
         for backend in args.backends:
+            if backend == "ray":
+                out["ray_start_s"] = round(ray_start_seconds(), 1)
+                print(json.dumps({"ray_start_s": out["ray_start_s"]}), flush=True)
             for count in args.counts:
-                seconds = pipeline(count, backend, weights, Path(tmp) / f"{backend}{count}")
+                seconds = statistics.median(pipeline(count, backend, weights) for _ in range(args.repeats))
                 out["scaling"].append(
                     {
                         "backend": backend,
                         "clips": count,
                         "wall_s": round(seconds, 1),
                         "s_per_clip": round(seconds / count, 3),
+                        "runs": args.repeats,
                     }
                 )
                 print(json.dumps(out["scaling"][-1]), flush=True)

@@ -2,8 +2,10 @@
 
 Writes bench/results/suite.md with the machine, the library versions and each benchmark's table:
 decode (sampled against full), extraction (end to end against model only), reelfeat against the
-naive seed-style pipeline, head training, scaling with clip count (local and Ray) and the peak
-memory of one 10-minute 1080p clip. `--quick` runs small sizes to check the suite itself.
+naive seed-style pipeline, head training against re-running the backbones every epoch, scaling
+with clip count (local and Ray, Ray's start-up apart) and the peak memory of one 10-minute 1080p
+clip. Every figure is a median of 3 runs (5 for extraction). `--quick` runs small sizes, once
+each, to check the suite itself.
 """
 
 from __future__ import annotations
@@ -76,11 +78,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite, not the machine")
     args = parser.parse_args()
     q = args.quick
+    repeats = "1" if q else "3"
     report = ["# reelfeat benchmarks", "", *machine(), ""]
     report += [
         "## Decode: sampled against full (median of runs)",
         "",
-        run("decode.py", "--repeats", "1" if q else "3", *(["--seconds", "20"] if q else [])).strip(),
+        run("decode.py", "--repeats", repeats, *(["--seconds", "20"] if q else [])).strip(),
         "",
     ]
     report += [
@@ -90,31 +93,43 @@ def main() -> None:
         "",
     ]
     naive = [
-        json.loads(run("naive.py", "--videos", "2" if q else "20", "--seconds", str(s)).strip().splitlines()[-1])
+        json.loads(
+            run("naive.py", "--videos", "2" if q else "20", "--seconds", str(s), "--repeats", repeats)
+            .strip()
+            .splitlines()[-1]
+        )
         for s in ((10,) if q else (10, 30))
     ]
     report += [
-        "## reelfeat against the naive seed-style pipeline (one run each)",
+        "## reelfeat against the naive seed-style pipeline",
         "",
-        *table(naive, ["videos", "seconds", "naive_s", "reelfeat_s", "speedup"]),
+        *table(naive, ["videos", "seconds", "naive_s", "reelfeat_s", "speedup", "runs"]),
         "",
     ]
     report += [
-        "## Heads: training on cached features",
+        "## Heads: training on cached features against re-running the backbones every epoch",
         "",
-        run("heads.py", *(["--videos", "200", "--repeats", "1"] if q else ["--repeats", "3"])).strip(),
+        run("heads.py", "--repeats", repeats, *(["--videos", "200", "--cost-videos", "2"] if q else [])).strip(),
         "",
     ]
-    lines = run("scaling.py", *(["--counts", "4", "8", "--long-seconds", "20"] if q else [])).strip().splitlines()
-    records = [json.loads(line) for line in lines]
+    scaling = ["--repeats", repeats, *(["--counts", "4", "8", "--long-seconds", "20"] if q else [])]
+    records = [json.loads(line) for line in run("scaling.py", *scaling).strip().splitlines()]
+    ray_start = next((r["ray_start_s"] for r in records if "ray_start_s" in r), None)
     report += [
-        "## Scaling: decode + ResNet50 for N clips (one run each)",
+        "## Scaling: decode + ResNet50 for N clips, local and Ray backends",
         "",
-        *table([r for r in records if "clips" in r], ["backend", "clips", "wall_s", "s_per_clip"]),
+        *table([r for r in records if "clips" in r], ["backend", "clips", "wall_s", "s_per_clip", "runs"]),
+        "",
+        f"Starting the local Ray instance, once per process, not in the rows above: {ray_start} s.",
         "",
     ]
     long = next((r for r in records if "peak_mb" in r), {})
-    report += ["## Peak memory decoding one long 1080p clip", "", *table([long], ["seconds", "wall_s", "peak_mb"]), ""]
+    report += [
+        "## Peak memory decoding one long 1080p clip",
+        "",
+        *table([long], ["seconds", "wall_s", "peak_mb", "peak_mb_max", "runs"]),
+        "",
+    ]
     out = BENCH / "results" / "suite.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(report) + "\n")
