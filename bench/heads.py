@@ -59,6 +59,7 @@ TAGS = ["striped", "music", "talking", "bright"]
 # What each feature store costs to recompute: the backbone run that writes it (bert_tokens comes
 # from the same BERT forward pass as bert in an end-to-end model, so it is counted once).
 COST_OF_STORE = {name: name for name in SHAPES} | {"bert_tokens": "bert"}
+COST_CLIP_SECONDS = 3  # the audio length the Whisper and VGGish shapes above assume
 
 
 def make_data(folder: Path, videos: int) -> Path:
@@ -106,7 +107,8 @@ def make_data(folder: Path, videos: int) -> Path:
 def seconds_per_video(folder: Path, count: int) -> dict[str, float]:
     """Decode and backbone seconds per video, through reelfeat's stages; model loading left out."""
     clips = [
-        generated_clip(RESULTS / "heads_cost" / f"h{i:02d}.mp4", 3, "720x1280", tone_hz=220 + i) for i in range(count)
+        generated_clip(RESULTS / "heads_cost" / f"h{i:02d}.mp4", COST_CLIP_SECONDS, "720x1280", tone_hz=220 + i)
+        for i in range(count)
     ]
     rows = [{"id": c.stem, "video": str(c), "split": "train", "sha256": c.stem, "text": ""} for c in clips]
     captions, transcripts = folder / "captions.csv", folder / "transcripts.csv"
@@ -161,11 +163,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         costs = seconds_per_video(folder, args.cost_videos)
-        print(f"\nSeconds per video, from {args.cost_videos} clips of 3 s:\n")
+        print(f"\nSeconds per video, from {args.cost_videos} clips of {COST_CLIP_SECONDS} s:\n")
         print("| step | s/video |\n|---|---|")
         print("\n".join(f"| {name} | {seconds:.3f} |" for name, seconds in costs.items()))
         manifest = make_data(folder, args.videos)
-        seen_per_epoch = sum(1 for row in csv.DictReader(open(manifest)) if row["split"] in ("train", "val"))
+        with open(manifest, newline="") as handle:
+            seen_per_epoch = sum(1 for row in csv.DictReader(handle) if row["split"] in ("train", "val"))
         print(f"\nRe-running: decode + the preset's backbones for {seen_per_epoch} train+val videos per epoch.\n")
         print("| preset | task | epochs | batch | train s | re-run s/video | re-run every epoch s | ratio |")
         print("|---|---|---|---|---|---|---|---|")

@@ -95,7 +95,6 @@ def main() -> None:
     if args.peak:
         print(json.dumps(peak_memory_child(Path(args.peak))))
         return
-    out: dict = {"scaling": []}
     if args.long_seconds:  # first, while this process is small: Linux keeps a forked child's peak RSS across exec
         path = long_clip(args.long_seconds)
         runs = []
@@ -104,32 +103,29 @@ def main() -> None:
                 [sys.executable, __file__, "--peak", str(path)], capture_output=True, text=True, check=True
             )
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        out["long_clip"] = {
+        long_clip_record = {
             "seconds": args.long_seconds,
             "wall_s": statistics.median(r["wall_s"] for r in runs),
             "peak_mb": statistics.median(r["peak_mb"] for r in runs),
             "peak_mb_max": max(r["peak_mb"] for r in runs),
             "runs": args.repeats,
         }
-        print(json.dumps(out["long_clip"]), flush=True)
+        print(json.dumps(long_clip_record), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         weights = torchvision_file(Path(tmp), "resnet50")
         for backend in args.backends:
             if backend == "ray":
-                out["ray_start_s"] = round(ray_start_seconds(), 1)
-                print(json.dumps({"ray_start_s": out["ray_start_s"]}), flush=True)
+                print(json.dumps({"ray_start_s": round(ray_start_seconds(), 1)}), flush=True)
             for count in args.counts:
                 seconds = statistics.median(pipeline(count, backend, weights) for _ in range(args.repeats))
-                out["scaling"].append(
-                    {
-                        "backend": backend,
-                        "clips": count,
-                        "wall_s": round(seconds, 1),
-                        "s_per_clip": round(seconds / count, 3),
-                        "runs": args.repeats,
-                    }
-                )
-                print(json.dumps(out["scaling"][-1]), flush=True)
+                record = {
+                    "backend": backend,
+                    "clips": count,
+                    "wall_s": round(seconds, 1),
+                    "s_per_clip": round(seconds / count, 3),
+                    "runs": args.repeats,
+                }
+                print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

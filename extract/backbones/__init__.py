@@ -122,28 +122,29 @@ def require_sample_rate(backbone: Backbone, source_config: dict | None, rate: in
 @dataclass(frozen=True)
 class BackboneEntry:
     name: str
-    input_kind: str
+    backbone_cls: type[Backbone]  # built as backbone_cls(config, device)
     config_cls: type[BackboneConfig]
-    build: Callable[[BackboneConfig, torch.device], Backbone]
     about: str
+
+    @property
+    def input_kind(self) -> str:
+        return self.backbone_cls.input_kind
+
+    def build(self, config: BackboneConfig, device: torch.device) -> Backbone:
+        return self.backbone_cls(config, device)
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 _GENERIC: dict[str, Callable[[str], BackboneEntry | None]] = {}
 
 
-def register_backbone(name: str, *, input_kind: str, config_cls: type[BackboneConfig], about: str):
-    """Decorator registering a builder `build(config, device) -> Backbone` under `name`."""
-    if input_kind not in INPUT_KINDS:
-        raise ValueError(f"input_kind {input_kind!r} is not one of {INPUT_KINDS}")
-
-    def decorate(build: Callable[[BackboneConfig, torch.device], Backbone]):
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = BackboneEntry(name, input_kind, config_cls, build, about)
-        return build
-
-    return decorate
+def register_backbone(name: str, backbone_cls: type[Backbone], *, config_cls: type[BackboneConfig], about: str) -> None:
+    """Register `backbone_cls(config, device)` under `name`; it reads its class's `input_kind`."""
+    if backbone_cls.input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind {backbone_cls.input_kind!r} is not one of {INPUT_KINDS}")
+    if name in _REGISTRY:
+        raise ValueError(f"backbone {name!r} is registered twice")
+    _REGISTRY[name] = BackboneEntry(name, backbone_cls, config_cls, about)
 
 
 def register_family(family: str, lookup: Callable[[str], BackboneEntry | None]) -> None:

@@ -107,13 +107,7 @@ class ImageBackbone(TorchvisionBackbone):
         return Units(list(self.transforms(frames)), video.timestamps)
 
 
-def _build(config: BackboneConfig, device: torch.device) -> Backbone:
-    return ImageBackbone(config, device)
-
-
-register_backbone(
-    "resnet50", input_kind="frames", config_cls=BackboneConfig, about="torchvision ResNet50, 2048-d per frame"
-)(_build)
+register_backbone("resnet50", ImageBackbone, config_cls=BackboneConfig, about="torchvision ResNet50, 2048-d per frame")
 
 
 def _any_classifier(name: str) -> BackboneEntry | None:
@@ -121,7 +115,7 @@ def _any_classifier(name: str) -> BackboneEntry | None:
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         return None
-    return BackboneEntry(name, "frames", BackboneConfig, _build, f"torchvision {name}, penultimate vector per frame")
+    return BackboneEntry(name, ImageBackbone, BackboneConfig, f"torchvision {name}, penultimate vector per frame")
 
 
 register_family("torchvision-image", _any_classifier)

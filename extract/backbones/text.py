@@ -101,11 +101,9 @@ class TextBackbone(Backbone):
         return super().assemble(video, outputs, units)
 
 
-@register_backbone(
+register_backbone(
     "bert",
-    input_kind="text",
+    TextBackbone,
     config_cls=TextConfig,
     about="Hugging Face BERT-family encoder (default bert-base-uncased) on captions or transcripts",
 )
-def _build(config: TextConfig, device: torch.device) -> Backbone:
-    return TextBackbone(config, device)

@@ -117,11 +117,9 @@ class VGGishBackbone(Backbone):
         return rows
 
 
-@register_backbone(
+register_backbone(
     "vggish",
-    input_kind="audio",
+    VGGishBackbone,
     config_cls=VGGishConfig,
     about="torchvggish VGGish, 128-d per 0.96 s of audio (AudioSet PCA+quantized by default)",
 )
-def _build(config: VGGishConfig, device: torch.device) -> Backbone:
-    return VGGishBackbone(config, device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones import BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.image import TorchvisionBackbone
 from extract.views import ConfigError
 
@@ -45,11 +45,7 @@ class VideoBackbone(TorchvisionBackbone):
         return Units([self.transforms(clip) for clip in clips], video.timestamps)  # each (3, L, h, w)
 
 
-def _build(config: BackboneConfig, device: torch.device) -> Backbone:
-    return VideoBackbone(config, device)
-
-
 for _name in CLIP_FRAMES:
     register_backbone(
-        _name, input_kind="clips", config_cls=BackboneConfig, about=f"torchvision {_name}, Kinetics-400, per clip"
-    )(_build)
+        _name, VideoBackbone, config_cls=BackboneConfig, about=f"torchvision {_name}, Kinetics-400, per clip"
+    )

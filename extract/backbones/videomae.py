@@ -50,11 +50,9 @@ class VideoMAEBackbone(Backbone):
         return hidden.float().mean(dim=1)
 
 
-@register_backbone(
+register_backbone(
     "videomae",
-    input_kind="clips",
+    VideoMAEBackbone,
     config_cls=BackboneConfig,
     about=f"transformers VideoMAE (default {DEFAULT_CHECKPOINT}), mean-pooled, per clip",
 )
-def _build(config: BackboneConfig, device: torch.device) -> Backbone:
-    return VideoMAEBackbone(config, device)

@@ -131,11 +131,9 @@ class WhisperBackbone(Backbone):
         return Rows(feats, units.timestamps, columns)
 
 
-@register_backbone(
+register_backbone(
     "whisper",
-    input_kind="audio",
+    WhisperBackbone,
     config_cls=WhisperConfig,
     about="openai-whisper (default base): encoder rows per 20 ms, transcript, segments, language",
 )
-def _build(config: WhisperConfig, device: torch.device) -> Backbone:
-    return WhisperBackbone(config, device)
