@@ -16,6 +16,9 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
+from extract.errors import UserError
+from extract.views import ConfigError
+
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
 
 
@@ -23,10 +26,10 @@ def load_section(params_path: str, section: str) -> dict:
     """One top-level section of params.yaml: each stage reads only its own."""
     path = Path(params_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: params file not found; run from the project root or pass --params")
+        raise ConfigError(f"{path}: params file not found; run from the project root or pass --params")
     params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if section not in params:
-        raise KeyError(f"{path}: no `{section}` section; see the README for its keys")
+        raise ConfigError(f"{path}: no `{section}` section; see the README for its keys")
     return params[section] or {}
 
 
@@ -80,7 +83,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     backbones = load_section(args.params, "backbones")
     if args.backbone not in backbones:
-        raise KeyError(f"{args.params}: no backbones.{args.backbone}; configured: {sorted(backbones)}")
+        raise ConfigError(f"{args.params}: no backbones.{args.backbone}; configured: {sorted(backbones)}")
     out = Path(args.out or f"data/features/{args.backbone}.h5")
     with progress_bar(0, f"extract@{args.backbone}") as bar:
         summary = run_features(
@@ -129,7 +132,7 @@ def cmd_import_paddle(args: argparse.Namespace) -> int:
     for item in args.split:
         name, _, path = item.partition("=")
         if name not in ("train", "val", "test") or not path:
-            raise ValueError(f"--split {item!r}: write NAME=FILE with NAME train, val or test")
+            raise ConfigError(f"--split {item!r}: write NAME=FILE with NAME train, val or test")
         splits[name] = Path(path)
     written = import_paddle(
         Path(args.features), splits, Path(args.classes) if args.classes else None, Path(args.out), args.trust_pickle
@@ -229,30 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(parser.parse_args(argv))
 
 
-def run_command(args: argparse.Namespace, also: tuple[type[Exception], ...] = ()) -> int:
-    """Run a parsed command; user-facing errors (each names the file and the fix) become one line and exit 1."""
-    from extract.backbones.weights import WeightsError
-    from extract.manifest import ManifestError
-    from extract.paddle import PickleRefused
-    from extract.store import StoreError
-    from extract.views import ConfigError
-
-    expected = (
-        ManifestError,
-        ConfigError,
-        StoreError,
-        WeightsError,
-        PickleRefused,
-        FileNotFoundError,
-        KeyError,
-        ValueError,
-        *also,
-    )
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command. A user error (bad params, table or store, a missing file; each message
+    names the file and the fix) is one line and exit 1; anything else is a bug and keeps its traceback."""
     try:
         return args.run(args)
-    except expected as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+    except (UserError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 
 

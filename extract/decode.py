@@ -1,22 +1,23 @@
 """The decode stage: every view of every video, decoded once, into `data/decoded/<view>.h5`.
 
-Videos are decoded in worker processes (each running ffmpeg children), a bounded number in
-flight so memory stays flat however many videos there are; this process is the only writer.
+Videos are decoded by the executor's workers (each running ffmpeg children), a bounded number in
+flight so memory stays flat however many videos there are; this process is the only writer. Each
+view of each video ends in rows or in a one-line failure (probe or decode) recorded in its store.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from extract import media, ray_backend
-from extract.ray_backend import backend_name
+from extract import media
+from extract.errors import Failure, run_step
+from extract.executor import make_executor
 from extract.store import BuildSummary, StoreBuilder, checkpoint_seconds
 from extract.views import ConfigError, View, view_config_json, view_from_params
 
@@ -41,8 +42,10 @@ def views_from_params(decode_params: dict) -> dict[str, View]:
 
 
 def default_workers() -> int:
-    """Decode processes: REELFEAT_WORKERS, else one per core."""
-    return int(os.environ.get("REELFEAT_WORKERS", 0)) or os.cpu_count() or 1
+    """Decode processes: REELFEAT_WORKERS, else one per core (0: decode in this process)."""
+    if "REELFEAT_WORKERS" in os.environ:
+        return int(os.environ["REELFEAT_WORKERS"])
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -52,23 +55,19 @@ class Task:
     views: dict[str, View]
     threads: int
 
+    def __str__(self) -> str:
+        return self.path
 
-Decoded = dict[str, "tuple[np.ndarray, np.ndarray, dict] | str"]
+
+Decoded = dict[str, "tuple[np.ndarray, np.ndarray, dict] | Failure"]
 
 
-def decode_video(task: Task) -> tuple[str, Decoded]:
-    """All requested views of one video: (rows, timestamps, info) per view, or a one-line reason."""
-    try:
-        meta = media.probe(task.path)
-    except media.MediaError as exc:
-        return task.vid, {name: str(exc) for name in task.views}
-    out: Decoded = {}
-    for name, view in task.views.items():
-        try:
-            out[name] = _decode_view(task, meta, view)
-        except media.MediaError as exc:
-            out[name] = str(exc)
-    return task.vid, out
+def decode_video(task: Task) -> Decoded:
+    """All requested views of one video: (rows, timestamps, info) per view, or its Failure."""
+    meta = run_step("probe", media.probe, task.path)
+    if isinstance(meta, Failure):
+        return dict.fromkeys(task.views, meta)
+    return {name: run_step("decode", _decode_view, task, meta, view) for name, view in task.views.items()}
 
 
 def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -86,23 +85,6 @@ def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray,
     return frames.reshape(*index.shape, *frames.shape[1:]), times, meta.as_info()
 
 
-def _results(tasks: list[Task], workers: int) -> Iterator[tuple[str, Decoded]]:
-    """Results as they finish, never more than 2 x workers videos in flight."""
-    if workers <= 1:
-        yield from map(decode_video, tasks)
-        return
-    pending = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        running = set()
-        for task in pending:
-            running.add(pool.submit(decode_video, task))
-            if len(running) >= 2 * workers:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
-        for future in running:
-            yield future.result()
-
-
 def run_decode(
     rows: list[dict[str, str]],
     views: dict[str, View],
@@ -113,8 +95,8 @@ def run_decode(
 ) -> dict[str, BuildSummary]:
     """Decode the rows of a prepared manifest into one store per view, reusing unchanged rows."""
     out_dir = Path(out_dir)
-    workers = workers or default_workers()
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    workers = default_workers() if workers is None else workers
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     builders = {
         name: StoreBuilder(
             out_dir / f"{name}.h5",
@@ -133,17 +115,14 @@ def run_decode(
         if needed:
             tasks.append(Task(row["id"], row["video"], needed, threads))
     sha_of = {row["id"]: row["sha256"] for row in rows}
-    if backend_name(backend) == "ray":
-        results = ray_backend.decode_results(tasks, workers)
-    else:
-        results = _results(tasks, workers)
-    for vid, decoded in results:
-        sha = sha_of[vid]
+    for task, decoded in make_executor(backend, workers).map(decode_video, tasks):
+        if isinstance(decoded, Failure):  # its worker died on it, or decode_video itself raised
+            decoded = dict.fromkeys(task.views, decoded)
         for name, result in decoded.items():
-            if isinstance(result, str):
-                builders[name].add_failure(vid, result)
+            if isinstance(result, Failure):
+                builders[name].add_failure(task.vid, str(result))
             else:
-                builders[name].add(vid, sha, *result)
+                builders[name].add(task.vid, sha_of[task.vid], *result)
         if progress:
             progress(1)
     order = [(row["id"], row["sha256"]) for row in rows]

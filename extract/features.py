@@ -1,29 +1,50 @@
 """The extract stage: one backbone over every video, into `data/features/<name>.h5`.
 
-One loop for every backbone. A DataLoader reads each video's input and prepares model inputs in
-worker processes while the model runs; inputs from many videos fill each batch; a video's rows
-are written once all its inputs are through. Videos whose input is unchanged since the last run
-(same source hash, same backbone config and weights) are reused without running the model.
+One loop for every backbone. The executor builds the model where it runs (`ExtractWork.open`);
+each video's input is read and turned into model inputs (in worker processes where there are
+some), inputs from many videos fill each batch, and a video's rows are written once all its inputs
+are through. Every step of a video ends in rows or in a recorded failure: reading the input,
+preparing inputs, the forward pass (a failing batch is split until the video that breaks it is
+found), assembling rows. Videos whose input is unchanged since the last run (same source hash,
+same recipe) are reused without running the model.
+
+A feature store carries its recipe: the backbone's config, the weights, the preprocessing and the
+recipe of its input (a decoded view's config, a manifest column, or another feature store's
+recipe). Paths are left out, so the recipe says how rows were made, not where files were; its
+`contract` (weights reduced to their sha256) is the store's reuse key and what a trained head
+checks.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
-from extract import ray_backend
-from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, backbone_config, default_device
-from extract.ray_backend import backend_name
+from extract.backbones import (
+    Backbone,
+    BackboneConfig,
+    BackboneEntry,
+    Rows,
+    Units,
+    VideoInput,
+    backbone_config,
+    default_device,
+)
+from extract.errors import Failure, StepFailed, describe, step
+from extract.executor import make_executor
 from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
 from extract.views import ConfigError
 
@@ -43,9 +64,22 @@ class Source:
     ids: list[str]
     hashes: list[str]  # per id: the source video's sha256, or the text's
     failures: dict[str, str]
-    config: dict = field(default_factory=dict)  # the source store's config (its reuse key)
+    recipe: dict = field(default_factory=dict)  # how the input was made, paths left out
     row_shape: tuple[int, ...] = ()
     read: Callable[[str], VideoInput] | None = None
+
+
+def _text_source(path: Path, texts: dict[str, str], failures: dict[str, str], recipe: dict) -> Source:
+    return Source(
+        path,
+        "text",
+        list(texts),
+        [text_sha256(t) for t in texts.values()],
+        failures,
+        recipe,
+        (),
+        lambda vid: VideoInput(vid, text=texts[vid]),
+    )
 
 
 def open_source(config: BackboneConfig) -> Source:
@@ -57,31 +91,11 @@ def open_source(config: BackboneConfig) -> Source:
             rows = list(csv.DictReader(handle))
         if rows and column not in rows[0]:
             raise ConfigError(f"{path} has no column {column!r} for backbone {config.model}; set its `column`")
-        texts = {row["id"]: row.get(column, "") for row in rows}
-        return Source(
-            path,
-            "text",
-            list(texts),
-            [text_sha256(t) for t in texts.values()],
-            {},
-            {"column": column},
-            (),
-            lambda vid: VideoInput(vid, text=texts[vid]),
-        )
+        return _text_source(path, {row["id"]: row.get(column, "") for row in rows}, {}, {"column": column})
     store = StoreReader(path)
-    source_config = json.loads(str(store.attrs.get("config", "{}")))
     if "transcript" in store.info_names():  # a whisper store: its transcripts are text input
         texts = dict(zip(store.ids, store.text("transcript"), strict=True))
-        return Source(
-            path,
-            "text",
-            list(texts),
-            [text_sha256(t) for t in texts.values()],
-            store.failures,
-            source_config,
-            (),
-            lambda vid: VideoInput(vid, text=texts[vid]),
-        )
+        return _text_source(path, texts, store.failures, {"transcripts": store_recipe(store)})
 
     def read(vid: str) -> VideoInput:
         rows, times = store.get(vid)
@@ -93,41 +107,158 @@ def open_source(config: BackboneConfig) -> Source:
         store.ids,
         store.source_sha256,
         store.failures,
-        source_config,
+        store_recipe(store),
         store.row_shape,
         read,
     )
 
 
-class _Prepared(Dataset):
-    """Video i's model inputs, made in a loader worker: (id, Units) or (id, error text)."""
+def store_recipe(store: StoreReader) -> dict:
+    """How a store's rows were made: a feature store's recipe, or a decoded store's view config."""
+    attrs = store.attrs
+    return json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}"))
 
-    def __init__(self, source: Source, ids: list[str], backbone: Backbone) -> None:
-        self.source, self.ids, self.backbone = source, ids, backbone
 
-    def __len__(self) -> int:
-        return len(self.ids)
+def contract(recipe: object) -> object:
+    """The recipe with each `weights` reduced to its sha256: what the rows depend on, not where
+    the weights came from (a library name and a local copy of the same file make the same rows)."""
+    if not isinstance(recipe, dict):
+        return recipe
+    return {
+        key: value["sha256"] if key == "weights" and isinstance(value, dict) else contract(value)
+        for key, value in recipe.items()
+    }
 
-    def __getitem__(self, i: int) -> tuple[str, VideoInput | None, Units | str]:
-        vid = self.ids[i]
-        video = self.source.read(vid)
-        try:
-            return vid, video, self.backbone.units(video)
-        except (ValueError, RuntimeError) as exc:  # one video's bad input is its failure, not the run's
-            return vid, None, f"preprocessing failed: {' '.join(str(exc).split())}"
+
+def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> dict:
+    """The recipe of a backbone's rows (see the module docstring)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "weights")}
+    weights = backbone.weights.describe()
+    if weights["source"] == "path":
+        weights["name"] = None  # a local file: its sha256 says what it is, its path is this machine's
+    return {
+        "backbone": settings,
+        "weights": weights,
+        "preprocessing": json.loads(json.dumps(backbone.preprocessing(), sort_keys=True, default=str)),
+        "input": source.recipe,
+    }
 
 
 @dataclass
 class _Pending:
+    """One video whose inputs are queued for the model."""
+
     vid: str
     video: VideoInput
     units: Units
     outputs: list = field(default_factory=list)
+    received: int = 0  # inputs through the model, failed ones included
+    failure: Failure | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.received == len(self.units.items)
 
 
-def _one_thread(worker_id: int) -> None:
-    """Loader workers prepare one video at a time: torch ops there must not claim every core."""
-    torch.set_num_threads(1)
+class ExtractRunner:
+    """A backbone on its device and the source it reads: prepares, batches and runs videos."""
+
+    def __init__(self, backbone: Backbone, source: Source, batch_size: int) -> None:
+        self.backbone, self.source, self.batch_size = backbone, source, batch_size
+
+    def prepare(self, vid: str) -> tuple[VideoInput, Units]:
+        """One video's model inputs (in a worker process where there are some)."""
+        with step("reading the input"):
+            video = self.source.read(vid)
+        with step("preparing inputs"):
+            return video, self.backbone.units(video)
+
+    def run(self, prepared: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Rows | Failure]]:
+        """Batches across videos; (id, Rows or Failure) per video, in the order the videos came in."""
+        queue: deque[tuple[_Pending, object]] = deque()  # (video, one model input) not yet run
+        waiting: deque[_Pending] = deque()  # videos in arrival order, finished when all their inputs are through
+
+        def finished() -> Iterator[tuple[str, Rows | Failure]]:
+            while waiting and waiting[0].done:
+                done = waiting.popleft()
+                yield done.vid, done.failure or self._assemble(done)
+
+        for vid, item in prepared:
+            if isinstance(item, Failure):
+                yield vid, item
+                continue
+            video, units = item
+            pending = _Pending(vid, video, units)
+            waiting.append(pending)
+            queue.extend((pending, unit) for unit in units.items)
+            while len(queue) >= self.batch_size:
+                self._forward([queue.popleft() for _ in range(self.batch_size)])
+            yield from finished()
+        while queue:
+            self._forward([queue.popleft() for _ in range(min(self.batch_size, len(queue)))])
+        yield from finished()
+
+    def _forward(self, taken: list[tuple[_Pending, object]]) -> None:
+        """Run one batch; if it raises, split it until the input that raises is alone, and fail its video."""
+        try:
+            outputs = self.backbone.embed(default_collate([unit for _, unit in taken])).cpu().numpy()
+        except Exception as exc:
+            if len(taken) > 1:
+                half = len(taken) // 2
+                self._forward(taken[:half])
+                self._forward(taken[half:])
+                return
+            outputs = None
+            error = describe("forward pass", exc)
+        for i, (owner, _) in enumerate(taken):
+            owner.received += 1
+            if outputs is None:
+                owner.failure = owner.failure or error
+            elif not np.isfinite(outputs[i]).all():
+                owner.failure = owner.failure or Failure("forward pass: the model returned NaN or infinite values")
+            else:
+                owner.outputs.append(outputs[i])
+
+    def _assemble(self, done: _Pending) -> Rows | Failure:
+        try:
+            with step("assembling rows"):
+                return self.backbone.assemble(done.video, done.outputs, done.units)
+        except StepFailed as failed:
+            return failed.failure
+
+
+@dataclass
+class ExtractWork:
+    """What a model process needs to build the runner: picklable, built once per process."""
+
+    entry: BackboneEntry
+    config: BackboneConfig
+    device: str
+    batch_size: int
+    _runner: ExtractRunner | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_runner": None}  # a model travels as instructions, never as weights
+
+    def open(self) -> ExtractRunner:
+        if self._runner is None:
+            config = self.config
+            source = open_source(config)
+            if source.kind != self.entry.input_kind:
+                raise ConfigError(
+                    f"backbone {config.model} reads {self.entry.input_kind}, "
+                    f"but {source.path} holds {source.kind or 'something else'}: set its `input`"
+                )
+            backbone = self.entry.build(config, torch.device(self.device))
+            backbone.check_input(source.row_shape, source.recipe)
+            self._runner = ExtractRunner(backbone, source, self.batch_size)
+        return self._runner
+
+    def on_device(self, device: str) -> ExtractWork:
+        return dataclasses.replace(self, device=device, _runner=None)
+
+    def init_worker(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # loader workers prepare one video at a time: not every core each
 
 
 def loader_workers(device: torch.device) -> int:
@@ -139,39 +270,6 @@ def loader_workers(device: torch.device) -> int:
     if "REELFEAT_LOADER_WORKERS" in os.environ:
         return int(os.environ["REELFEAT_LOADER_WORKERS"])
     return min(8, max(1, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
-
-
-def _batches(
-    prepared: Iterator[tuple[str, VideoInput | None, Units | str]], backbone: Backbone, batch_size: int
-) -> Iterator[tuple[str, object]]:
-    """Run the backbone on batches across videos; yield (id, Rows) per finished video, (id, error) per failure."""
-    queue: deque[tuple[_Pending, object]] = deque()  # (video, one model input) not yet run
-    waiting: deque[_Pending] = deque()  # videos in arrival order, written when all their inputs are through
-
-    def run(count: int) -> None:
-        taken = [queue.popleft() for _ in range(count)]
-        outputs = backbone.embed(default_collate([item for _, item in taken])).cpu().numpy()
-        for (owner, _), out in zip(taken, outputs, strict=True):
-            owner.outputs.append(out)
-
-    def finished() -> Iterator[tuple[str, object]]:
-        while waiting and len(waiting[0].outputs) == len(waiting[0].units.items):
-            done = waiting.popleft()
-            yield done.vid, backbone.assemble(done.video, done.outputs, done.units)
-
-    for vid, video, units in prepared:
-        if isinstance(units, str):
-            yield vid, units
-            continue
-        pending = _Pending(vid, video, units)
-        waiting.append(pending)
-        queue.extend((pending, item) for item in units.items)
-        while len(queue) >= batch_size:
-            run(batch_size)
-        yield from finished()
-    while queue:
-        run(min(batch_size, len(queue)))
-    yield from finished()
 
 
 def run_features(
@@ -187,34 +285,25 @@ def run_features(
 ) -> BuildSummary:
     """Extract `backbones.<key>` into out_path, reusing unchanged videos' rows."""
     entry, config = backbone_config(key, values)
-    source = open_source(config)
-    if source.kind != entry.input_kind:
-        raise ConfigError(
-            f"params.yaml backbones.{key}: {config.model} reads {entry.input_kind}, "
-            f"but {source.path} holds {source.kind or 'something else'}"
-        )
-    ray = backend_name(backend) == "ray"
-    # under Ray the actors run the model; the driver's copy only tells widths, weights and columns
-    device = torch.device("cpu") if ray else device or default_device()
-    backbone = entry.build(config, device)
-    backbone.check_input(source.row_shape, source.config)
-    weights = backbone.weights.describe()
-    reuse_key = json.dumps(
-        {"backbone": config.__dict__, "weights_sha256": weights["sha256"], "input": source.config},
-        sort_keys=True,
-        default=str,
+    device = device or default_device()
+    executor = make_executor(backend, loader_workers(device) if workers is None else workers)
+    # remote executors run the model elsewhere; this copy only tells widths, weights and columns
+    work = ExtractWork(
+        entry, config, "cpu" if executor.remote else str(device), batch_size or DEFAULT_BATCH[entry.input_kind]
     )
+    runner = work.open()
+    backbone, source = runner.backbone, runner.source
+    recipe = backbone_recipe(config, backbone, source)
     builder = StoreBuilder(
         out_path,
-        config=reuse_key,
+        config=json.dumps(contract(recipe), sort_keys=True),
         row_shape=(backbone.dim,),
         dtype=config.dtype,
         attrs={
             "backbone": config.model,
             "kind": "features",
             "input": str(source.path),
-            "weights": json.dumps(weights, sort_keys=True),
-            "preprocessing": json.dumps(backbone.preprocessing(), sort_keys=True, default=str),
+            "recipe": json.dumps(recipe, sort_keys=True),
             "versions": library_versions(),
         },
         info_dtypes=backbone.columns,
@@ -224,30 +313,25 @@ def run_features(
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
     if progress is not None:
         progress.reset(total=len(todo))
-    batch_size = batch_size or DEFAULT_BATCH[entry.input_kind]
-    if ray:
-        results = ray_backend.extract_results(key, values, todo, batch_size)
-    else:
-        workers = loader_workers(device) if workers is None else workers
-        loader = DataLoader(
-            _Prepared(source, todo, backbone),
-            batch_size=None,
-            num_workers=workers,
-            prefetch_factor=4 if workers else None,
-            worker_init_fn=_one_thread,
-            pin_memory=device.type == "cuda",
-        )
-        results = _batches(iter(loader), backbone, batch_size)
-    for vid, result in results:
-        if isinstance(result, str):
-            builder.add_failure(vid, result)
+    for vid, result in executor.map_model(work, todo):
+        stored = result if isinstance(result, Failure) else _stored(result, config.dtype)
+        if isinstance(stored, Failure):
+            builder.add_failure(vid, str(stored))
         else:
-            builder.add(vid, hashes[vid], result.feats.astype(config.dtype), result.timestamps, result.columns)
+            builder.add(vid, hashes[vid], stored.feats, stored.timestamps, stored.columns)
         if progress is not None:
             progress.update(1)
     for vid, error in source.failures.items():
         builder.add_failure(vid, f"no input ({source.path}: {error})")
     return builder.finish([(vid, hashes[vid]) for vid in source.ids])
+
+
+def _stored(rows: Rows, dtype: str) -> Rows | Failure:
+    """Rows in the store's dtype; values that float16 cannot hold fail the video instead of turning inf."""
+    feats = rows.feats.astype(dtype)
+    if not np.isfinite(feats).all():
+        return Failure(f"storing rows: values beyond {dtype}'s range; set this backbone's dtype: float32")
+    return dataclasses.replace(rows, feats=feats)
 
 
 def library_versions() -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.errors import UserError
 from extract.split import SPLITS, make_split
 from extract.views import ConfigError, build_config
 
@@ -38,7 +39,7 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}. Fix: {self.fix}"
 
 
-class ManifestError(Exception):
+class ManifestError(UserError):
     """The table is wrong; `problems` says where and how to fix each thing."""
 
     def __init__(self, problems: list[Problem]) -> None:

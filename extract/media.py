@@ -7,6 +7,7 @@ file can stall or crash ffmpeg but never this process.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from extract.errors import UserError
+
 PROBE_TIMEOUT_S = 30.0
 RESIZE_MODES = ("crop", "pad", "stretch")
 # Each seeking input holds a decoder with its frame pool (~16 frames of the source size), so the
@@ -22,7 +25,7 @@ RESIZE_MODES = ("crop", "pad", "stretch")
 DECODER_BUDGET_BYTES = 192 << 20
 
 
-class MediaError(Exception):
+class MediaError(UserError):
     """A video that cannot be used; the message is a one-line reason stored with the failure."""
 
 
@@ -60,6 +63,10 @@ class Probe:
     rotation: int  # display rotation in degrees (0, 90, 180, 270); decoded frames are upright
     frame_times: np.ndarray  # (M,) sorted presentation times of every video frame
     keyframe_times: np.ndarray  # (K,) sorted presentation times of the keyframes
+    # False when packets carry decode times only (H.264 with B-frames in AVI, raw streams): the
+    # decoder then guesses frame times, so frames are picked by their number in presentation order
+    # (frame i is at frame_times[i]: the decode-time grid holds the same times, in order).
+    seekable: bool = True
 
     def as_info(self) -> dict[str, float | int | bool]:
         """Per-video facts worth keeping next to the decoded rows."""
@@ -85,7 +92,10 @@ def probe(path: str | Path) -> Probe:
         PROBE_TIMEOUT_S,
         "ffprobe",
     )
-    info = json.loads(raw or b"{}")
+    try:
+        info = json.loads(raw or b"{}")
+    except ValueError:
+        raise MediaError("ffprobe printed something that is not JSON (a damaged container?)") from None
     fmt = info.get("format", {})
     streams = info.get("streams", [])
     video = next(
@@ -101,7 +111,7 @@ def probe(path: str | Path) -> Probe:
         empty = np.zeros(0)
         return Probe(duration, start_time, False, True, 0, 0, 0.0, 0, empty, empty)
 
-    frame_times, keyframe_times, packets = _packet_times(path, int(video["index"]))
+    frame_times, keyframe_times, packets, seekable = _packet_times(path, int(video.get("index", 0)))
     if len(frame_times) == 0:
         raise MediaError("video stream has no frames")
     declared = int(_float(video.get("nb_frames"), 0) or 0)  # from the container's index, where it has one
@@ -127,11 +137,16 @@ def probe(path: str | Path) -> Probe:
         rotation=rotation,
         frame_times=frame_times,
         keyframe_times=keyframe_times if len(keyframe_times) else frame_times[:1],
+        seekable=seekable,
     )
 
 
-def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Frame and keyframe times, and the number of packets read: packets cost no decoding."""
+def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Frame and keyframe times, packets read, and whether every packet had a presentation time.
+
+    Packets cost no decoding. Where a packet has no presentation time its decode time stands in:
+    one per frame, on the same grid, which is all a sorted list of frame times needs.
+    """
     raw = _run(
         [
             "ffprobe",
@@ -149,25 +164,30 @@ def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray
         "ffprobe packets",
     )
     times, keys = [], []
+    seekable = True
     lines = raw.decode("ascii", "replace").splitlines()
     for line in lines:
         fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
         t = _float(fields.get("pts_time"), None)
-        if t is None:  # AVI and raw streams often carry decode times only
+        if t is None:
+            seekable = False
             t = _float(fields.get("dts_time"), None)
         if t is None or "D" in fields.get("flags", ""):
             continue
         times.append(t)
         if "K" in fields.get("flags", ""):
             keys.append(t)
-    return np.unique(np.asarray(times, dtype=np.float64)), np.unique(np.asarray(keys, dtype=np.float64)), len(lines)
+    unique_times = np.unique(np.asarray(times, dtype=np.float64))
+    return unique_times, np.unique(np.asarray(keys, dtype=np.float64)), len(lines), seekable
 
 
 def _float(value: object, default: float | None) -> float | None:
+    """A finite number from ffprobe's text, else `default` ("N/A", "nan" and damaged fields)."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return default
+    return number if math.isfinite(number) else default
 
 
 def _rate(value: str | None) -> float:
@@ -180,12 +200,13 @@ def _rate(value: str | None) -> float:
 def _rotation(stream: dict) -> int:
     """Display-matrix angle as ffprobe reports it (phones), else the old `rotate` tag, in 0..359.
 
-    Decoding needs none of it: ffmpeg's autorotate turns frames upright. It is kept as a fact.
+    Decoding needs none of it: ffmpeg's autorotate turns frames upright. It is kept as a fact, so
+    a tag that is not a number (seen in damaged files) counts as no rotation.
     """
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
-            return int(round(float(side["rotation"]))) % 360
-    return int(round(float(stream.get("tags", {}).get("rotate", 0)))) % 360
+            return int(round(_float(side["rotation"], 0.0))) % 360
+    return int(round(_float(stream.get("tags", {}).get("rotate"), 0.0))) % 360
 
 
 def resize_filters(stream: ffmpeg.Stream, size: tuple[int, int], mode: str) -> ffmpeg.Stream:
@@ -242,6 +263,10 @@ def decode_frames(
     height, width = size
     if not len(wanted):
         return np.zeros((0, height, width, 3), np.uint8)
+    if not meta.seekable:
+        order = np.unique(wanted)
+        frames = _decode_in_order(path, order, size, resize, threads)
+        return frames[np.searchsorted(order, wanted)]
     times = meta.frame_times
     # A window around each frame, halfway to its neighbours, holds that frame and no other.
     bounds = np.concatenate([[times[0] - 1.0], (times[1:] + times[:-1]) / 2, [times[-1] + 1.0]])
@@ -268,6 +293,20 @@ def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, 
     return np.frombuffer(_run(cmd, ffmpeg_timeout_s(), "ffmpeg audio decode"), np.float32).copy()
 
 
+def _decode_in_order(
+    path: str | Path, wanted: np.ndarray, size: tuple[int, int], resize: str, threads: int
+) -> np.ndarray:
+    """Frames number `wanted` (sorted, unique) in presentation order, decoding from the start.
+
+    For streams without presentation times, where seeking and time-based selection cannot be
+    trusted. ffmpeg stops once the last wanted frame is out, so frames after it are never decoded.
+    """
+    spans = np.split(wanted, np.flatnonzero(np.diff(wanted) > 1) + 1)  # runs of consecutive frames
+    select = "+".join(f"between(n,{span[0]},{span[-1]})" for span in spans)
+    stream = ffmpeg.input(str(path), threads=threads).video.filter("select", select)
+    return _run_decode(resize_filters(stream, size, resize), len(wanted), size)
+
+
 def _decode_runs(
     path: str | Path,
     meta: Probe,
@@ -288,9 +327,13 @@ def _decode_runs(
         stream = ffmpeg.input(str(path), copyts=None, ss=f"{seek:.6f}", t=f"{length:.6f}", threads=threads).video
         streams.append(resize_filters(stream.filter("select", select), size, resize))
     joined = streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=1, a=0)
-    count = sum(len(run) for run in runs)
+    return _run_decode(joined, sum(len(run) for run in runs), size)
+
+
+def _run_decode(stream: ffmpeg.Stream, count: int, size: tuple[int, int]) -> np.ndarray:
+    """Run one ffmpeg filter graph to `count` raw RGB frames of `size`; fewer is the video's failure."""
     cmd = (
-        joined.output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=count, fps_mode="passthrough")
+        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=count, fps_mode="passthrough")
         .global_args("-nostdin", "-v", "error")
         .compile()
     )

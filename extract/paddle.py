@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.errors import UserError
 from extract.manifest import read_table
 from extract.store import StoreReader, StoreWriter
 
@@ -51,7 +52,7 @@ _BUILTINS = {
 }
 
 
-class PickleRefused(Exception):
+class PickleRefused(UserError):
     """A pickle that is not to be loaded: untrusted, or holding something other than plain data."""
 
 
@@ -149,7 +150,7 @@ def export_paddle(image: Path, audio: Path, manifest: Path, labels: str, out: Pa
     for row in rows:
         name = Path(row["video"]).stem
         if name in names:
-            raise ValueError(
+            raise UserError(
                 f"{row['id']} and {names[name]} would both be {name}.pkl: PaddleVideo names feature "
                 "files by the video's file name, so those must be unique"
             )

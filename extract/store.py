@@ -30,6 +30,8 @@ from typing import TextIO
 import h5py
 import numpy as np
 
+from extract.errors import UserError
+
 SCHEMA_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_BYTES = 1 << 20
@@ -40,7 +42,7 @@ def checkpoint_seconds() -> float:
     return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A store that is missing, of another schema, or asked for a video it does not hold."""
 
 

@@ -14,10 +14,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from extract.errors import UserError
 from extract.media import RESIZE_MODES, Probe
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A params section that is malformed; the message names the key and the fix."""
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, load_section, run_command
+from extract.views import ConfigError
 
 
 def head_dir(name: str) -> Path:
@@ -20,7 +21,7 @@ def head_dir(name: str) -> Path:
 def configured(args: argparse.Namespace) -> dict:
     heads = load_section(args.params, "heads")
     if args.head not in heads:
-        raise KeyError(f"{args.params}: no heads.{args.head}; configured: {sorted(heads)}")
+        raise ConfigError(f"{args.params}: no heads.{args.head}; configured: {sorted(heads)}")
     return heads[args.head]
 
 
@@ -51,7 +52,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from heads.predict import predict
 
     if bool(args.manifest) == bool(args.videos):
-        raise ValueError("give either --manifest M or video files, not both and not neither")
+        raise ConfigError("give either --manifest M or video files, not both and not neither")
     params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     try:
@@ -102,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="the heads configured in params.yaml")
     p.set_defaults(run=cmd_list)
 
-    from heads.evaluate import CheckpointError
-
-    return run_command(parser.parse_args(argv), also=(CheckpointError,))
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from extract.store import StoreReader
+from extract.views import ConfigError
 from heads.config import HeadConfig, InputConfig
 
 POOLED = ("mean", "max")
@@ -50,7 +51,7 @@ def store_schema(reader: StoreReader) -> dict:
 def load_input(spec: InputConfig) -> FeatureInput:
     reader = StoreReader(spec.store)
     if len(reader.row_shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"{spec.store} holds rows of shape {reader.row_shape}, not feature vectors: heads read data/features/*.h5"
         )
     feats, _, offsets = reader.read_all()

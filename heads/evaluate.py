@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn import metrics as sk
 
+from extract.errors import UserError
 from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict
 from heads.data import HeadData, store_schema
@@ -19,7 +20,7 @@ from heads.tasks import Task
 from heads.train import CHECKPOINT, predict_scores
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that does not fit the feature stores it would read."""
 
 

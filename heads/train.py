@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extract.errors import UserError
 from heads.config import HeadConfig, config_to_dict
 from heads.data import HeadData
 from heads.metrics import tune_thresholds
@@ -40,7 +41,7 @@ def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None)
     data = data or HeadData.load(config)
     train_idx, val_idx = data.split("train"), data.split("val")
     if len(train_idx) == 0:
-        raise ValueError(f"{config.manifest}: no training videos with features in every input store")
+        raise UserError(f"{config.manifest}: no training videos with features in every input store")
 
     # task: targets, loss and output size, fitted on the training split only
     task = Task.fit(config, data.rows, [data.rows[i] for i in train_idx])

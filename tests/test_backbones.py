@@ -84,7 +84,9 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
         np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-4)
         assert times.tolist() == list(range(n))
     attrs = store.attrs
-    assert json.loads(attrs["weights"])["source"] == "path" and "resize_size=[256]" in attrs["preprocessing"]
+    recipe = json.loads(attrs["recipe"])
+    assert recipe["weights"]["source"] == "path" and recipe["weights"]["name"] is None  # no local path recorded
+    assert "resize_size=[256]" in recipe["preprocessing"]["transforms"]
 
 
 @pytest.mark.parametrize("name", ["mc3_18", "s3d"])

@@ -58,7 +58,7 @@ CASES = {
     "truncated.mp4": "ffprobe failed",
     "truncated_faststart.mp4": "truncated video: its index lists",
     "text.mp4": "ffprobe failed",
-    "audio_only.mp4": "no video stream (audio-only file)",
+    "audio_only.mp4": "decode: no video stream (audio-only file)",
 }
 
 

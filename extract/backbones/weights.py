@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from extract.errors import UserError
 
-class WeightsError(Exception):
+
+class WeightsError(UserError):
     """Weights that cannot be found, fetched or loaded; the message says which file and where."""
 
 

@@ -27,6 +27,7 @@ from extract.backbones import (
     require_sample_rate,
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files
+from extract.errors import step
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -113,12 +114,13 @@ class WhisperBackbone(Backbone):
         feats = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
         columns = {"transcript": "", "language": "", "segments": "[]"}
         if self.config.transcribe and len(video.rows):
-            result = self.model.transcribe(
-                np.asarray(video.rows, np.float32),
-                language=self.config.language,
-                fp16=self.device.type == "cuda",
-                verbose=None,
-            )
+            with step("transcription"):
+                result = self.model.transcribe(
+                    np.asarray(video.rows, np.float32),
+                    language=self.config.language,
+                    fp16=self.device.type == "cuda",
+                    verbose=None,
+                )
             segments = [
                 {"start": round(s["start"], 3), "end": round(s["end"], 3), "text": s["text"].strip()}
                 for s in result["segments"]

@@ -1,0 +1,68 @@
+"""The executor interface: what the decode and extract stages hand over, and what comes back.
+
+Two kinds of work:
+- `map(fn, items)`: `fn(item)` for every item (decode: one video's views), each in a worker.
+- `map_model(work, items)`: a model built once per model process (`work.open()`), fed with inputs
+  that `runner.prepare(item)` makes (in worker processes where the backend has them), and run
+  by `runner.run(...)`, which batches across items.
+
+Whatever the backend, every item comes back exactly once, with its result or a `Failure`: an
+exception is the item's failure (see `extract.errors`), and a worker process that dies on an item
+(segfault, out-of-memory kill) is started again and the item retried `RETRIES` times, then
+recorded. Results come back as they finish, not in input order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from extract.errors import Failure, run_step
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RETRIES = 1  # a worker that died on an item is replaced and the item run once more
+WORKER_DIED = f"worker: its worker process died {RETRIES + 1} times on this video (a crash, or out of memory)"
+
+
+class ModelRunner(Protocol):
+    """A model in one process, with what it reads."""
+
+    def prepare(self, item: str) -> Any:
+        """One item's model inputs, made on the CPU; may raise (the item fails)."""
+
+    def run(self, prepared: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        """(item, prepared inputs or Failure) in, (item, result or Failure) out, one out per in."""
+
+
+class ModelWork(Protocol):
+    """Picklable instructions for building a model runner in whichever process runs it."""
+
+    def open(self) -> ModelRunner:
+        """The runner for this process, built once."""
+
+    def on_device(self, device: str) -> ModelWork:
+        """The same work for another device ("cpu", "cuda")."""
+
+    def init_worker(self, threads: int) -> None:
+        """Set up a fresh worker process that uses `threads` cores."""
+
+
+def call(fn: Callable[[T], R], item: T) -> R | Failure:
+    """`fn(item)`, or the failure of whichever step inside it raised."""
+    return run_step(getattr(fn, "__name__", "work"), fn, item)
+
+
+class Executor(ABC):
+    name: ClassVar[str]
+    remote: ClassVar[bool]  # models run in other processes: the caller's copy only describes the run
+
+    @abstractmethod
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
+        """(item, fn(item) or Failure) for every item, as they finish."""
+
+    @abstractmethod
+    def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        """(item, result or Failure) for every item, as they finish."""

@@ -1,0 +1,147 @@
+"""The local executor: worker processes on this machine, each holding one item at a time.
+
+A pool of forked workers, each fed one item at a time over its own pipe, so the pool always knows
+which item a dead worker held: that worker is replaced and only its item is retried (a
+`concurrent.futures` pool marks itself broken instead and loses every item in flight). Workers
+are forked from this process, so they share the function and, for model work, the model process's
+memory; they exit when this process goes away. `workers=0` runs everything in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any, TypeVar
+
+from extract.errors import Failure, describe
+from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _serve(conn: Connection, others: list[Connection], fn: Callable, init: Callable[[], None] | None) -> None:
+    """A worker's loop: (index, item) in, (index, result or Failure) out, until None or the parent is gone."""
+    for other in others:  # the pipes of the workers forked before this one: only the parent may hold them
+        other.close()
+    if init is not None:
+        init()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        index, item = job
+        result = call(fn, item)
+        try:
+            conn.send((index, result))
+        except Exception as exc:  # a result that cannot be pickled: the item's failure, not the worker's death
+            conn.send((index, describe("sending the result", exc)))
+
+
+class _Worker:
+    def __init__(self, fn: Callable, init: Callable[[], None] | None, others: list[Connection]) -> None:
+        context = multiprocessing.get_context("fork")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, others, fn, init), daemon=True)
+        self.process.start()
+        child.close()
+        self.job: tuple[int, Any] | None = None
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+    def death(self) -> str:
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+
+def pool_map(
+    fn: Callable[[T], R], items: Sequence[T], workers: int, init: Callable[[], None] | None = None
+) -> Iterator[tuple[T, R | Failure]]:
+    """(item, fn(item) or Failure) for every item, from `workers` forked processes, as they finish."""
+    todo = deque(enumerate(items))
+    deaths: Counter[int] = Counter()
+    pool: list[_Worker] = []
+
+    def start() -> _Worker:
+        return _Worker(fn, init, [w.conn for w in pool])
+
+    try:
+        for _ in range(min(workers, len(todo))):
+            pool.append(start())
+        while True:
+            for slot, worker in enumerate(pool):
+                if worker.job is None and todo:
+                    worker.job = todo.popleft()
+                    try:
+                        worker.conn.send(worker.job)
+                    except OSError:  # it died after its last result: hand the item to a new worker
+                        todo.appendleft(worker.job)
+                        worker.stop()
+                        pool[slot] = start()
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                return
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                index, item = worker.job
+                try:
+                    _, result = worker.conn.recv()
+                except (EOFError, OSError):  # died holding this item
+                    deaths[index] += 1
+                    print(f"reelfeat: a worker process died ({worker.death()}) on {item}", file=sys.stderr)
+                    worker.stop()
+                    pool[pool.index(worker)] = start()
+                    if deaths[index] > RETRIES:
+                        yield item, Failure(WORKER_DIED)
+                    else:
+                        todo.appendleft((index, item))
+                    continue
+                worker.job = None
+                yield item, result
+    finally:
+        for worker in pool:
+            worker.stop()
+
+
+class LocalExecutor(Executor):
+    """Worker processes on this machine (`workers=0`: this process); models run in this process."""
+
+    name = "local"
+    remote = False
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
+        if self.workers == 0:
+            return ((item, call(fn, item)) for item in items)
+        return pool_map(fn, items, self.workers)
+
+    def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        runner = work.open()
+        if self.workers == 0:
+            prepared = ((item, call(runner.prepare, item)) for item in items)
+        else:
+            prepared = pool_map(runner.prepare, items, self.workers, init=lambda: work.init_worker(1))
+        return runner.run(prepared)

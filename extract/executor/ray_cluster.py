@@ -1,0 +1,129 @@
+"""The Ray executor: per-video work as Ray tasks, model work on a pool of actors.
+
+Chosen by `REELFEAT_BACKEND=ray` or `--backend ray` (never a tracked param, so switching does not
+make DVC rerun anything). `RAY_ADDRESS` selects a cluster; without it a local instance starts.
+On a cluster, the videos and `data/` must be on storage every node sees. The stage process stays
+the only writer of every store, so the stores are the same whichever backend made them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from extract.errors import Failure, UserError
+from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
+
+T = TypeVar("T")
+R = TypeVar("R")
+ITEMS_PER_CALL = 8  # items per actor call: enough to fill a batch, few to redo when an actor dies
+CALLS_PER_ACTOR = 2  # queued per actor, so it never waits for the driver between calls
+
+
+def ray_module():
+    """Ray, started or joined once per process."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray backend needs Ray: pip install -r requirements-ray.txt") from None
+    if not ray.is_initialized():
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS") or None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    return ray
+
+
+class _ModelActor:
+    """One model on one Ray worker, fed whole chunks of items."""
+
+    def __init__(self, work: ModelWork, threads: int) -> None:
+        work.init_worker(threads)
+        self.runner = work.open()
+
+    def run(self, items: list[str]) -> list[tuple[str, Any]]:
+        return list(self.runner.run((item, call(self.runner.prepare, item)) for item in items))
+
+
+class RayExecutor(Executor):
+    name = "ray"
+    remote = True
+
+    def __init__(self, workers: int) -> None:
+        self.ray = ray_module()
+        self.workers = max(1, workers)
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
+        """Tasks, at most 2 x workers in flight; Ray starts a task again on a new worker when its worker died."""
+        ray = self.ray
+        remote = ray.remote(num_cpus=1, max_retries=RETRIES)(call).options(name=getattr(fn, "__name__", "work"))
+        running: dict[Any, T] = {}
+        for item in items:
+            running[remote.remote(fn, item)] = item
+            if len(running) >= 2 * self.workers:
+                yield from self._finished(running)
+        while running:
+            yield from self._finished(running)
+
+    def _finished(self, running: dict) -> Iterator[tuple[Any, Any]]:
+        ray = self.ray
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            item = running.pop(ref)
+            try:
+                yield item, ray.get(ref)
+            except ray.exceptions.RayTaskError:
+                raise  # `call` turns every exception of the work into a Failure: this is a bug here
+            except ray.exceptions.RayError:  # its worker died on every try
+                yield item, Failure(WORKER_DIED)
+
+    def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
+        """A pool of actors, one per GPU where the cluster has GPUs, else one per 2 CPUs (REELFEAT_RAY_ACTORS).
+
+        An actor that dies is restarted by Ray; the items of the calls it lost run again one per
+        call, so an item that kills its actor twice is recorded and the others are kept.
+        """
+        ray = self.ray
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        count = int(os.environ.get("REELFEAT_RAY_ACTORS", 0)) or gpus or max(1, cpus // 2)
+        threads = 1 if gpus else max(1, cpus // count)
+        options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
+        actor_cls = ray.remote(max_restarts=-1, max_task_retries=0, **options)(_ModelActor)
+        work = work.on_device("cuda" if gpus else "cpu")
+        actors = [actor_cls.remote(work, threads) for _ in range(count)]
+        load = Counter({i: 0 for i in range(count)})
+        chunks = deque(list(items[i : i + ITEMS_PER_CALL]) for i in range(0, len(items), ITEMS_PER_CALL))
+        deaths: Counter[str] = Counter()
+        running: dict[Any, tuple[int, list[str]]] = {}
+        try:
+            while chunks or running:
+                while chunks and min(load.values()) < CALLS_PER_ACTOR:
+                    slot = min(load, key=load.__getitem__)
+                    chunk = chunks.popleft()
+                    running[actors[slot].run.remote(chunk)] = (slot, chunk)
+                    load[slot] += 1
+                done, _ = ray.wait(list(running), num_returns=1)
+                for ref in done:
+                    slot, chunk = running.pop(ref)
+                    load[slot] -= 1
+                    try:
+                        results = ray.get(ref)
+                    except ray.exceptions.RayTaskError:
+                        raise  # the runner turns every exception of an item into a Failure: this is a bug here
+                    except ray.exceptions.RayError:  # the actor died during this call
+                        for item in chunk:
+                            deaths[item] += 1
+                            if deaths[item] > RETRIES:
+                                yield item, Failure(WORKER_DIED)
+                            else:
+                                chunks.appendleft([item])
+                        continue
+                    yield from results
+        finally:
+            for actor in actors:
+                ray.kill(actor)
