@@ -8,11 +8,8 @@ preparing inputs, the forward pass (a failing batch is split until the video tha
 found), assembling rows. Videos whose input is unchanged since the last run (same source hash,
 same recipe) are reused without running the model.
 
-A feature store carries its recipe: the backbone's config, the weights, the preprocessing and the
-recipe of its input (a decoded view's config, a manifest column, or another feature store's
-recipe). Paths are left out, so the recipe says how rows were made, not where files were; its
-`contract` (weights reduced to their sha256) is the store's reuse key and what a trained head
-checks.
+A feature store carries its recipe (see `extract.recipe`): the backbone's config, the weights,
+the preprocessing and the recipe of its input, paths left out. Its contract is the reuse key.
 """
 
 from __future__ import annotations
@@ -45,6 +42,7 @@ from extract.backbones import (
 )
 from extract.errors import Failure, StepFailed, describe, step
 from extract.executor import make_executor
+from extract.recipe import contract_json
 from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
 from extract.views import ConfigError
 
@@ -95,7 +93,7 @@ def open_source(config: BackboneConfig) -> Source:
     store = StoreReader(path)
     if "transcript" in store.info_names():  # a whisper store: its transcripts are text input
         texts = dict(zip(store.ids, store.text("transcript"), strict=True))
-        return _text_source(path, texts, store.failures, {"transcripts": store_recipe(store)})
+        return _text_source(path, texts, store.failures, {"transcripts": store.recipe})
 
     def read(vid: str) -> VideoInput:
         rows, times = store.get(vid)
@@ -107,31 +105,14 @@ def open_source(config: BackboneConfig) -> Source:
         store.ids,
         store.source_sha256,
         store.failures,
-        store_recipe(store),
+        store.recipe,
         store.row_shape,
         read,
     )
 
 
-def store_recipe(store: StoreReader) -> dict:
-    """How a store's rows were made: a feature store's recipe, or a decoded store's view config."""
-    attrs = store.attrs
-    return json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}"))
-
-
-def contract(recipe: object) -> object:
-    """The recipe with each `weights` reduced to its sha256: what the rows depend on, not where
-    the weights came from (a library name and a local copy of the same file make the same rows)."""
-    if not isinstance(recipe, dict):
-        return recipe
-    return {
-        key: value["sha256"] if key == "weights" and isinstance(value, dict) else contract(value)
-        for key, value in recipe.items()
-    }
-
-
 def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> dict:
-    """The recipe of a backbone's rows (see the module docstring)."""
+    """The recipe of a backbone's rows (see `extract.recipe`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "weights")}
     weights = backbone.weights.describe()
     if weights["source"] == "path":
@@ -296,7 +277,7 @@ def run_features(
     recipe = backbone_recipe(config, backbone, source)
     builder = StoreBuilder(
         out_path,
-        config=json.dumps(contract(recipe), sort_keys=True),
+        config=contract_json(recipe),
         row_shape=(backbone.dim,),
         dtype=config.dtype,
         attrs={

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.atomic import atomic_write
 from extract.errors import UserError
 from extract.split import SPLITS, make_split
 from extract.views import ConfigError, build_config
@@ -354,21 +355,21 @@ def write_prepared(prepared: Prepared, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.csv"
-    _write_csv(manifest_path, prepared.columns, prepared.rows)
+    write_csv(manifest_path, prepared.columns, prepared.rows)
     rejected = [
         {"file": str(p.file), "line": str(p.line), "problem": p.message, "fix": p.fix} for p in prepared.rejected
     ]
-    _write_csv(out_dir / "rejected.csv", ["file", "line", "problem", "fix"], rejected)
+    write_csv(out_dir / "rejected.csv", ["file", "line", "problem", "fix"], rejected)
     return manifest_path
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+def write_csv(path: str | Path, columns: list[str], rows: list[dict[str, str]]) -> Path:
+    """A table with a header, written atomically; columns not listed are left out."""
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+    return Path(path)
 
 
 def read_prepared(path: str | Path) -> list[dict[str, str]]:

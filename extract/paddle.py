@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
-from extract.manifest import read_table
+from extract.manifest import read_table, write_csv
 from extract.store import StoreReader, StoreWriter
 
 SPLITS = ("train", "val", "test")
@@ -112,8 +113,7 @@ def import_paddle(
             attrs={
                 "kind": "features",
                 "backbone": store,
-                "config": json.dumps({"paddle": key}),
-                "weights": json.dumps({"name": "PaddleVideo feature_files", "sha256": ""}),
+                "config": json.dumps({"paddle": key}),  # its recipe: PaddleVideo made these rows, not reelfeat
             },
         )
         for (key, store), dim in zip(KINDS.items(), (2048, 128), strict=True)
@@ -134,11 +134,8 @@ def import_paddle(
         for writer in writers.values():
             writer.abort()
         raise
-    with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["id", "video", "text", "labels", "split"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return {**written, "manifest": out / "manifest.csv"}
+    manifest = write_csv(out / "manifest.csv", ["id", "video", "text", "labels", "split"], rows)
+    return {**written, "manifest": manifest}
 
 
 def export_paddle(image: Path, audio: Path, manifest: Path, labels: str, out: Path) -> int:
@@ -165,15 +162,15 @@ def export_paddle(image: Path, audio: Path, manifest: Path, labels: str, out: Pa
                 "audio_pkl": audio_store.get(row["id"])[0].astype(np.float32),
             },
         }
-        with open(folder / f"{Path(row['video']).stem}.pkl", "wb") as handle:
+        with atomic_write(folder / f"{Path(row['video']).stem}.pkl", "wb") as handle:
             pickle.dump(record, handle, protocol=2)
     classes = sorted({name for row in rows for name in row.get(labels, "").split(",") if name})
-    (out / "class.txt").write_text("".join(f"{name}\n" for name in classes), encoding="utf-8")
+    write_text(out / "class.txt", "".join(f"{name}\n" for name in classes))
     for split in SPLITS:
         lines = [
             f"{Path(r['video']).name}\t{r.get('text', '')}\t{r.get(labels, '')}\n"
             for r in rows
             if r.get("split") == split
         ]
-        (out / f"{split}.txt").write_text("".join(lines), encoding="utf-8")
+        write_text(out / f"{split}.txt", "".join(lines))
     return len(rows)

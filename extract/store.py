@@ -10,8 +10,8 @@
     /failures/ids, /failures/errors   videos that failed, one-line reason each
     attrs: schema_version, config (the reuse key), manifest_sha256, plus provenance
 
-Writes go to a temp file in the same folder and are renamed into place, so a final name
-never holds a half-written store. `StoreBuilder` adds incremental reuse and checkpoints.
+Writes go to a temp file in the same folder and are renamed into place (`extract.atomic`), so a
+final name never holds a half-written store. `StoreBuilder` adds incremental reuse and checkpoints.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import TextIO
 import h5py
 import numpy as np
 
+from extract.atomic import TEMP_SUFFIX, publish, stale_temps, temp_path
 from extract.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -44,10 +45,6 @@ def checkpoint_seconds() -> float:
 
 class StoreError(UserError):
     """A store that is missing, of another schema, or asked for a video it does not hold."""
-
-
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def rows_digest(rows: Iterable[tuple[str, str]]) -> str:
@@ -72,7 +69,7 @@ class StoreWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temp_name(self.path)
+        self._tmp = temp_path(self.path)
         self._h5 = h5py.File(self._tmp, "w", libver="v110")
         row_bytes = max(1, int(np.prod(row_shape)) * np.dtype(dtype).itemsize)
         chunk_rows = max(1, _CHUNK_BYTES // row_bytes)
@@ -144,10 +141,7 @@ class StoreWriter:
         for key, value in sorted(self._attrs.items()):
             h5.attrs[key] = value
         h5.close()
-        with open(self._tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self._tmp, self.path)
-        return self.path
+        return publish(self._tmp, self.path)
 
     def abort(self) -> None:
         if self._h5.id.valid:
@@ -195,6 +189,12 @@ class StoreReader:
     @property
     def attrs(self) -> dict[str, object]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.h5.attrs.items()}
+
+    @property
+    def recipe(self) -> dict:
+        """How the rows were made (see `extract.recipe`): a feature store's recipe, a decoded store's view."""
+        attrs = self.attrs
+        return json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}"))
 
     @property
     def ids(self) -> list[str]:
@@ -311,7 +311,7 @@ class StoreBuilder:
         self._part_started = 0.0
         self._failures: dict[str, str] = {}
         self._computed = 0
-        for stale in [*self.path.parent.glob(f".{self.path.name}.*.tmp"), *self.parts_dir.glob(".*.tmp")]:
+        for stale in [*stale_temps(self.path), *self.parts_dir.glob(f".*{TEMP_SUFFIX}")]:
             stale.unlink()  # temp files of a killed run: never complete, never under a final name
         self._sources: dict[tuple[str, str], tuple[StoreReader, int]] = {}
         self._previous: StoreReader | None = None

@@ -49,17 +49,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import yaml
 
+    from extract.atomic import atomic_write
     from heads.predict import predict
 
     if bool(args.manifest) == bool(args.videos):
         raise ConfigError("give either --manifest M or video files, not both and not neither")
-    params = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
-    try:
-        failed = predict(args.out_dir or head_dir(args.head), params, args.videos, args.manifest, out)
-    finally:
-        if args.out:
-            out.close()
+    # the checkpoint says how to make the inputs; params.yaml only locates weights kept in local files
+    params_file = Path(args.params)
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {} if params_file.is_file() else {}
+    folder = args.out_dir or head_dir(args.head)
+    if not args.out:
+        failed = predict(folder, params, args.videos, args.manifest, sys.stdout)
+    else:  # the file is replaced only once every line is written
+        with atomic_write(args.out, "w", encoding="utf-8") as out:
+            failed = predict(folder, params, args.videos, args.manifest, out)
     if failed:
         print(f"{failed} video(s) failed; their lines carry the error", file=sys.stderr)
     return EXIT_VIDEOS_FAILED if failed else EXIT_OK

@@ -2,13 +2,14 @@
 
 Mean and max pooled inputs are pooled once; sequence inputs keep their rows and are cut to
 `max_len` per batch (random rows in order while training, evenly spaced rows otherwise), then
-padded with a mask. A video is used only when every input store and the manifest have it.
+padded with a mask. A video is used only when every input store and the manifest have it; a
+video with zero rows in an input (no audio, audio shorter than a window) is used, with zeros and
+a missing flag for that input, so the head can tell "nothing there" from a real value.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class FeatureInput:
     offsets: np.ndarray  # (n + 1,)
     index: dict[str, int]
     pooled: np.ndarray | None  # (n, D) for mean/max inputs
+    missing: np.ndarray  # (n,) bool: the video has zero rows in this input
     schema: dict  # what the checkpoint remembers of the store
 
     @property
@@ -37,15 +39,8 @@ class FeatureInput:
 
 
 def store_schema(reader: StoreReader) -> dict:
-    """The facts a trained head depends on: backbone, weights, width and config of the store."""
-    attrs = reader.attrs
-    weights = json.loads(str(attrs.get("weights", "{}")))
-    return {
-        "backbone": attrs.get("backbone", ""),
-        "weights_sha256": weights.get("sha256", ""),
-        "dim": int(reader.row_shape[0]),
-        "config": attrs.get("config", ""),
-    }
+    """What a trained head remembers of a store: its width and its recipe (see `extract.recipe`)."""
+    return {"dim": int(reader.row_shape[0]), "recipe": reader.recipe}
 
 
 def load_input(spec: InputConfig) -> FeatureInput:
@@ -65,7 +60,8 @@ def load_input(spec: InputConfig) -> FeatureInput:
                 for a, b in zip(offsets[:-1], offsets[1:], strict=True)
             ]
         )
-    return FeatureInput(spec, feats, offsets, dict(reader.index), pooled, store_schema(reader))
+    missing = np.diff(offsets) == 0
+    return FeatureInput(spec, feats, offsets, dict(reader.index), pooled, missing, store_schema(reader))
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
@@ -99,14 +95,17 @@ class HeadData:
         return {inp.spec.key: inp.schema for inp in self.inputs}
 
     def batch(self, videos: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, object]:
-        """Model inputs for videos (indices into self.rows): pooled (B, D), or ((B, L, D), mask (B, L)).
+        """Model inputs for videos (indices into self.rows): per input pooled (B, D) or ((B, L, D),
+        mask (B, L)), and `missing` (B, inputs), 1.0 where a video has zero rows in that input.
 
         With `rng` (training) long sequences keep a random ordered subset of max_len rows;
         without it, max_len evenly spaced rows, so evaluation is deterministic.
         """
         out: dict[str, object] = {}
-        for inp in self.inputs:
+        missing = np.zeros((len(videos), len(self.inputs)), np.float32)
+        for j, inp in enumerate(self.inputs):
             positions = [inp.index[self.ids[v]] for v in videos]
+            missing[:, j] = inp.missing[positions]
             if inp.pooled is not None:
                 out[inp.spec.key] = torch.from_numpy(inp.pooled[positions])
                 continue
@@ -118,6 +117,7 @@ class HeadData:
                 padded[i, : len(seq)] = seq
                 mask[i, : len(seq)] = True
             out[inp.spec.key] = (torch.from_numpy(padded), torch.from_numpy(mask))
+        out["missing"] = torch.from_numpy(missing)
         return out
 
     @staticmethod

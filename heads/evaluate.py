@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from sklearn import metrics as sk
 
+from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
+from extract.recipe import contract, first_difference
 from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict
 from heads.data import HeadData, store_schema
@@ -30,25 +32,33 @@ def load_head(head_dir: str | Path) -> tuple[HeadModel, dict]:
     if not path.is_file():
         raise CheckpointError(f"no trained head at {path}: run its train stage (dvc repro)")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = config_from_dict(checkpoint["config"])
-    task = Task(**checkpoint["task"])
-    model = HeadModel(config, {key: schema["dim"] for key, schema in checkpoint["inputs"].items()}, task)
-    model.load_state_dict(checkpoint["state_dict"])
+    older = CheckpointError(f"{path} was written by an older reelfeat: retrain it (dvc repro)")
+    if not all("recipe" in schema for schema in checkpoint.get("inputs", {}).values()):
+        raise older
+    try:
+        config = config_from_dict(checkpoint["config"])
+        task = Task(**checkpoint["task"])
+        model = HeadModel(config, {key: schema["dim"] for key, schema in checkpoint["inputs"].items()}, task)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError):
+        raise older from None
     return model.eval(), checkpoint
 
 
 def check_stores(config: HeadConfig, checkpoint: dict, stores: dict[str, str] | None = None) -> None:
-    """Refuse stores whose backbone, weights or width differ from what the head was trained on."""
+    """Refuse a store made another way than the one the head was trained on, naming what differs:
+    the whole recipe is compared (views, backbone config, weights sha256, preprocessing), paths aside."""
     for spec in config.inputs:
         path = (stores or {}).get(spec.key, spec.store)
-        now = store_schema(StoreReader(path))
-        then = checkpoint["inputs"][spec.key]
-        for key in ("backbone", "weights_sha256", "dim"):
-            if now[key] != then[key]:
-                raise CheckpointError(
-                    f"{path}: {key} is {now[key]!r} but the head was trained on {then[key]!r}: "
-                    "retrain the head (dvc repro) or use the store it was trained on"
-                )
+        now, then = store_schema(StoreReader(path)), checkpoint["inputs"][spec.key]
+        difference = first_difference(contract(then["recipe"]), contract(now["recipe"]))
+        if difference is None and now["dim"] != then["dim"]:
+            difference = f"the width is {now['dim']} but the head was trained on {then['dim']}"
+        if difference:
+            raise CheckpointError(
+                f"{path} was made another way than the store head input {spec.key!r} was trained on: "
+                f"{difference}. Retrain the head (dvc repro) or use the store it was trained on"
+            )
 
 
 def evaluate(head_dir: str | Path) -> dict:
@@ -72,7 +82,7 @@ def evaluate(head_dir: str | Path) -> dict:
             write_plots(plots, task, truth, scores)
     metrics["classes"] = task.classes
     metrics["missing_videos"] = len(data.missing)
-    (head_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    write_text(head_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return metrics
 
 
@@ -101,7 +111,7 @@ def write_plots(folder: Path, task: Task, truth: np.ndarray, scores: np.ndarray)
 
 
 def _write(path: Path, header: list[str], rows) -> None:
-    with open(path, "w", newline="") as handle:
+    with atomic_write(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
         for row in rows:

@@ -1,4 +1,5 @@
-"""Head architectures: one encoder per input, concatenated, then an MLP (or a linear probe).
+"""Head architectures: one encoder per input, concatenated with a missing flag per input, then an
+MLP (or a linear probe).
 
 Encoders: mean/max (pooled once in data.py), attention pooling, BiLSTM with self- or text-guided
 attention (PaddleVideo MultimodalVideoTag: alpha_t = softmax_t(v^T tanh(W [h_t ; s]))), a
@@ -67,7 +68,11 @@ class TransformerInput(nn.Module):
     def forward(self, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         steps = torch.arange(rows.shape[1], device=rows.device)
         x = self.proj(rows) + self.position(steps)[None]
-        h = self.encoder(x, src_key_padding_mask=~mask)
+        # A video without rows would have every key masked, and attention over nothing is NaN: it
+        # attends to its first (zero) position instead, and the masked mean below still gives 0.
+        padding = ~mask
+        padding[:, 0] &= mask.any(dim=1)
+        h = self.encoder(x, src_key_padding_mask=padding)
         weights = mask.unsqueeze(-1).float()
         return (h * weights).sum(1) / weights.sum(1).clamp(min=1)
 
@@ -117,6 +122,7 @@ class HeadModel(nn.Module):
                 out_dim = encoder.out_dim
             self.encoders[spec.key] = encoder
             width += out_dim
+        width += len(config.inputs)  # a missing flag per input
         layers: list[nn.Module] = []
         for size in config.hidden:
             layers += [nn.Dropout(config.dropout), nn.Linear(width, size), nn.ReLU()]
@@ -135,5 +141,6 @@ class HeadModel(nn.Module):
                 parts.append(encoder(*value, x[spec.guide] if spec.guide else None))
             else:
                 parts.append(encoder(*value))
+        parts.append(x["missing"])
         logits = self.mlp(torch.cat(parts, dim=1))
         return logits, (self.task.loss(logits, targets) if targets is not None else None)

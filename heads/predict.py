@@ -1,13 +1,14 @@
-"""Use a trained head on new videos: extract what its inputs need, then write JSON lines.
+"""Use a trained head on new videos: make its inputs the way its checkpoint says, then write JSON lines.
 
-The videos go through the same stages as the pipeline (decode views, backbones, with the same
-params and weights) into a temporary folder; the head's checkpoint refuses stores made with other
-weights. Each video gives one line, `{"id", "scores", "labels"}`, or `{"id", "error"}`.
+The checkpoint holds the recipe of every store the head read (decode view, backbone config,
+weights, preprocessing; see `extract.recipe`), so the videos go through the same stages with
+those settings, whatever `params.yaml` says now, into a temporary folder; the stores made are
+then checked against the recipes like any other. Each video gives one line, `{"id", "scores",
+"labels"}`, or `{"id", "error"}`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import tempfile
@@ -16,71 +17,158 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from extract.decode import run_decode, views_from_params
+from extract.backbones.weights import is_local_path
+from extract.decode import run_decode
+from extract.errors import UserError
 from extract.features import run_features
-from extract.manifest import PrepareConfig, default_id, file_sha256, prepare
+from extract.manifest import PrepareConfig, default_id, file_sha256, prepare, write_csv
+from extract.recipe import contract_json
 from extract.store import StoreReader
-from extract.views import ConfigError
+from extract.views import View, view_from_params
 from heads.data import HeadData
 from heads.evaluate import check_stores, load_head
 from heads.train import predict_scores
 
 
 def rows_for(videos: list[str], manifest: str | None, root: Path) -> list[dict[str, str]]:
-    """Manifest rows for the videos to predict: a table (checked as `prepare` checks it) or bare files."""
+    """Manifest rows for the videos to predict: a table (checked as `prepare` checks it) or bare files.
+
+    Bare files get the ids a manifest in `root` would give them (path without extension, folders
+    kept), so `a/x.mp4` and `b/x.mp4` stay two videos.
+    """
     if manifest:
         return prepare(PrepareConfig(manifest=manifest), root=root).rows
     rows = []
     for video in videos:
-        path = Path(video).resolve()
+        path = (root / video).resolve()
         rows.append(
             {
-                "id": default_id(str(path), path.parent),
+                "id": default_id(video, root),
                 "video": str(path),
-                "text": "",
                 "sha256": file_sha256(path) if path.is_file() else "",
             }
         )
     return rows
 
 
-def backbone_for(store: str, backbones: dict[str, dict]) -> str:
-    """The backbone whose `extract@` stage writes `store` (data/features/<key>.h5)."""
-    key = Path(store).stem
-    if Path(store).parent != Path("data/features") or key not in backbones:
-        raise ConfigError(f"{store} is not written by any backbone in params.yaml; predict cannot make it")
-    return key
+def columns_read(recipe: dict) -> list[str]:
+    """Manifest columns (captions) that a recipe reads, at any depth."""
+    found = [recipe["column"]] if "column" in recipe else []
+    for value in recipe.values():
+        if isinstance(value, dict):
+            found += columns_read(value)
+    return found
 
 
-def extract_for(head_stores: list[str], params: dict[str, Any], rows: list[dict[str, str]], work: Path) -> dict:
-    """Run decode and every backbone the stores need on `rows` in `work`; returns store -> new path."""
-    backbones = params.get("backbones") or {}
-    views = views_from_params(params.get("decode") or {})
-    manifest = work / "manifest.csv"
-    with open(manifest, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, ["id", "video", "split", "sha256", "text"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "split": "test", "text": row.get("text", "")} for row in rows)
-    run_decode(rows, views, work / "decoded", workers=1)
-    moved = {"data/prepared/manifest.csv": str(manifest)}
-    moved.update({f"data/decoded/{name}.h5": str(work / "decoded" / f"{name}.h5") for name in views})
-    made: dict[str, str] = {}
+class InputMaker:
+    """Makes stores in `work` for new videos from recipes: one decode for every view, then backbones."""
 
-    def make(store: str) -> str:
-        if store in made:
-            return made[store]
-        key = backbone_for(store, backbones)
-        values = dict(backbones[key])
-        source = values["input"]
-        values["input"] = make(source) if source.startswith("data/features/") else moved[source]
-        out = work / "features" / f"{key}.h5"
-        run_features(key, values, out)
-        made[store] = str(out)
-        return made[store]
+    def __init__(self, rows: list[dict[str, str]], work: Path, backbones: dict[str, dict]) -> None:
+        self.rows, self.work, self.backbones = rows, work, backbones
+        self.views: dict[str, View] = {}  # view name -> view, one per distinct view recipe
+        self.made: dict[str, str] = {}  # recipe JSON -> store path
 
-    for store in head_stores:
-        make(store)
-    return made
+    def plan_views(self, recipe: dict) -> None:
+        """Collect the decode views a recipe needs, so one decode pass makes them all."""
+        if "view" in recipe:
+            key = contract_json(recipe)
+            if key not in self.made:
+                name = f"view{len(self.views)}"
+                self.views[name] = view_from_params(name, recipe["view"])
+                self.made[key] = str(self.work / "decoded" / f"{name}.h5")
+        for value in recipe.values():
+            if isinstance(value, dict):
+                self.plan_views(value)
+
+    def decode(self) -> None:
+        if self.views:
+            run_decode(self.rows, self.views, self.work / "decoded")
+
+    def make(self, recipe: dict) -> str:
+        """The path of a store made by `recipe` for the rows (decoded views must be made first)."""
+        key = contract_json(recipe)
+        if key in self.made:
+            return self.made[key]
+        if "column" in recipe:
+            path = write_csv(self.work / "manifest.csv", list(self.rows[0]), self.rows)
+        elif "transcripts" in recipe:
+            path = self.make(recipe["transcripts"])
+        elif "backbone" in recipe:
+            model = recipe["backbone"]["model"]
+            values = {
+                **recipe["backbone"],
+                "input": self.make(recipe["input"]),
+                "weights": self.weights(model, recipe["weights"]),
+            }
+            path = self.work / "features" / f"{len(self.made)}_{model}.h5"
+            run_features(model, values, path)
+        else:
+            raise UserError(
+                f"an input of this head was not made by reelfeat ({contract_json(recipe)[:80]}): "
+                "predict cannot make it for new videos"
+            )
+        self.made[key] = str(path)
+        return self.made[key]
+
+    def weights(self, model: str, weights: dict) -> str:
+        """The library name the store's weights came from; for a local file, params.yaml's path for that model."""
+        if weights.get("source") != "path":
+            return weights["name"]
+        local = [
+            str(values["weights"])
+            for key, values in self.backbones.items()
+            if isinstance(values, dict)
+            and values.get("model", key) == model
+            and values.get("weights")
+            and is_local_path(str(values["weights"]))
+        ]
+        if not local:
+            raise UserError(
+                f"the head's {model} input was made with local weights (sha256 {weights['sha256'][:12]}...): "
+                f"set `weights` of a {model} backbone in params.yaml to that file"
+            )
+        return local[0]  # the stores made are checked against the recipe, weights sha256 included
+
+
+def predict(head_dir: str | Path, params: dict[str, Any], videos: list[str], manifest: str | None, out: TextIO) -> int:
+    """Write one JSON line per video to `out`; returns how many videos failed."""
+    model, checkpoint = load_head(head_dir)
+    config, task = model.config, model.task
+    rows = rows_for(videos, manifest, Path.cwd())
+    recipes = {spec.key: checkpoint["inputs"][spec.key]["recipe"] for spec in config.inputs}
+    for key, recipe in recipes.items():
+        for column in columns_read(recipe):
+            if not manifest or any(column not in row for row in rows):
+                raise UserError(
+                    f"head input {key!r} reads the manifest column {column!r} (captions): give the videos in a "
+                    f"table with a {column!r} column, --manifest M, instead of bare files"
+                )
+    with tempfile.TemporaryDirectory(prefix="reelfeat-predict-") as tmp:
+        maker = InputMaker(rows, Path(tmp), params.get("backbones") or {})
+        for recipe in recipes.values():
+            maker.plan_views(recipe)
+        maker.decode()
+        by_key = {key: maker.make(recipe) for key, recipe in recipes.items()}
+        check_stores(config, checkpoint, by_key)
+        local = dataclasses.replace(
+            config, inputs=tuple(dataclasses.replace(s, store=by_key[s.key], name=s.key) for s in config.inputs)
+        )
+        data = HeadData.load(local, rows)
+        scores = predict_scores(model, data, np.arange(len(data.rows)))
+        lines = {
+            vid: label_line(task, checkpoint["thresholds"], vid, s) for vid, s in zip(data.ids, scores, strict=True)
+        }
+        failures = {}
+        for path in by_key.values():
+            failures.update(StoreReader(path).failures)
+    failed = 0
+    for row in rows:
+        line = lines.get(row["id"])
+        if line is None:
+            line = {"id": row["id"], "error": failures.get(row["id"], "no features for this video")}
+            failed += 1
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return failed
 
 
 def label_line(task, thresholds: dict, vid: str, scores: np.ndarray) -> dict:
@@ -101,33 +189,3 @@ def label_line(task, thresholds: dict, vid: str, scores: np.ndarray) -> dict:
     else:
         labels = []
     return {"id": vid, "scores": named, "labels": labels}
-
-
-def predict(head_dir: str | Path, params: dict[str, Any], videos: list[str], manifest: str | None, out: TextIO) -> int:
-    """Write one JSON line per video to `out`; returns how many videos failed."""
-    model, checkpoint = load_head(head_dir)
-    config, task = model.config, model.task
-    rows = rows_for(videos, manifest, Path.cwd())
-    with tempfile.TemporaryDirectory(prefix="reelfeat-predict-") as tmp:
-        stores = extract_for([spec.store for spec in config.inputs], params, rows, Path(tmp))
-        by_key = {spec.key: stores[spec.store] for spec in config.inputs}
-        check_stores(config, checkpoint, by_key)
-        local = dataclasses.replace(
-            config, inputs=tuple(dataclasses.replace(s, store=by_key[s.key]) for s in config.inputs)
-        )
-        data = HeadData.load(local, rows)
-        scores = predict_scores(model, data, np.arange(len(data.rows)))
-        lines = {
-            vid: label_line(task, checkpoint["thresholds"], vid, s) for vid, s in zip(data.ids, scores, strict=True)
-        }
-        failures = {}
-        for path in by_key.values():
-            failures.update(StoreReader(path).failures)
-    failed = 0
-    for row in rows:
-        line = lines.get(row["id"])
-        if line is None:
-            line = {"id": row["id"], "error": failures.get(row["id"], "no features for this video")}
-            failed += 1
-        out.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return failed

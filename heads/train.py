@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
 from heads.config import HeadConfig, config_to_dict
 from heads.data import HeadData
@@ -84,19 +85,17 @@ def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None)
 
     # checkpoint: weights plus everything needed to use them (config, task, thresholds, store schemas)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CHECKPOINT
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "config": config_to_dict(config),
-            "task": task.state(),
-            "state_dict": model.state_dict(),
-            "thresholds": thresholds,
-            "inputs": data.schema(),
-        },
-        tmp,
-    )
-    tmp.replace(path)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    with atomic_write(path, "wb") as handle:
+        torch.save(
+            {
+                "config": config_to_dict(config),
+                "task": task.state(),
+                "state_dict": model.state_dict(),
+                "thresholds": thresholds,
+                "inputs": data.schema(),
+            },
+            handle,
+        )
+    write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
+from extract.recipe import contract_json
 from extract.store import StoreWriter
 from extract.views import ConfigError
 from heads.config import head_config
@@ -24,8 +26,17 @@ from heads.train import predict_scores, train
 N, DIM, CLASSES = 240, 16, 3
 
 
-def write_store(path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w") -> str:
-    attrs = {"kind": "features", "backbone": backbone, "weights": json.dumps({"sha256": sha}), "config": "{}"}
+def write_store(
+    path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w", frames: int = 4
+) -> str:
+    """A feature store as `extract features` writes one, recipe included."""
+    recipe = {
+        "backbone": {"model": backbone, "dtype": "float32"},
+        "weights": {"name": backbone, "source": "test", "sha256": sha},
+        "preprocessing": {},
+        "input": {"view": {"type": "frames", "num_frames": frames}},
+    }
+    attrs = {"kind": "features", "backbone": backbone, "recipe": json.dumps(recipe), "config": contract_json(recipe)}
     with StoreWriter(path, row_shape=(DIM,), dtype=np.float32, attrs=attrs) as writer:
         for vid, feats in rows.items():
             writer.add(vid, feats, np.arange(len(feats), dtype=np.float32), "s")
@@ -250,14 +261,23 @@ def test_same_inputs_give_byte_identical_metrics(synthetic, tmp_path):
     assert low <= metrics["test"]["map"] <= high
 
 
-def test_checkpoint_refuses_features_from_other_weights(synthetic, tmp_path):
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        ({"sha": "different"}, 'weights is "different" but the head was trained on "w"'),
+        ({"frames": 16}, "input.view.num_frames is 16 but the head was trained on 4"),
+        ({"backbone": "other"}, 'backbone.model is "other" but the head was trained on "synthetic"'),
+    ],
+    ids=["weights", "decode-view", "backbone"],
+)
+def test_checkpoint_refuses_stores_made_another_way_naming_the_key(synthetic, tmp_path, other, message):
     config = config_for(synthetic, tmp_path, "binary", "binary", resolve(ARCHES["mlp"], synthetic["stores"]), epochs=1)
     train(config, tmp_path / "head")
     _, checkpoint = load_head(tmp_path / "head")
+    check_stores(config, checkpoint)  # the stores it was trained on pass
     rows = {f"v{i:03d}": np.zeros((1, DIM), np.float32) for i in range(3)}
-    other = write_store(tmp_path / "other.h5", rows, sha="different")
-    with pytest.raises(CheckpointError, match="weights_sha256 is 'different' but the head was trained on 'w'"):
-        check_stores(config, checkpoint, {"pooled": other})
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        check_stores(config, checkpoint, {"pooled": write_store(tmp_path / "other.h5", rows, **other)})
 
 
 @pytest.mark.parametrize(
