@@ -115,7 +115,9 @@ def probe(path: str | Path) -> Probe:
     if len(frame_times) == 0:
         raise MediaError("video stream has no frames")
     declared = int(_float(video.get("nb_frames"), 0) or 0)  # from the container's index, where it has one
-    if packets < declared:
+    # One frame of slack: AVI headers can count a frame the muxer then dropped (seen from ffmpeg's own
+    # AVI muxer with -shortest); the file plays and every packet is there.
+    if packets < declared - 1:
         raise MediaError(f"truncated video: its index lists {declared} frames but only {packets} can be read")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     if not fps and len(frame_times) > 1:

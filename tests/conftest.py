@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -49,3 +50,60 @@ def shared_media() -> Path:
     if not media.is_dir():
         pytest.skip("../shared/media is absent")
     return media
+
+
+# Backbone weights: the real architectures with random weights, saved where the production loaders read them.
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+def save_torchvision(weights_dir: Path, name: str) -> Path:
+    import torch
+    import torchvision
+
+    path = weights_dir / f"{name}.pth"
+    if not path.exists():
+        torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def whisper_file(weights_dir) -> Path:
+    """A whisper checkpoint with tiny random layers (its real vocabulary and mel size)."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=80,
+        n_audio_ctx=1500,
+        n_audio_state=32,
+        n_audio_head=2,
+        n_audio_layer=1,
+        n_vocab=51864,
+        n_text_ctx=448,
+        n_text_state=32,
+        n_text_head=2,
+        n_text_layer=1,
+    )
+    path = weights_dir / "tiny-whisper.pt"
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vggish_folder(weights_dir) -> Path:
+    """A VGGish weights folder: random VGG weights and random PCA parameters, in the released files' formats."""
+    import numpy as np
+    import torch
+    import torchvggish
+
+    folder = weights_dir / "vggish"
+    folder.mkdir()
+    torch.save(
+        torchvggish.VGG(torchvggish.make_layers(), postprocess=False).state_dict(), folder / "vggish-10086976.pth"
+    )
+    rng = np.random.default_rng(0)
+    pca = {"pca_eigen_vectors": rng.normal(0, 0.1, (128, 128)), "pca_means": rng.normal(0, 1, (128, 1))}
+    torch.save(pca, folder / "vggish_pca_params-970ea276.pth")  # numpy arrays, like the released file
+    return folder

@@ -3,7 +3,6 @@ calls of the reference libraries on the same input."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, make_video
+from conftest import SHARED, make_video, save_torchvision
 
 from extract.backbones import BackboneConfig, get_backbone, list_backbones
 from extract.backbones.weights import WeightsError
@@ -35,20 +34,6 @@ def write_input(path: Path, kind: str, videos: dict[str, np.ndarray], times=None
 
 def frames(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
-@pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("weights")
-
-
-def save_torchvision(weights_dir: Path, name: str) -> Path:
-    import torchvision
-
-    path = weights_dir / f"{name}.pth"
-    if not path.exists():
-        torch.save(torchvision.models.get_model(name, weights=None).state_dict(), path)
-    return path
 
 
 def reference_torchvision(name: str, weights: Path) -> torch.nn.Module:
@@ -228,21 +213,6 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     np.testing.assert_allclose(StoreReader(tmp_path / "f.h5").get("v")[0], expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture(scope="session")
-def vggish_folder(weights_dir) -> Path:
-    import torchvggish
-
-    folder = weights_dir / "vggish"
-    folder.mkdir()
-    torch.save(
-        torchvggish.VGG(torchvggish.make_layers(), postprocess=False).state_dict(), folder / "vggish-10086976.pth"
-    )
-    rng = np.random.default_rng(0)
-    pca = {"pca_eigen_vectors": rng.normal(0, 0.1, (128, 128)), "pca_means": rng.normal(0, 1, (128, 1))}
-    torch.save(pca, folder / "vggish_pca_params-970ea276.pth")  # numpy arrays, like the released file
-    return folder
-
-
 def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
     t = np.arange(int(seconds * 16000)) / 16000
     return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
@@ -278,27 +248,6 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
     assert store.get("short")[0].shape == (0, 128) and store.get("silent")[0].shape == (0, 128)
     notes = dict(zip(store.ids, store.text("note"), strict=True))
     assert notes == {"long": "", "short": "audio shorter than one 0.96 s window", "silent": "no audio"}
-
-
-@pytest.fixture(scope="session")
-def whisper_file(weights_dir) -> Path:
-    from whisper.model import ModelDimensions, Whisper
-
-    dims = ModelDimensions(
-        n_mels=80,
-        n_audio_ctx=1500,
-        n_audio_state=32,
-        n_audio_head=2,
-        n_audio_layer=1,
-        n_vocab=51864,
-        n_text_ctx=448,
-        n_text_state=32,
-        n_text_head=2,
-        n_text_layer=1,
-    )
-    path = weights_dir / "tiny-whisper.pt"
-    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
-    return path
 
 
 def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whisper_file):

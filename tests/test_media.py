@@ -16,7 +16,9 @@ from extract.views import ClipsView, FramesView
 
 
 def full_decode(path: Path, size: tuple[int, int], resize: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every frame, decoded and resized in one pass, with the decoder's own frame timestamps."""
+    """Every frame in presentation order, decoded and resized in one pass, and the decoder's own time of
+    each frame from the first (NaN where it has none: frames flushed at the end of a stream without
+    presentation times)."""
     stream = media.resize_filters(ffmpeg_python.input(str(path)).video, size, resize)
     cmd = (
         stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
@@ -40,19 +42,29 @@ def full_decode(path: Path, size: tuple[int, int], resize: str) -> tuple[np.ndar
         capture_output=True,
         check=True,
     )
-    times = np.array([float(f["best_effort_timestamp_time"]) for f in json.loads(probe.stdout)["frames"]])
-    return frames.reshape(-1, *size, 3), times
+    times = np.array([float(f.get("best_effort_timestamp_time", "nan")) for f in json.loads(probe.stdout)["frames"]])
+    return frames.reshape(-1, *size, 3), times - times[0]
 
 
 def assert_matches_full_decode(path: Path, view: FramesView | ClipsView) -> None:
+    """Each sampled frame is the reference's frame with that number, and its stored time is that frame's time."""
     meta = media.probe(path)
     index, _ = view.plan(meta)
     got = media.decode_frames(path, meta, index.ravel(), view.size, view.resize)
     reference, times = full_decode(path, view.size, view.resize)
     assert len(reference) == len(meta.frame_times)
-    # the reference frame on screen at each sampled time, found from the decoder's own timestamps
-    on_screen = np.searchsorted(times, meta.frame_times[index.ravel()], "right") - 1
-    np.testing.assert_array_equal(got, reference[on_screen])
+    np.testing.assert_array_equal(got, reference[index.ravel()])
+    stored = meta.frame_times[index.ravel()] - meta.frame_times[0]  # what FramesView.plan stores
+    known = ~np.isnan(times[index.ravel()])
+    np.testing.assert_allclose(stored[known], times[index.ravel()][known], atol=1e-4)
+
+
+VIEWS = [
+    FramesView(num_frames=7, max_seconds=None, size=(32, 40), resize="crop"),
+    FramesView(num_frames=None, fps=3, max_seconds=1.5, size=(24, 24), resize="pad"),
+    ClipsView(num_clips=2, clip_len=4, fps=10, max_seconds=None, size=(16, 20), resize="stretch"),
+]
+VIEW_IDS = ["uniform", "fixed-fps", "clips"]
 
 
 @pytest.mark.parametrize(
@@ -65,17 +77,54 @@ def assert_matches_full_decode(path: Path, view: FramesView | ClipsView) -> None
         ("odd_rate.mkv", {"rate": 23, "gop": 7}),
     ],
 )
-@pytest.mark.parametrize(
-    "view",
-    [
-        FramesView(num_frames=7, max_seconds=None, size=(32, 40), resize="crop"),
-        FramesView(num_frames=None, fps=3, max_seconds=1.5, size=(24, 24), resize="pad"),
-        ClipsView(num_clips=2, clip_len=4, fps=10, max_seconds=None, size=(16, 20), resize="stretch"),
-    ],
-    ids=["uniform", "fixed-fps", "clips"],
-)
+@pytest.mark.parametrize("view", VIEWS, ids=VIEW_IDS)
 def test_sampled_frames_equal_full_decode(tmp_path, name, kwargs, view):
     assert_matches_full_decode(make_video(tmp_path / name, audio=False, **kwargs), view)
+
+
+def lavfi_clip(path: Path, *output: str, seconds: float = 4, rate: int = 25, vf: str = "") -> Path:
+    source = f"testsrc2=size=96x64:rate={rate}:duration={seconds}" + (f",{vf}" if vf else "")
+    ffmpeg("-f", "lavfi", "-i", source, "-pix_fmt", "yuv420p", *output, str(path))
+    return path
+
+
+def edit_list(tmp_path: Path) -> Path:
+    """An MP4 cut by stream copy at a time between keyframes: its edit list hides the frames before the cut."""
+    whole = lavfi_clip(tmp_path / "whole.mp4", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "25")
+    ffmpeg("-ss", "0.5", "-i", str(whole), "-c", "copy", str(tmp_path / "edit_list.mp4"))
+    return tmp_path / "edit_list.mp4"
+
+
+EDGE_CASES = {
+    # H.264 with B-frames in AVI, as NTU RGB+D, UCF101 and HMDB51 ship: packets carry decode times only
+    "avi_bframes": lambda d: lavfi_clip(d / "avi_bframes.avi", "-c:v", "libx264", "-bf", "3", "-g", "40"),
+    "open_gop": lambda d: lavfi_clip(
+        d / "open_gop.mp4",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "3",
+        "-x264-params",
+        "open-gop=1:keyint=30:min-keyint=30:scenecut=0",
+    ),
+    "edit_list": edit_list,
+    "variable_rate": lambda d: lavfi_clip(
+        d / "vfr.mp4",
+        *("-c:v", "libx264", "-bf", "2", "-g", "20", "-fps_mode", "vfr"),
+        rate=30,
+        vf="setpts='N/30/TB+if(gte(N,30),0.3/TB,0)+if(gte(N,60),0.5/TB,0)'",
+    ),
+    "shorter_than_a_sample_spacing": lambda d: lavfi_clip(d / "short.mp4", "-c:v", "libx264", seconds=0.12),
+}
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+@pytest.mark.parametrize("view", VIEWS, ids=VIEW_IDS)
+def test_awkward_streams_equal_full_decode(tmp_path, case, view):
+    path = EDGE_CASES[case](tmp_path)
+    if case == "avi_bframes":
+        assert not media.probe(path).seekable  # the case it stands for: no presentation times to seek by
+    assert_matches_full_decode(path, view)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, cal
 T = TypeVar("T")
 R = TypeVar("R")
 ITEMS_PER_CALL = 8  # items per actor call: enough to fill a batch, few to redo when an actor dies
-CALLS_PER_ACTOR = 2  # queued per actor, so it never waits for the driver between calls
 
 
 def ray_module():
@@ -84,8 +83,10 @@ class RayExecutor(Executor):
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
         """A pool of actors, one per GPU where the cluster has GPUs, else one per 2 CPUs (REELFEAT_RAY_ACTORS).
 
-        An actor that dies is restarted by Ray; the items of the calls it lost run again one per
-        call, so an item that kills its actor twice is recorded and the others are kept.
+        An actor that dies is replaced by a new one (calls to it wait until it has loaded its model;
+        calls to an actor Ray is restarting fail at once); the items of the call it was running run
+        again one per call, so an item that kills its actor twice is recorded and the others are
+        kept. Each actor holds one call at a time, so a death is always that call's.
         """
         ray = self.ray
         resources = ray.cluster_resources()
@@ -93,29 +94,29 @@ class RayExecutor(Executor):
         count = int(os.environ.get("REELFEAT_RAY_ACTORS", 0)) or gpus or max(1, cpus // 2)
         threads = 1 if gpus else max(1, cpus // count)
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
-        actor_cls = ray.remote(max_restarts=-1, max_task_retries=0, **options)(_ModelActor)
+        actor_cls = ray.remote(max_restarts=0, max_task_retries=0, **options)(_ModelActor)
         work = work.on_device("cuda" if gpus else "cpu")
         actors = [actor_cls.remote(work, threads) for _ in range(count)]
-        load = Counter({i: 0 for i in range(count)})
+        idle = deque(range(count))
         chunks = deque(list(items[i : i + ITEMS_PER_CALL]) for i in range(0, len(items), ITEMS_PER_CALL))
         deaths: Counter[str] = Counter()
         running: dict[Any, tuple[int, list[str]]] = {}
         try:
             while chunks or running:
-                while chunks and min(load.values()) < CALLS_PER_ACTOR:
-                    slot = min(load, key=load.__getitem__)
-                    chunk = chunks.popleft()
+                while chunks and idle:
+                    slot, chunk = idle.popleft(), chunks.popleft()
                     running[actors[slot].run.remote(chunk)] = (slot, chunk)
-                    load[slot] += 1
                 done, _ = ray.wait(list(running), num_returns=1)
                 for ref in done:
                     slot, chunk = running.pop(ref)
-                    load[slot] -= 1
+                    idle.append(slot)
                     try:
                         results = ray.get(ref)
                     except ray.exceptions.RayTaskError:
                         raise  # the runner turns every exception of an item into a Failure: this is a bug here
                     except ray.exceptions.RayError:  # the actor died during this call
+                        ray.kill(actors[slot])
+                        actors[slot] = actor_cls.remote(work, threads)
                         for item in chunk:
                             deaths[item] += 1
                             if deaths[item] > RETRIES:

@@ -1,0 +1,103 @@
+"""The executor on both backends: every item comes back once, a raising item is its own failure, and a
+worker that dies on an item is replaced and the item retried once before it is recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+from extract.errors import Failure
+from extract.executor import WORKER_DIED, make_executor
+
+
+def shout(item: str) -> str:
+    """The work: upper-case an item; `bad` raises, `doomed...` kills its worker, a path dies on first sight."""
+    if item == "bad":
+        raise ValueError("no shouting at bad")
+    if item.startswith("doomed"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if item.startswith("/"):  # dies the first time only: the retry succeeds
+        marker = Path(item)
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "survived"
+    return item.upper()
+
+
+@dataclasses.dataclass
+class ShoutWork:
+    """Model work whose 'model' shouts: prepare in workers, run batches in the model process."""
+
+    device: str = "cpu"
+
+    def open(self) -> ShoutRunner:
+        return ShoutRunner()
+
+    def on_device(self, device: str) -> ShoutWork:
+        return dataclasses.replace(self, device=device)
+
+    def init_worker(self, threads: int) -> None:
+        pass
+
+
+class ShoutRunner:
+    def prepare(self, item: str) -> str:
+        return shout(item)
+
+    def run(self, prepared: Iterable[tuple[str, object]]) -> Iterator[tuple[str, object]]:
+        for item, value in prepared:
+            yield item, value if isinstance(value, Failure) else f"{value}!"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(params=["local", "ray"])
+def backend(request) -> str:
+    if request.param == "ray":
+        request.getfixturevalue("local_ray")
+    return request.param
+
+
+ITEMS = ["a", "bad", "b", "doomed", "c", "d", "e"]
+
+
+def test_map_gives_every_item_once_with_its_result_or_failure(backend):
+    got = list(make_executor(backend, 2).map(shout, ITEMS))
+    assert sorted(item for item, _ in got) == sorted(ITEMS)
+    results = dict(got)
+    assert results["a"] == "A" and results["e"] == "E"
+    assert results["bad"] == Failure("shout: ValueError: no shouting at bad")
+    assert results["doomed"] == Failure(WORKER_DIED)
+
+
+def test_a_worker_that_dies_once_is_replaced_and_the_item_retried(backend, tmp_path):
+    marker = str(tmp_path / "first-try")
+    assert dict(make_executor(backend, 2).map(shout, ["a", marker, "b"])) == {"a": "A", marker: "survived", "b": "B"}
+
+
+def test_map_model_gives_the_same_results_on_every_backend(backend):
+    got = list(make_executor(backend, 2).map_model(ShoutWork(), ITEMS))
+    assert sorted(item for item, _ in got) == sorted(ITEMS)
+    results = dict(got)
+    assert results["a"] == "A!" and results["e"] == "E!"
+    assert results["bad"] == Failure("prepare: ValueError: no shouting at bad")
+    assert results["doomed"] == Failure(WORKER_DIED)
+
+
+def test_local_workers_zero_runs_in_this_process():
+    results = dict(make_executor("local", 0).map(shout, ["a", "bad"]))
+    assert results == {"a": "A", "bad": Failure("shout: ValueError: no shouting at bad")}

@@ -1,0 +1,244 @@
+"""Nothing stops a run: each per-video step made to fail for one video, on both backends, records that
+video with its step and keeps the others; a killed extract resumes; stage processes stay free of torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, make_video, save_torchvision
+
+from extract import decode
+from extract.backbones import BackboneConfig, VideoInput, register_backbone
+from extract.backbones.image import ImageBackbone
+from extract.decode import run_decode, views_from_params
+from extract.errors import Failure
+from extract.executor import WORKER_DIED
+from extract.features import ExtractRunner, Source, run_features
+from extract.store import StoreReader, StoreWriter
+
+
+class FragileBackbone(ImageBackbone):
+    """ResNet18 that breaks on marked videos, one step each."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        super().__init__(dataclasses.replace(config, model="resnet18"), device)
+
+    def units(self, video: VideoInput):
+        if video.vid == "bad-units":
+            raise ValueError("cannot prepare this one")
+        if video.vid == "bad-kill":
+            os.kill(os.getpid(), signal.SIGKILL)  # a segfault or an out-of-memory kill, as the worker sees it
+        return super().units(video)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        planes = batch.flatten(2)  # (B, channels, pixels)
+        if bool((planes.amax(2) == planes.amin(2)).all(1).any()):  # the video whose frames are one flat colour
+            raise RuntimeError("flat frame in the batch")
+        return super().embed(batch)
+
+    def assemble(self, video, outputs, units):
+        if video.vid == "bad-assemble":
+            raise KeyError("no such column")
+        return super().assemble(video, outputs, units)
+
+
+register_backbone("fragile", FragileBackbone, config_cls=BackboneConfig, about="test: breaks on marked videos")
+
+GOOD = [f"ok{i}" for i in range(7)]
+EXPECTED = {
+    "bad-units": "preparing inputs: ValueError: cannot prepare this one",
+    "bad-forward": "forward pass: RuntimeError: flat frame in the batch",
+    "bad-assemble": "assembling rows: KeyError: 'no such column'",
+    "bad-kill": WORKER_DIED,
+    "bad-decode": "no input (FRAMES: decode: ffprobe failed: moov atom not found)",
+}
+
+
+@pytest.fixture(scope="module")
+def frames_store(tmp_path_factory) -> Path:
+    """A decoded frames store: good videos around each marked one, and one that failed decoding."""
+    path = tmp_path_factory.mktemp("fragile") / "frames.h5"
+    rng = np.random.default_rng(0)
+    view = {"view": {"type": "frames", "num_frames": 3, "size": [32, 32]}}
+    with StoreWriter(
+        path, row_shape=(32, 32, 3), dtype=np.uint8, attrs={"kind": "frames", "config": json.dumps(view)}
+    ) as w:
+        for vid in [
+            "ok0",
+            "bad-units",
+            "ok1",
+            "bad-forward",
+            "ok2",
+            "ok3",
+            "bad-assemble",
+            "ok4",
+            "bad-kill",
+            "ok5",
+            "ok6",
+        ]:
+            frames = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+            if vid == "bad-forward":
+                frames[:] = 200
+            w.add(vid, frames, np.arange(3, dtype=np.float32), f"sha-{vid}")
+        w.add_failure("bad-decode", "decode: ffprobe failed: moov atom not found")
+    return path
+
+
+def fragile_config(frames_store: Path, weights_dir: Path) -> dict:
+    weights = save_torchvision(weights_dir, "resnet18")
+    return {"model": "fragile", "input": str(frames_store), "weights": str(weights), "dtype": "float32"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # FragileBackbone travels to the actors
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_each_failing_step_fails_only_its_video_on_both_backends(request, backend, frames_store, weights_dir, tmp_path):
+    if backend == "ray":
+        request.getfixturevalue("local_ray")
+    config = fragile_config(frames_store, weights_dir)
+    # batch 4: the flat video shares batches with good ones, which must survive the split
+    summary = run_features("fragile", config, tmp_path / "f.h5", workers=2, batch_size=4, backend=backend)
+    expected = {vid: reason.replace("FRAMES", str(frames_store)) for vid, reason in EXPECTED.items()}
+    assert summary.failures == expected
+    store = StoreReader(tmp_path / "f.h5")
+    assert store.ids == GOOD and store.failures == expected
+
+    plain = {**config, "model": "resnet18"}  # the same model without the traps, on the good videos alone
+    run_features("resnet18", plain, tmp_path / "plain.h5", workers=0, batch_size=4)
+    reference = StoreReader(tmp_path / "plain.h5")
+    for vid in GOOD:
+        np.testing.assert_allclose(store.get(vid)[0], reference.get(vid)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_reading_the_input_is_a_step_of_its_own(frames_store, weights_dir):
+    weights = str(save_torchvision(weights_dir, "resnet18"))
+    backbone = FragileBackbone(
+        BackboneConfig(model="fragile", input=str(frames_store), weights=weights), torch.device("cpu")
+    )
+
+    def read(vid: str) -> VideoInput:
+        raise OSError(f"can't read data (corrupt chunk of {vid})")
+
+    runner = ExtractRunner(backbone, Source(frames_store, "frames", ["v"], ["s"], {}, read=read), batch_size=2)
+    from extract.executor.base import call
+
+    assert call(runner.prepare, "v") == Failure("reading the input: OSError: can't read data (corrupt chunk of v)")
+
+
+def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file, monkeypatch):
+    import whisper.model
+
+    def transcribe(model, audio, **kwargs):
+        if len(audio) == 8000:
+            raise RuntimeError("decoder ran out of memory")
+        return {"text": " hello", "segments": [], "language": "en"}
+
+    monkeypatch.setattr(whisper.model.Whisper, "transcribe", transcribe)
+    audio = tmp_path / "audio.h5"
+    view = {"view": {"type": "audio", "sample_rate": 16000}}
+    with StoreWriter(audio, row_shape=(), dtype=np.float32, attrs={"kind": "audio", "config": json.dumps(view)}) as w:
+        for vid, n in [("fine", 16000), ("breaks", 8000)]:
+            w.add(vid, np.zeros(n, np.float32) + 0.01, np.arange(n, dtype=np.float32) / 16000, f"sha-{vid}")
+    config = {"model": "whisper", "input": str(audio), "weights": str(whisper_file)}
+    summary = run_features("whisper", config, tmp_path / "w.h5", workers=0)
+    assert summary.failures == {"breaks": "transcription: RuntimeError: decoder ran out of memory"}
+    assert StoreReader(tmp_path / "w.h5").text("transcript") == ["hello"]
+
+
+def test_a_decode_worker_killed_on_one_video_records_it_and_keeps_the_rest(tmp_path, monkeypatch):
+    original = decode._decode_view
+
+    def dies_on_doomed(task, meta, view):
+        if task.vid == "doomed":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(task, meta, view)
+
+    monkeypatch.setattr(decode, "_decode_view", dies_on_doomed)  # the forked workers inherit it
+    rows = [
+        {"id": vid, "video": str(make_video(tmp_path / f"{vid}.mp4", seconds=0.5, size="32x32")), "sha256": vid}
+        for vid in ["a", "doomed", "b", "c"]
+    ]
+    views = views_from_params(
+        {"views": {"frames": {"type": "frames", "num_frames": 2, "size": [16, 16]}, "audio": {"type": "audio"}}}
+    )
+    summaries = run_decode(rows, views, tmp_path / "out", workers=2)
+    for name in views:
+        assert summaries[name].failures == {"doomed": WORKER_DIED}
+        assert StoreReader(tmp_path / "out" / f"{name}.h5").ids == ["a", "b", "c"]
+
+
+def test_kill_9_mid_extract_then_rerun_gives_the_clean_run_store(tmp_path, weights_dir):
+    rng = np.random.default_rng(1)
+    source = tmp_path / "frames.h5"
+    view = {"view": {"type": "frames", "num_frames": 2, "size": [32, 32]}}
+    ids = [f"v{i:02d}" for i in range(16)]
+    with StoreWriter(
+        source, row_shape=(32, 32, 3), dtype=np.uint8, attrs={"kind": "frames", "config": json.dumps(view)}
+    ) as w:
+        for vid in ids:
+            w.add(vid, rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), np.arange(2, dtype=np.float32), vid)
+    weights = save_torchvision(weights_dir, "resnet18")
+    backbone = {"input": str(source), "weights": str(weights), "dtype": "float32"}
+    (tmp_path / "params.yaml").write_text(json.dumps({"backbones": {"resnet18": backbone}}))
+    clean = tmp_path / "clean.h5"
+    run_features("resnet18", backbone, clean, workers=0, batch_size=2)
+
+    out = tmp_path / "features" / "resnet18.h5"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REELFEAT_CHECKPOINT_S": "0"}
+    command = [sys.executable, "-m", "extract", "features", "resnet18", "--out", str(out), "--batch-size", "2"]
+    parts = out.parent / ".resnet18.h5.parts"
+    for kill in range(2):  # twice: the second run resumes from the first one's checkpoints, then dies too
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(list(parts.glob("part-*.h5"))) < 3 * (kill + 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not out.exists()  # nothing under the final name until it is complete
+    saved = sum(len(StoreReader(p)) for p in parts.glob("part-*.h5"))
+    assert 6 <= saved < len(ids)
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(ids) - saved} extracted, {saved} reused, 0 failed" in rerun.stdout
+    store, reference = StoreReader(out), StoreReader(clean)
+    assert store.ids == ids and store.offsets.tolist() == reference.offsets.tolist()
+    np.testing.assert_allclose(store.read_all()[0], reference.read_all()[0], rtol=1e-5, atol=1e-5)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["resnet18.h5"]  # no parts, no temp files left
+
+
+@pytest.mark.parametrize("command", ["prepare", "decode", "info"])
+def test_stage_processes_that_run_no_model_never_import_torch(tmp_path, command):
+    make_video(tmp_path / "v.mp4", seconds=0.5, size="32x32")
+    (tmp_path / "manifest.csv").write_text("video\nv.mp4\n")
+    params = {"prepare": {"manifest": "manifest.csv"}, "decode": {"views": {"audio": {"type": "audio"}}}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    steps = {"prepare": ["prepare"], "decode": ["prepare", "decode"], "info": ["prepare", "decode", "info"]}[command]
+    for name in steps:
+        args = ["info", "data/decoded/audio.h5"] if name == "info" else [name]
+        check = (
+            "import sys; from extract.__main__ import main; code = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", check, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
