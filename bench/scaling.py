@@ -60,7 +60,7 @@ def pipeline(count: int, backend: str, weights: Path) -> float:
 
 def ray_start_seconds() -> float:
     """Starting the local Ray instance, paid once per process: reported apart from per-clip time."""
-    from extract.ray_backend import ray_module
+    from extract.executor.ray_cluster import ray_module
 
     start = time.perf_counter()
     ray_module()

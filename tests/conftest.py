@@ -107,3 +107,25 @@ def vggish_folder(weights_dir) -> Path:
     pca = {"pca_eigen_vectors": rng.normal(0, 0.1, (128, 128)), "pca_means": rng.normal(0, 1, (128, 1))}
     torch.save(pca, folder / "vggish_pca_params-970ea276.pth")  # numpy arrays, like the released file
     return folder
+
+
+@pytest.fixture(scope="session")
+def bert_folder(weights_dir) -> Path:
+    """A 2-layer BERT with random weights and a 15-word vocabulary, as a Hugging Face folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = weights_dir / "tiny-bert"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cold beer yoga by sea run river party".split()]
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder

@@ -100,27 +100,6 @@ def test_mvit_refuses_clips_of_the_wrong_length(tmp_path, weights_dir):
         run_features("mvit_v2_s", config, tmp_path / "f.h5", workers=0)
 
 
-@pytest.fixture(scope="session")
-def bert_folder(weights_dir) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = weights_dir / "tiny-bert"
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"the a cold beer yoga by sea run river party".split()]
-    folder.mkdir()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
 def write_manifest(path: Path, texts: dict[str, str]) -> Path:
     lines = ["id,video,split,sha256,text"] + [f'{vid},{vid}.mp4,train,,"{text}"' for vid, text in texts.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

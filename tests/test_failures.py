@@ -242,3 +242,30 @@ def test_stage_processes_that_run_no_model_never_import_torch(tmp_path, command)
             [sys.executable, "-c", check, *args], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, capsys):
+    import argparse
+
+    from extract.__main__ import EXIT_ERROR, main, run_command
+
+    assert main(["--params", str(tmp_path / "none.yaml"), "decode"]) == EXIT_ERROR
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {tmp_path / 'none.yaml'}: params file not found; run from the project root or pass --params"
+    )
+
+    def bug(args: argparse.Namespace) -> int:
+        return {}["a key nobody set"]
+
+    with pytest.raises(KeyError):  # not turned into "error: ..." and exit 1
+        run_command(argparse.Namespace(run=bug))
+
+
+def test_damaged_metadata_counts_as_absent():
+    from extract.media import _float, _rotation
+
+    assert _rotation({"tags": {"rotate": "ninety"}}) == 0
+    assert _rotation({"side_data_list": [{"rotation": "nan"}]}) == 0
+    assert _rotation({"side_data_list": [{"rotation": -90}]}) == 270
+    assert _float("inf", None) is None and _float("N/A", 0.0) == 0.0
