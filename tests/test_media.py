@@ -129,7 +129,15 @@ def test_awkward_streams_equal_full_decode(tmp_path, case, view):
 
 @pytest.mark.parametrize(
     "name",
-    ["mmaction2_demo.mp4", "paddlevideo_example.avi", "decord_flipping_a_pancake.mkv", "bigbuckbunny.mp4", "bikes.mp4"],
+    [
+        "mmaction2_demo.mp4",
+        "paddlevideo_example.avi",
+        "decord_flipping_a_pancake.mkv",
+        "bigbuckbunny.mp4",
+        "bikes.mp4",
+        "tiktok_talking.mp4",  # 2 keyframes in 13 s, 74% B-frames
+        "tiktok_dance_hevc.mp4",  # HEVC 1080x1920 at 59.94 fps
+    ],
 )
 def test_real_clips_equal_full_decode(shared_media, name):
     assert_matches_full_decode(shared_media / name, FramesView(num_frames=16, max_seconds=None, size=(64, 64)))
