@@ -413,11 +413,15 @@ def describe(path: str | Path) -> str:
     attrs = reader.attrs
     lines = [f"{reader.path}", f"  videos: {len(reader)}   rows: {reader.num_rows}   row shape: {reader.row_shape}"]
     lines.append(f"  dtype: {reader.h5['feats'].dtype}   per-video info: {', '.join(reader.info_names()) or '-'}")
-    for key in sorted(attrs):
+    shown = sorted(set(attrs) - {"recipe", "config"} if "recipe" in attrs else attrs)  # config: the recipe's contract
+    for key in shown:
         value = attrs[key]
         if isinstance(value, str) and value.startswith("{"):
             value = json.dumps(json.loads(value), sort_keys=True)
         lines.append(f"  {key}: {value}")
+    if "recipe" in attrs:
+        recipe = json.dumps(json.loads(str(attrs["recipe"])), sort_keys=True, indent=2)
+        lines.append("  recipe: " + recipe.replace("\n", "\n  "))
     failures = reader.failures
     lines.append(f"  failures: {len(failures)}")
     lines.extend(f"    {vid}: {error}" for vid, error in failures.items())
