@@ -35,7 +35,7 @@ from extract.store import StoreWriter  # noqa: E402
 
 def make_inputs(folder: Path, videos: int, frames: int) -> tuple[Path, Path]:
     weights = torchvision_file(folder, "resnet50")
-    store = folder / "frames.h5"
+    store = folder / "frames"
     rng = np.random.default_rng(0)
     attrs = {"kind": "frames", "config": '{"view": {"type": "frames"}}'}
     with StoreWriter(store, row_shape=(224, 224, 3), dtype=np.uint8, attrs=attrs) as writer:
@@ -50,7 +50,7 @@ def model_only(values: dict, store: Path, batch: int, device: torch.device) -> f
 
     backbone = build_backbone("resnet50", values, device)
     reader = StoreReader(store)
-    frames = torch.from_numpy(reader.read_all()[0]).permute(0, 3, 1, 2)
+    frames = torch.from_numpy(np.concatenate([reader.get(vid)[0] for vid in reader.ids])).permute(0, 3, 1, 2)
     tensors = backbone.transforms(frames)  # preprocessing done before the clock starts
     backbone.embed(tensors[:batch])  # warm-up
     start = time.perf_counter()
@@ -90,7 +90,7 @@ def main() -> None:
         model, e2e = [], []
         for _ in range(args.repeats):  # alternated, so drift in the machine's speed hits both alike
             model.append(model_only(values, store, args.batch, device))
-            e2e.append(end_to_end(values, store, args.batch, device, folder / "out.h5"))
+            e2e.append(end_to_end(values, store, args.batch, device, folder / "out"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     print(
         f"device: {name}, {os.cpu_count()} cores, torch {torch.__version__}, torch threads "

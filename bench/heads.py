@@ -66,7 +66,7 @@ def make_data(folder: Path, videos: int) -> Path:
     rng = np.random.default_rng(0)
     for name, (dim, rows) in SHAPES.items():
         attrs = {"kind": "features", "backbone": name, "weights": json.dumps({"sha256": "bench"}), "config": "{}"}
-        with StoreWriter(folder / f"{name}.h5", row_shape=(dim,), dtype=np.float16, attrs=attrs) as writer:
+        with StoreWriter(folder / name, row_shape=(dim,), dtype=np.float16, attrs=attrs) as writer:
             for i in range(videos):
                 writer.add(
                     f"v{i:04d}", rng.normal(size=(rows, dim)).astype(np.float16), np.arange(rows, dtype=np.float32), "s"
@@ -124,14 +124,14 @@ def seconds_per_video(folder: Path, count: int) -> dict[str, float]:
     costs = {"decode": (time.perf_counter() - start) / count}
     bert = random_weights.bert_base_folder(folder)
     backbones = {
-        "resnet50": {"input": decoded / "frames.h5", "weights": random_weights.torchvision_file(folder, "resnet50")},
+        "resnet50": {"input": decoded / "frames", "weights": random_weights.torchvision_file(folder, "resnet50")},
         "r2plus1d_18": {
-            "input": decoded / "clips.h5",
+            "input": decoded / "clips",
             "weights": random_weights.torchvision_file(folder, "r2plus1d_18"),
         },
-        "vggish": {"input": decoded / "audio.h5", "weights": random_weights.vggish_folder(folder)},
+        "vggish": {"input": decoded / "audio", "weights": random_weights.vggish_folder(folder)},
         "whisper": {
-            "input": decoded / "audio.h5",
+            "input": decoded / "audio",
             "weights": random_weights.whisper_base_file(folder),
             "transcribe": False,
         },
@@ -144,7 +144,7 @@ def seconds_per_video(folder: Path, count: int) -> dict[str, float]:
         build_backbone(name, values, torch.device("cpu"))  # run_features loads it once too: timed apart
         load = time.perf_counter() - start
         start = time.perf_counter()
-        run_features(name, values, folder / f"cost_{name}.h5", device=torch.device("cpu"))
+        run_features(name, values, folder / f"cost_{name}", device=torch.device("cpu"))
         costs[name] = max(0.0, time.perf_counter() - start - load) / count
     return costs
 

@@ -98,8 +98,8 @@ def reelfeat(videos: list[Path], weights: dict[str, Path], work: Path) -> float:
     start = time.perf_counter()
     run_decode(rows, views_from_params({"views": VIEWS}), work / "decoded")
     for name, view in BACKBONES.items():
-        values = {"input": str(work / "decoded" / f"{view}.h5"), "weights": str(weights[name])}
-        run_features(name, values, work / f"{name}.h5")
+        values = {"input": str(work / "decoded" / view), "weights": str(weights[name])}
+        run_features(name, values, work / name)
     return time.perf_counter() - start
 
 

@@ -51,8 +51,8 @@ def pipeline(count: int, backend: str, weights: Path) -> float:
         run_decode(rows, views_from_params({"views": VIEWS}), work / "decoded", backend=backend)
         run_features(
             "resnet50",
-            {"input": str(work / "decoded" / "frames.h5"), "weights": str(weights)},
-            work / "resnet50.h5",
+            {"input": str(work / "decoded" / "frames"), "weights": str(weights)},
+            work / "resnet50",
             backend=backend,
         )
         return time.perf_counter() - start

@@ -84,7 +84,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     backbones = load_section(args.params, "backbones")
     if args.backbone not in backbones:
         raise ConfigError(f"{args.params}: no backbones.{args.backbone}; configured: {sorted(backbones)}")
-    out = Path(args.out or f"data/features/{args.backbone}.h5")
+    out = Path(args.out or f"data/features/{args.backbone}")
     with progress_bar(0, f"extract@{args.backbone}") as bar:
         summary = run_features(
             args.backbone,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows with a warning instead of stopping")
     p.set_defaults(run=cmd_prepare)
 
-    p = sub.add_parser("decode", help="decode every view of every video into data/decoded/<view>.h5")
+    p = sub.add_parser("decode", help="decode every view of every video into the stores data/decoded/<view>")
     p.add_argument("--manifest", default="data/prepared/manifest.csv")
     p.add_argument("--out", default="data/decoded")
     p.add_argument(
@@ -184,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
     p.set_defaults(run=cmd_decode)
 
-    p = sub.add_parser("features", help="run one configured backbone into data/features/<name>.h5")
+    p = sub.add_parser("features", help="run one configured backbone into the store data/features/<name>")
     p.add_argument("backbone", help="a key of `backbones` in params.yaml")
-    p.add_argument("--out", default=None, help="store path (default: data/features/<backbone>.h5)")
+    p.add_argument("--out", default=None, help="store folder (default: data/features/<backbone>)")
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
     p.add_argument(
         "--workers",
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", required=True, help="folder of <name>.pkl feature files")
     p.add_argument("--split", action="append", required=True, help="NAME=FILE split file (train, val, test)")
     p.add_argument("--classes", default=None, help="class list (keeps only these labels)")
-    p.add_argument("--out", required=True, help="folder for paddle_image.h5, paddle_audio.h5, manifest.csv")
+    p.add_argument("--out", required=True, help="folder for the stores paddle_image, paddle_audio and manifest.csv")
     p.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_import_paddle)
 
     p = sub.add_parser("export-paddle", help="reelfeat stores -> PaddleVideo MultimodalVideoTag feature files")
-    p.add_argument("--image", default="data/features/resnet50.h5")
-    p.add_argument("--audio", default="data/features/vggish.h5")
+    p.add_argument("--image", default="data/features/resnet50")
+    p.add_argument("--audio", default="data/features/vggish")
     p.add_argument("--manifest", default="data/prepared/manifest.csv")
     p.add_argument("--labels", default="tags", help="manifest column of comma-separated labels")
     p.add_argument("--out", required=True)

@@ -1,4 +1,4 @@
-"""The decode stage: every view of every video, decoded once, into `data/decoded/<view>.h5`.
+"""The decode stage: every view of every video, decoded once, into the store `data/decoded/<view>`.
 
 Videos are decoded by the executor's workers (each running ffmpeg children), a bounded number in
 flight so memory stays flat however many videos there are; this process is the only writer. Each
@@ -99,13 +99,15 @@ def run_decode(
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     builders = {
         name: StoreBuilder(
-            out_dir / f"{name}.h5",
+            out_dir / name,
             config=view_config_json(view),
             row_shape=view.row_shape(),
             dtype=np.float32 if view.kind == "audio" else np.uint8,
             attrs={"view": name, "kind": view.kind, "ffmpeg": ffmpeg_version()},
             info_dtypes=INFO_DTYPES,
             checkpoint_s=checkpoint_seconds(),
+            storage=getattr(view, "storage", "raw"),
+            jpeg_quality=getattr(view, "jpeg_quality", 90),
         )
         for name, view in views.items()
     }

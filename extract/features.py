@@ -1,4 +1,4 @@
-"""The extract stage: one backbone over every video, into `data/features/<name>.h5`.
+"""The extract stage: one backbone over every video, into the store `data/features/<name>`.
 
 One loop for every backbone. The executor builds the model where it runs (`ExtractWork.open`);
 each video's input is read and turned into model inputs (in worker processes where there are

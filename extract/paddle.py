@@ -78,7 +78,7 @@ def load_plain_pickle(path: Path) -> object:
 def import_paddle(
     features: Path, splits: dict[str, Path], classes: Path | None, out: Path, trust_pickle: bool
 ) -> dict[str, Path]:
-    """Write `paddle_image.h5`, `paddle_audio.h5` and `manifest.csv` (id, video, text, labels, split) into out."""
+    """Write the stores `paddle_image`, `paddle_audio` and `manifest.csv` (id, video, text, labels, split) into out."""
     if not trust_pickle:
         raise PickleRefused(
             f"{features} holds pickles, which can run code when loaded: pass --trust-pickle if "
@@ -107,7 +107,7 @@ def import_paddle(
     out.mkdir(parents=True, exist_ok=True)
     writers = {
         key: StoreWriter(
-            out / f"{store}.h5",
+            out / store,
             row_shape=(dim,),
             dtype=np.float32,
             attrs={

@@ -1,50 +1,75 @@
-"""HDF5 stores of per-video rows: the only module that knows the layout.
+"""Stores of per-video rows: a folder of immutable HDF5 shards plus an index. The only module that
+knows the layout.
 
-    /ids            (n,)     utf-8 video ids, in manifest order
-    /offsets        (n+1,)   int64; rows of video i are feats[offsets[i]:offsets[i+1]]
-    /feats          (T, ...) all videos' rows concatenated (frames, clips, samples or features)
-    /timestamps     (T,)     float32 seconds of each row
-    /source_sha256  (n,)     content hash of each source video
-    /info/<name>    (n,)     optional per-video facts (duration, has_audio, ...)
-    /text/<name>    (n,)     optional per-video text (transcripts, segments as JSON, notes)
-    /failures/ids, /failures/errors   videos that failed, one-line reason each
-    attrs: schema_version, config (the reuse key), manifest_sha256, plus provenance
+    <store>/index.json          which videos are live, in manifest order, and where each one's rows
+                                are (shard, position, row count); failures; the store's attributes
+                                and layout. Written last and atomically: a reader sees the old store
+                                or the new one.
+    <store>/shard-<sha256>.h5   immutable, named by a hash of its bytes; the rows of some videos:
+        /ids            (n,)     utf-8 video ids
+        /offsets        (n+1,)   int64; rows of video i are feats[offsets[i]:offsets[i+1]]
+        /feats          (T, ...) their rows: frames (T,H,W,3), clips (T,L,H,W,3), samples (T,), features (T,D)
+        /jpeg           (T*F,)   in a view stored as JPEG, instead of /feats: one JPEG per frame
+        /timestamps     (T,)     float32 seconds of each row
+        /source_sha256  (n,)     content hash of what each video's rows were made from
+        /info/<name>    (n,)     per-video facts (duration, has_audio, ...)
+        /text/<name>    (n,)     per-video text (transcripts, segments as JSON, notes)
+        attrs: schema_version, config (the store's reuse key), layout (JSON)
+    <store>/.lock               held (flock) by the run writing the store; .dvcignore keeps it out of DVC
 
-Writes go to a temp file in the same folder and are renamed into place (`extract.atomic`), so a
-final name never holds a half-written store. `StoreBuilder` adds incremental reuse and checkpoints.
+A run that adds videos writes new shards and a new index and never rewrites a shard of unchanged
+videos, so DVC (which hashes a folder output file by file) caches and pushes only the new shards.
+A video that changed or left the manifest leaves the index; a shard is rewritten without its dead
+rows once more than half of them are dead, and deleted once none is live. A run with nothing to
+change writes nothing. A shard that is missing, truncated or unreadable is detected (its size is
+in the index), and a builder computes its videos again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import json
 import os
-import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import h5py
 import numpy as np
 
-from extract.atomic import TEMP_SUFFIX, publish, stale_temps, temp_path
+from extract.atomic import TEMP_SUFFIX, publish, temp_path, write_text
 from extract.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+INDEX = "index.json"
+LOCK = ".lock"
+STORAGES = ("raw", "jpeg")
+COMPACT_DEAD_SHARE = 0.5  # a shard is rewritten once more than this share of its rows is dead
+MAX_OPEN_SHARDS = 16  # open shard handles per reader; the least recently used is closed first
 _STR = h5py.string_dtype("utf-8")
-_CHUNK_BYTES = 1 << 20
+_BYTES = h5py.vlen_dtype(np.uint8)
+_CHUNK_BYTES = 64 << 10  # HDF5 allocates whole chunks: small ones keep a small shard small
 
 
 def checkpoint_seconds() -> float:
-    """How often finished videos are saved for a killed run to resume from: REELFEAT_CHECKPOINT_S."""
+    """How often a run closes its current shard, so a killed run loses at most this: REELFEAT_CHECKPOINT_S."""
     return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
 
 
+def shard_bytes() -> int:
+    """Size at which a shard is closed and the next begun: REELFEAT_SHARD_MB (see the README for why 64)."""
+    return int(float(os.environ.get("REELFEAT_SHARD_MB", 64)) * (1 << 20))
+
+
 class StoreError(UserError):
-    """A store that is missing, of another schema, or asked for a video it does not hold."""
+    """A store that is missing, of another schema, damaged, being written, or asked for a video it lacks."""
 
 
 def rows_digest(rows: Iterable[tuple[str, str]]) -> str:
@@ -55,220 +80,422 @@ def rows_digest(rows: Iterable[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
-class StoreWriter:
-    """Appends videos' rows to a new store; `commit()` renames it into place, `abort()` drops it."""
+@dataclass(frozen=True)
+class Layout:
+    """What every row of a store looks like and how it is kept."""
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        row_shape: tuple[int, ...],
-        dtype: np.dtype | str,
-        attrs: Mapping[str, str | int | float],
-        info_dtypes: Mapping[str, np.dtype | str] | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temp_path(self.path)
-        self._h5 = h5py.File(self._tmp, "w", libver="v110")
-        row_bytes = max(1, int(np.prod(row_shape)) * np.dtype(dtype).itemsize)
-        chunk_rows = max(1, _CHUNK_BYTES // row_bytes)
-        self._feats = self._h5.create_dataset(
-            "feats",
-            shape=(0, *row_shape),
-            maxshape=(None, *row_shape),
-            dtype=dtype,
-            chunks=(chunk_rows, *row_shape),
-            track_times=False,
-        )
-        self._times = self._h5.create_dataset(
-            "timestamps",
-            shape=(0,),
-            maxshape=(None,),
-            dtype=np.float32,
-            chunks=(max(1024, chunk_rows),),
-            track_times=False,
-        )
-        self._attrs = dict(attrs)
-        self._info_dtypes = dict(info_dtypes or {})
-        self._ids: list[str] = []
-        self._offsets = [0]
-        self._sha: list[str] = []
-        self._info: dict[str, list] = {name: [] for name in self._info_dtypes}
-        self._failures: dict[str, str] = {}
+    row_shape: tuple[int, ...]
+    dtype: str
+    info_dtypes: dict[str, str] = field(default_factory=dict)  # per-video columns; "str" for text
+    storage: str = "raw"  # raw | jpeg (uint8 frames only, one JPEG per frame)
+    jpeg_quality: int = 90
 
-    def add(
-        self,
-        vid: str,
-        feats: np.ndarray,
-        timestamps: np.ndarray,
-        source_sha256: str = "",
-        info: Mapping[str, object] | None = None,
-    ) -> None:
+    @classmethod
+    def of(cls, values: Mapping) -> Layout:
+        return cls(**{**values, "row_shape": tuple(values["row_shape"]), "info_dtypes": dict(values["info_dtypes"])})
+
+    @property
+    def frames_per_row(self) -> int:
+        """JPEG images per row: 1 for a frame, L for a clip of L frames."""
+        return int(np.prod(self.row_shape[:-3], dtype=np.int64))
+
+
+# --- shards -----------------------------------------------------------------------------------
+
+
+class _ShardWriter:
+    """Writes one shard under a temp name; `close` publishes it as shard-<sha256>.h5."""
+
+    def __init__(self, folder: Path, layout: Layout, config: str) -> None:
+        self.folder, self.layout = folder, layout
+        self.tmp = temp_path(folder / "shard.h5")
+        self.h5 = h5py.File(self.tmp, "w", libver="v110")
+        self.h5.attrs["schema_version"] = SCHEMA_VERSION
+        self.h5.attrs["config"] = config
+        self.h5.attrs["layout"] = json.dumps(asdict(layout), sort_keys=True)
+        if layout.storage == "jpeg":
+            self.data = self._growing("jpeg", (), _BYTES, 1024)
+        else:
+            row_bytes = max(1, int(np.prod(layout.row_shape)) * np.dtype(layout.dtype).itemsize)
+            self.data = self._growing("feats", layout.row_shape, layout.dtype, max(1, _CHUNK_BYTES // row_bytes))
+        self.times = self._growing("timestamps", (), np.float32, 4096)
+        self.ids: list[str] = []
+        self.offsets = [0]
+        self.sha: list[str] = []
+        self.info: dict[str, list] = {name: [] for name in layout.info_dtypes}
+        self.bytes = 0
+        self.started = time.monotonic()
+
+    def _growing(self, name: str, row_shape: tuple[int, ...], dtype, chunk_rows: int) -> h5py.Dataset:
+        return self.h5.create_dataset(
+            name, (0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows, *row_shape),
+            track_times=False,
+        )  # fmt: skip
+
+    def add(self, vid: str, feats: np.ndarray, timestamps: np.ndarray, sha: str, info: Mapping[str, object]) -> None:
         if len(feats) != len(timestamps):
             raise ValueError(f"{vid}: {len(feats)} rows but {len(timestamps)} timestamps")
-        start, end = self._offsets[-1], self._offsets[-1] + len(feats)
+        start, end = self.offsets[-1], self.offsets[-1] + len(feats)
         if end > start:
-            self._feats.resize(end, axis=0)
-            self._feats[start:end] = feats
-            self._times.resize(end, axis=0)
-            self._times[start:end] = timestamps
-        self._ids.append(vid)
-        self._offsets.append(end)
-        self._sha.append(source_sha256)
-        for name in self._info_dtypes:
-            self._info[name].append((info or {})[name])
-
-    def add_failure(self, vid: str, error: str) -> None:
-        self._failures[vid] = " ".join(str(error).split())  # one line, whatever the message
-
-    def commit(self) -> Path:
-        h5 = self._h5
-        h5.create_dataset("ids", data=np.asarray(self._ids, dtype=object), dtype=_STR, track_times=False)
-        h5.create_dataset("offsets", data=np.asarray(self._offsets, np.int64), track_times=False)
-        h5.create_dataset("source_sha256", data=np.asarray(self._sha, dtype=object), dtype=_STR, track_times=False)
-        info = h5.create_group("info", track_order=True)
-        text = h5.create_group("text", track_order=True)
-        for name, dtype in self._info_dtypes.items():
-            if dtype == "str":
-                text.create_dataset(name, data=np.asarray(self._info[name], dtype=object), dtype=_STR)
+            if self.layout.storage == "jpeg":
+                images = _encode_jpeg(np.asarray(feats).reshape(-1, *self.layout.row_shape[-3:]), self.layout)
+                per_row = self.layout.frames_per_row
+                self.data.resize(end * per_row, axis=0)
+                self.data[start * per_row : end * per_row] = images
+                self.bytes += sum(len(image) for image in images)
             else:
-                info.create_dataset(name, data=np.asarray(self._info[name], dtype=dtype), track_times=False)
-        failures = h5.create_group("failures")
-        failures.create_dataset("ids", data=np.asarray(list(self._failures), dtype=object), dtype=_STR)
-        failures.create_dataset("errors", data=np.asarray(list(self._failures.values()), dtype=object), dtype=_STR)
-        h5.attrs["schema_version"] = SCHEMA_VERSION
-        for key, value in sorted(self._attrs.items()):
-            h5.attrs[key] = value
+                self.data.resize(end, axis=0)
+                self.data[start:end] = feats
+                self.bytes += np.asarray(feats, self.layout.dtype).nbytes
+            self.times.resize(end, axis=0)
+            self.times[start:end] = timestamps
+        self.ids.append(vid)
+        self.offsets.append(end)
+        self.sha.append(sha)
+        for name in self.layout.info_dtypes:
+            self.info[name].append(info[name])
+
+    def close(self) -> str:
+        """Write the per-video datasets, publish the file, and return its name."""
+        h5 = self.h5
+        h5.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=_STR, track_times=False)
+        h5.create_dataset("offsets", data=np.asarray(self.offsets, np.int64), track_times=False)
+        h5.create_dataset("source_sha256", data=np.asarray(self.sha, dtype=object), dtype=_STR, track_times=False)
+        info, text = h5.create_group("info", track_order=True), h5.create_group("text", track_order=True)
+        for name, dtype in self.layout.info_dtypes.items():
+            if dtype == "str":
+                text.create_dataset(name, data=np.asarray(self.info[name], dtype=object), dtype=_STR, track_times=False)
+            else:
+                info.create_dataset(name, data=np.asarray(self.info[name], dtype=dtype), track_times=False)
         h5.close()
-        return publish(self._tmp, self.path)
+        with open(self.tmp, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        name = f"shard-{digest[:32]}.h5"
+        publish(self.tmp, self.folder / name)
+        return name
 
     def abort(self) -> None:
-        if self._h5.id.valid:
-            self._h5.close()
-        self._tmp.unlink(missing_ok=True)
+        if self.h5.id.valid:
+            self.h5.close()
+        self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> StoreWriter:
-        return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
+def _encode_jpeg(frames: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    from PIL import Image  # Pillow, not torch: decoding processes stay free of torch
+
+    images = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=layout.jpeg_quality)
+        images.append(np.frombuffer(buffer.getvalue(), np.uint8))
+    return images
+
+
+def _decode_jpeg(images: Iterable[np.ndarray]) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(image.tobytes())).convert("RGB")) for image in images])
+
+
+class _Shard:
+    """One shard opened for reading; its ids and offsets are read once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.h5 = h5py.File(path, "r")
+            if int(self.h5.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+                raise StoreError(f"{path}: shard schema {self.h5.attrs.get('schema_version')}, not {SCHEMA_VERSION}")
+            self.layout = Layout.of(json.loads(self.h5.attrs["layout"]))
+            self.config = str(self.h5.attrs["config"])
+            self.ids = list(self.h5["ids"].asstr()[:])
+            self.offsets = self.h5["offsets"][:]
+            self.sha = list(self.h5["source_sha256"].asstr()[:])
+            rows = len(self.h5["timestamps"])
+            stored = len(self.h5["jpeg"]) // self.layout.frames_per_row if "jpeg" in self.h5 else len(self.h5["feats"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+        if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != rows or stored != rows:
+            raise StoreError(f"{path} is damaged: its offsets and rows disagree")
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def rows(self, position: int, select: np.ndarray | None = None) -> np.ndarray:
+        """Rows of the video at `position`; `select` (sorted row numbers within the video) reads only those."""
+        start, end = int(self.offsets[position]), int(self.offsets[position + 1])
+        wanted = np.arange(start, end) if select is None else start + np.asarray(select, np.int64)
+        if self.layout.storage == "jpeg":
+            per_row = self.layout.frames_per_row
+            frames = (wanted[:, None] * per_row + np.arange(per_row)[None]).ravel()
+            if not len(frames):
+                return np.zeros((0, *self.layout.row_shape), np.uint8)
+            return _decode_jpeg(self.h5["jpeg"][frames]).reshape(len(wanted), *self.layout.row_shape)
+        if select is None:
+            return self.h5["feats"][start:end]
+        return self.h5["feats"][wanted] if len(wanted) else np.zeros((0, *self.layout.row_shape), self.layout.dtype)
+
+    def timestamps(self, position: int) -> np.ndarray:
+        return self.h5["timestamps"][int(self.offsets[position]) : int(self.offsets[position + 1])]
+
+    def column(self, name: str, positions: np.ndarray) -> np.ndarray | list[str]:
+        """Per-video fact or text `name` of the videos at `positions` (in that order)."""
+        order = np.argsort(positions, kind="stable")
+        if name in self.h5["text"]:
+            values = self.h5["text"][name].asstr()[positions[order].tolist()] if len(positions) else []
+            out = [""] * len(positions)
+            for k, i in enumerate(order):
+                out[i] = values[k]
+            return out
+        values = self.h5["info"][name][positions[order].tolist()] if len(positions) else np.zeros(0)
+        out = np.empty(len(positions), dtype=self.h5["info"][name].dtype)
+        out[order] = values
+        return out
+
+    def values(self, position: int) -> dict[str, object]:
+        """Every per-video column of one video (for copying it into another shard)."""
+        return {name: self.column(name, np.array([position]))[0] for name in self.layout.info_dtypes}
+
+    def close(self) -> None:
+        self.h5.close()
+
+
+# --- the index --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """Where one live video's rows are."""
+
+    vid: str
+    sha: str
+    shard: str
+    position: int
+    rows: int
+
+
+@dataclass
+class _Index:
+    attrs: dict
+    layout: Layout
+    shards: dict[str, dict]  # name -> {"bytes", "videos", "rows"}: what the shard file holds
+    entries: list[_Entry]
+    failures: dict[str, str]
+
+    def dumps(self) -> str:
+        names = sorted(self.shards)
+        number = {name: i for i, name in enumerate(names)}
+        body = {
+            "schema_version": SCHEMA_VERSION,
+            "attrs": self.attrs,
+            "layout": asdict(self.layout),
+            "shards": [{"name": name, **self.shards[name]} for name in names],
+            "videos": {
+                "id": [e.vid for e in self.entries],
+                "sha256": [e.sha for e in self.entries],
+                "shard": [number[e.shard] for e in self.entries],
+                "position": [e.position for e in self.entries],
+                "rows": [e.rows for e in self.entries],
+            },
+            "failures": self.failures,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def load(cls, folder: Path) -> _Index:
+        path = folder / INDEX
+        if not path.is_file():
+            if (folder.with_suffix(".h5")).is_file() or folder.suffix == ".h5":
+                raise StoreError(
+                    f"{folder} is a single-file store from before reelfeat kept shards: rerun the stage that "
+                    "writes it (dvc repro) to rebuild it as a folder, then delete the .h5 file"
+                )
+            raise StoreError(f"no store at {folder}: run the stage that writes it (dvc repro)")
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise StoreError(f"{path} is not a store index (damaged?): rerun the stage that writes it") from None
+        if body.get("schema_version") != SCHEMA_VERSION:
+            raise StoreError(
+                f"{folder} has store schema {body.get('schema_version')}, this reelfeat reads {SCHEMA_VERSION}: "
+                "delete it and rerun the stage that writes it"
+            )
+        names = [shard["name"] for shard in body["shards"]]
+        videos = body["videos"]
+        entries = [
+            _Entry(vid, sha, names[shard], position, rows)
+            for vid, sha, shard, position, rows in zip(
+                videos["id"], videos["sha256"], videos["shard"], videos["position"], videos["rows"], strict=True
+            )
+        ]
+        shards = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in body["shards"]}
+        return cls(body["attrs"], Layout.of(body["layout"]), shards, entries, body["failures"])
+
+
+# --- reading ----------------------------------------------------------------------------------
 
 
 class StoreReader:
-    """Reads a store. The HDF5 file is opened on first use and once per process (safe after fork)."""
+    """Reads a store folder. Shards are opened on first use, at most MAX_OPEN_SHARDS at a time,
+    once per process (safe after fork); reading one video's rows touches one shard."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise StoreError(f"no store at {self.path}: run the stage that writes it (dvc repro)")
-        self._h5: h5py.File | None = None
-        self._pid = -1
-        self._index: dict[str, int] | None = None
-        if int(self.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has store schema {self.attrs.get('schema_version')}, this reelfeat reads "
-                f"{SCHEMA_VERSION}: delete it and rerun the stage that writes it"
-            )
+        if not self.path.is_dir():
+            _Index.load(self.path)  # raises the error that says what is there instead
+        self._index = _Index.load(self.path)
+        self._position = {entry.vid: i for i, entry in enumerate(self._index.entries)}
+        self._open: OrderedDict[str, _Shard] = OrderedDict()
+        self._pid = os.getpid()
+        for name, facts in self._index.shards.items():
+            file = self.path / name
+            if not file.is_file() or file.stat().st_size != facts["bytes"]:
+                what = "missing" if not file.is_file() else f"{file.stat().st_size} bytes, not {facts['bytes']}"
+                raise StoreError(f"{file} is damaged ({what}): rerun the stage that writes {self.path} (dvc repro)")
+        self.rows_read = 0  # rows read through `get` and `read`: how much of the store a caller touched
 
-    @property
-    def h5(self) -> h5py.File:
-        if self._h5 is None or self._pid != os.getpid():
-            self._h5 = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._h5
+    def _shard(self, name: str) -> _Shard:
+        if self._pid != os.getpid():  # a forked child: the parent's HDF5 handles are not ours to use
+            self._open, self._pid = OrderedDict(), os.getpid()
+        shard = self._open.pop(name, None) or _Shard(self.path / name)
+        self._open[name] = shard
+        while len(self._open) > MAX_OPEN_SHARDS:
+            self._open.popitem(last=False)[1].close()
+        return shard
 
     def close(self) -> None:
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
-        self._h5 = None
+        if self._pid == os.getpid():
+            for shard in self._open.values():
+                shard.close()
+        self._open = OrderedDict()
 
     @property
     def attrs(self) -> dict[str, object]:
-        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in self.h5.attrs.items()}
+        return {**self._index.attrs, "schema_version": SCHEMA_VERSION}
 
     @property
     def recipe(self) -> dict:
         """How the rows were made (see `extract.recipe`): a feature store's recipe, a decoded store's view."""
-        attrs = self.attrs
+        attrs = self._index.attrs
         return json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}"))
 
     @property
+    def layout(self) -> Layout:
+        return self._index.layout
+
+    @property
     def ids(self) -> list[str]:
-        return list(self.index)
-
-    @property
-    def index(self) -> dict[str, int]:
-        if self._index is None:
-            self._index = {vid: i for i, vid in enumerate(self.h5["ids"].asstr()[:])}
-        return self._index
-
-    @property
-    def offsets(self) -> np.ndarray:
-        return self.h5["offsets"][:]
+        return [entry.vid for entry in self._index.entries]
 
     @property
     def source_sha256(self) -> list[str]:
-        return list(self.h5["source_sha256"].asstr()[:])
+        return [entry.sha for entry in self._index.entries]
+
+    @property
+    def row_counts(self) -> np.ndarray:
+        """Rows of each video, in `ids` order (from the index: no shard is opened)."""
+        return np.array([entry.rows for entry in self._index.entries], np.int64)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each video's rows would start if the live rows were laid end to end, in `ids` order."""
+        return np.concatenate([[0], np.cumsum(self.row_counts)]).astype(np.int64)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
-        return tuple(self.h5["feats"].shape[1:])
+        return self._index.layout.row_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._index.layout.dtype)
 
     @property
     def num_rows(self) -> int:
-        return int(self.h5["feats"].shape[0])
+        return int(self.row_counts.sum())
 
     @property
     def failures(self) -> dict[str, str]:
-        group = self.h5["failures"]
-        return dict(zip(group["ids"].asstr()[:], group["errors"].asstr()[:], strict=True))
+        return dict(self._index.failures)
+
+    @property
+    def shards(self) -> dict[str, dict]:
+        """Shard file name -> {"bytes", "videos", "rows"} as the index lists them."""
+        return {name: dict(facts) for name, facts in self._index.shards.items()}
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._index.entries)
 
     def __contains__(self, vid: object) -> bool:
-        return vid in self.index
+        return vid in self._position
 
-    def rows_of(self, i: int) -> slice:
-        start, end = self.h5["offsets"][i : i + 2]
-        return slice(int(start), int(end))
+    def _entry(self, vid: str) -> _Entry:
+        if vid not in self._position:
+            why = self._index.failures.get(vid)
+            raise StoreError(f"{self.path}: no rows for {vid!r}" + (f" (it failed: {why})" if why else ""))
+        return self._index.entries[self._position[vid]]
 
     def get(self, vid: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, timestamps) of one video."""
-        if vid not in self.index:
-            why = self.failures.get(vid)
-            raise StoreError(f"{self.path}: no rows for {vid!r}" + (f" (it failed: {why})" if why else ""))
-        rows = self.rows_of(self.index[vid])
-        return self.h5["feats"][rows], self.h5["timestamps"][rows]
+        entry = self._entry(vid)
+        shard = self._shard(entry.shard)
+        self.rows_read += entry.rows
+        return shard.rows(entry.position), shard.timestamps(entry.position)
+
+    def read(self, vid: str, select: np.ndarray | None = None) -> np.ndarray:
+        """Rows of one video in the store's dtype; `select` (sorted row numbers) reads only those rows."""
+        entry = self._entry(vid)
+        self.rows_read += entry.rows if select is None else len(select)
+        return self._shard(entry.shard).rows(entry.position, select)
+
+    def iter_rows(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(id, rows) of every video, a shard at a time (each shard read in one go), in no fixed order."""
+        by_shard: dict[str, list[_Entry]] = {}
+        for entry in self._index.entries:
+            by_shard.setdefault(entry.shard, []).append(entry)
+        for name, entries in sorted(by_shard.items()):
+            shard = self._shard(name)
+            if shard.layout.storage == "raw":
+                block = shard.h5["feats"][:]
+                for entry in entries:
+                    self.rows_read += entry.rows
+                    yield entry.vid, block[shard.offsets[entry.position] : shard.offsets[entry.position + 1]]
+            else:
+                for entry in entries:
+                    self.rows_read += entry.rows
+                    yield entry.vid, shard.rows(entry.position)
+
+    def _column(self, name: str) -> list:
+        out: list = [None] * len(self)
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for i, entry in enumerate(self._index.entries):
+            by_shard.setdefault(entry.shard, []).append((i, entry.position))
+        for shard_name, pairs in by_shard.items():
+            values = self._shard(shard_name).column(name, np.array([p for _, p in pairs], np.int64))
+            for (i, _), value in zip(pairs, values, strict=True):
+                out[i] = value
+        return out
 
     def info(self, name: str) -> np.ndarray:
         """One per-video fact for every video, in `ids` order."""
-        if name not in self.h5["info"]:
-            raise StoreError(f"{self.path} has no per-video {name!r}; it has {sorted(self.h5['info'])}")
-        return self.h5["info"][name][:]
+        dtypes = self._index.layout.info_dtypes
+        if dtypes.get(name, "str") == "str":
+            known = sorted(n for n, d in dtypes.items() if d != "str")
+            raise StoreError(f"{self.path} has no per-video {name!r}; it has {known}")
+        return np.asarray(self._column(name), dtype=dtypes[name])
 
     def text(self, name: str) -> list[str]:
         """One per-video text (a transcript, a note) for every video, in `ids` order."""
-        if name not in self.h5["text"]:
-            raise StoreError(f"{self.path} has no per-video text {name!r}; it has {sorted(self.h5['text'])}")
-        return list(self.h5["text"][name].asstr()[:])
+        if self._index.layout.info_dtypes.get(name) != "str":
+            known = sorted(n for n, d in self._index.layout.info_dtypes.items() if d == "str")
+            raise StoreError(f"{self.path} has no per-video text {name!r}; it has {known}")
+        return [str(value) for value in self._column(name)]
 
     def info_names(self) -> list[str]:
-        return list(self.h5["info"]) + list(self.h5["text"])
+        return list(self._index.layout.info_dtypes)
 
-    def column_of(self, name: str, i: int) -> object:
-        """Per-video fact or text `name` of the i-th video."""
-        if name in self.h5["text"]:
-            return self.h5["text"][name].asstr()[i]
-        return self.h5["info"][name][i]
 
-    def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(feats, timestamps, offsets) of the whole store in memory, for fast training."""
-        return self.h5["feats"][:], self.h5["timestamps"][:], self.offsets
+# --- writing ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -282,13 +509,50 @@ class BuildSummary:
     unchanged: bool = False
 
 
-class StoreBuilder:
-    """Builds the store at `path` from rows reused from earlier runs plus newly computed rows.
+_HELD: set[Path] = set()  # store folders this process is writing
 
-    Reuse: rows of a video are taken from the previous store (or from checkpoints of a killed
-    run) when its id and source sha256 match and the store's `config` equals this one's.
-    Checkpoints: new rows go to part files in `.<name>.parts/`, each closed and renamed into
-    place every `checkpoint_s` seconds, so a killed run loses at most that much work.
+
+class _Lock:
+    """An exclusive lock on <store>/.lock for the run writing the store.
+
+    A POSIX record lock (lockf): it belongs to this process alone, so forked workers do not hold it,
+    and the kernel drops it when the process ends, however it ends. Another writer in this process
+    is refused by `_HELD` (record locks do not exclude their own process). The file stays empty,
+    so it never changes an output's hash, even where .dvcignore does not list it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.path = folder.resolve(), folder / LOCK
+        busy = StoreError(
+            f"{folder} is being written by another run ({self.path} is locked): wait for it to finish, or stop it"
+        )
+        if self.folder in _HELD:
+            raise busy
+        handle = open(self.path, "a+b")
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise busy from None
+        _HELD.add(self.folder)
+        self.release = weakref.finalize(self, _unlock, handle, self.folder)  # also when a builder is dropped
+
+
+def _unlock(handle, folder: Path) -> None:
+    fcntl.lockf(handle, fcntl.LOCK_UN)
+    handle.close()
+    _HELD.discard(folder)
+
+
+class StoreBuilder:
+    """Builds the store at `path` from rows reused from its shards plus newly computed rows.
+
+    Reuse: a video's rows are taken from any readable shard in the folder (those the index lists,
+    and those a killed run published before it could write the index) whose `config` equals this
+    one's and that holds the video at the same source sha256. New rows go into a new shard, which is
+    closed and published every `checkpoint_s` seconds or at REELFEAT_SHARD_MB, so a killed run
+    loses at most that much work. `finish` writes the index (only if it changed) and removes shards
+    no video needs any more.
     """
 
     def __init__(
@@ -301,40 +565,68 @@ class StoreBuilder:
         attrs: Mapping[str, str | int | float] | None = None,
         info_dtypes: Mapping[str, np.dtype | str] | None = None,
         checkpoint_s: float = 30.0,
+        storage: str = "raw",
+        jpeg_quality: int = 90,
+        reuse: bool = True,
     ) -> None:
         self.path = Path(path)
-        self.parts_dir = self.path.with_name(f".{self.path.name}.parts")
-        self._layout = {"row_shape": tuple(row_shape), "dtype": dtype, "info_dtypes": dict(info_dtypes or {})}
+        if self.path.suffix == ".h5":
+            raise StoreError(f"{self.path}: a store is a folder now; drop the .h5 from its path")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = _Lock(self.path)
+        for stale in self.path.glob(f".*{TEMP_SUFFIX}"):
+            stale.unlink()  # temp files of a killed run: never complete, never under a final name
+        info = {
+            name: ("str" if str(dtype) == "str" else np.dtype(dtype).str) for name, dtype in (info_dtypes or {}).items()
+        }
+        self.layout = Layout(tuple(row_shape), np.dtype(dtype).name, info, storage, jpeg_quality)
+        self.config = config
         self._attrs = {**(attrs or {}), "config": config}
         self._checkpoint_s = checkpoint_s
-        self._part: StoreWriter | None = None
-        self._part_started = 0.0
+        self._writer: _ShardWriter | None = None
         self._failures: dict[str, str] = {}
         self._computed = 0
-        for stale in [*stale_temps(self.path), *self.parts_dir.glob(f".*{TEMP_SUFFIX}")]:
-            stale.unlink()  # temp files of a killed run: never complete, never under a final name
-        self._sources: dict[tuple[str, str], tuple[StoreReader, int]] = {}
-        self._previous: StoreReader | None = None
-        parts = sorted(self.parts_dir.glob("part-*.h5"))
-        for candidate in [self.path, *parts]:
-            reader = self._open_matching(candidate, config)
-            if reader is None:
-                continue
-            if candidate == self.path:
-                self._previous = reader
-            for i, (vid, sha) in enumerate(zip(reader.ids, reader.source_sha256, strict=True)):
-                self._sources[(vid, sha)] = (reader, i)
-        self._next_part = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+        self._shards: dict[str, _Shard] = {}  # readable shards of this store: reused and new ones
+        self._sources: dict[tuple[str, str], tuple[str, int]] = {}  # (id, sha) -> (shard, position)
+        self._previous = self._read_previous()
+        if reuse:
+            listed = list(self._previous.shards) if self._previous else []
+            for name in [*listed, *sorted(p.name for p in self.path.glob("shard-*.h5") if p.name not in listed)]:
+                self._offer(name, expected_bytes=self._previous.shards[name]["bytes"] if name in listed else None)
+        self.new_shards: list[str] = []
 
-    @staticmethod
-    def _open_matching(path: Path, config: str) -> StoreReader | None:
-        if not path.is_file():
-            return None
+    def _read_previous(self) -> _Index | None:
         try:
-            reader = StoreReader(path)
-            return reader if reader.attrs.get("config") == config else None
-        except (StoreError, OSError, KeyError):
-            return None  # unreadable or of another schema: recompute rather than trust it
+            return _Index.load(self.path)
+        except StoreError:
+            return None  # no index yet, or a damaged one: shards are still checked one by one
+
+    def _offer(self, name: str, expected_bytes: int | None) -> None:
+        """Make a shard's videos reusable if it is whole and made the same way."""
+        file = self.path / name
+        if not file.is_file():
+            print(f"warning: {file} is missing; its videos are computed again", file=sys.stderr)
+            return
+        size = file.stat().st_size
+        if expected_bytes is not None and size != expected_bytes:
+            print(
+                f"warning: {file} is {size} bytes, not {expected_bytes}; its videos are computed again", file=sys.stderr
+            )
+            return
+        if expected_bytes is None and not _named_by_content(file):
+            print(f"warning: {file} does not match its name (damaged); its videos are computed again", file=sys.stderr)
+            return
+        try:
+            shard = _Shard(file)
+        except StoreError as exc:
+            print(f"warning: {exc}; its videos are computed again", file=sys.stderr)
+            return
+        if shard.config != self.config or shard.layout != self.layout:
+            shard.close()
+            return
+        self._shards[name] = shard
+        for position, key in enumerate(zip(shard.ids, shard.sha, strict=True)):
+            self._sources.setdefault(key, (name, position))
 
     def reusable(self, vid: str, source_sha256: str) -> bool:
         return (vid, source_sha256) in self._sources
@@ -347,72 +639,197 @@ class StoreBuilder:
         timestamps: np.ndarray,
         info: Mapping[str, object] | None = None,
     ) -> None:
-        if self._part is None:
-            self.parts_dir.mkdir(parents=True, exist_ok=True)
-            self._part = StoreWriter(
-                self.parts_dir / f"part-{self._next_part:05d}.h5", attrs=self._attrs, **self._layout
-            )
-            self._part_started = time.monotonic()
-        self._part.add(vid, feats, timestamps, source_sha256, info)
+        if self._writer is None:
+            self._writer = _ShardWriter(self.path, self.layout, self.config)
+        self._writer.add(vid, feats, timestamps, source_sha256, info or {})
         self._computed += 1
-        if time.monotonic() - self._part_started >= self._checkpoint_s:
+        writer = self._writer
+        if writer.bytes >= shard_bytes() or time.monotonic() - writer.started >= self._checkpoint_s:
             self.checkpoint()
 
     def add_failure(self, vid: str, error: str) -> None:
         self._failures[vid] = " ".join(str(error).split())
 
     def checkpoint(self) -> None:
-        """Close the current part file under its final name; what it holds survives a kill."""
-        if self._part is None:
+        """Close the current shard under its final name; what it holds survives a kill."""
+        if self._writer is None:
             return
-        part_path = self._part.commit()
-        self._part = None
-        self._next_part += 1
-        reader = StoreReader(part_path)
-        for i, (vid, sha) in enumerate(zip(reader.ids, reader.source_sha256, strict=True)):
-            self._sources[(vid, sha)] = (reader, i)
+        name = self._writer.close()
+        self._writer = None
+        self.new_shards.append(name)
+        self._shards[name] = _Shard(self.path / name)
+        for position, key in enumerate(zip(self._shards[name].ids, self._shards[name].sha, strict=True)):
+            self._sources[key] = (name, position)  # just computed: newer than any earlier copy
+
+    def abort(self) -> None:
+        """Drop what this run wrote; the store stays as the last finished run left it."""
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._close_shards()
+        listed = set(self._previous.shards) if self._previous else set()
+        for name in self.new_shards:
+            if name not in listed:
+                (self.path / name).unlink(missing_ok=True)
+        self._lock.release()
 
     def finish(self, rows: list[tuple[str, str]]) -> BuildSummary:
-        """Write the final store holding `rows` (id, source sha256) in that order, then drop the parts."""
+        """Index `rows` (id, source sha256), in that order, then drop shards no video needs."""
         self.checkpoint()
-        attrs = {**self._attrs, "manifest_sha256": rows_digest(rows)}
         summary = BuildSummary(self.path, computed=self._computed, failures=dict(self._failures))
         kept = [(vid, sha) for vid, sha in rows if vid not in self._failures]
         summary.reused = len(kept) - self._computed
         missing = [vid for vid, sha in kept if (vid, sha) not in self._sources]
         if missing:
             raise StoreError(f"{self.path}: no rows computed or reusable for {missing[:5]}")
-        if self._unchanged(kept, attrs):
-            summary.unchanged = True
-        else:
-            with StoreWriter(self.path, attrs=attrs, **self._layout) as writer:
-                for vid, sha in kept:
-                    reader, i = self._sources[(vid, sha)]
-                    rows_slice = reader.rows_of(i)
-                    info = {name: reader.column_of(name, i) for name in self._layout["info_dtypes"]}
-                    writer.add(vid, reader.h5["feats"][rows_slice], reader.h5["timestamps"][rows_slice], sha, info)
-                for vid, error in self._failures.items():
-                    writer.add_failure(vid, error)
-        for reader, _ in self._sources.values():
-            reader.close()
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+        entries = [self._entry(vid, sha, *self._sources[(vid, sha)]) for vid, sha in kept]
+        entries = self._compact(entries)
+        used = {entry.shard for entry in entries}
+        index = _Index(
+            {**self._attrs, "manifest_sha256": rows_digest(rows)},
+            self.layout,
+            {name: self._facts(name) for name in sorted(used)},
+            entries,
+            dict(self._failures),
+        )
+        text = index.dumps()
+        current = self.path / INDEX
+        summary.unchanged = current.is_file() and current.read_text(encoding="utf-8") == text
+        if not summary.unchanged:
+            write_text(current, text)
+        self._close_shards()
+        for file in self.path.glob("shard-*.h5"):
+            if file.name not in used:
+                file.unlink()
+        self._lock.release()
         return summary
 
-    def _unchanged(self, kept: list[tuple[str, str]], attrs: Mapping[str, object]) -> bool:
-        """True when the previous store already is exactly what this build would write."""
-        prev = self._previous
-        if prev is None or self._computed or self._failures != prev.failures:
-            return False
-        same_attrs = all(prev.attrs.get(k) == v for k, v in attrs.items())
-        return same_attrs and list(zip(prev.ids, prev.source_sha256, strict=True)) == kept
+    def _entry(self, vid: str, sha: str, shard: str, position: int) -> _Entry:
+        offsets = self._shards[shard].offsets
+        return _Entry(vid, sha, shard, position, int(offsets[position + 1] - offsets[position]))
+
+    def _facts(self, name: str) -> dict:
+        shard = self._shards[name]
+        return {"bytes": (self.path / name).stat().st_size, "videos": len(shard.ids), "rows": shard.num_rows}
+
+    def _compact(self, entries: list[_Entry]) -> list[_Entry]:
+        """Rewrite the live videos of shards whose dead share passed COMPACT_DEAD_SHARE into new shards."""
+        live: dict[str, list[_Entry]] = {}
+        for entry in entries:
+            live.setdefault(entry.shard, []).append(entry)
+        moving = []
+        for name, kept in live.items():
+            shard = self._shards[name]
+            total = shard.num_rows or len(shard.ids)
+            alive = sum(e.rows for e in kept) if shard.num_rows else len(kept)
+            if 1 - alive / total > COMPACT_DEAD_SHARE:
+                moving += kept
+        if not moving:
+            return entries
+        moved: dict[str, _Entry] = {}
+        writer = _ShardWriter(self.path, self.layout, self.config)
+        for entry in sorted(moving, key=lambda e: (e.shard, e.position)):
+            shard = self._shards[entry.shard]
+            rows, times = shard.rows(entry.position), shard.timestamps(entry.position)
+            writer.add(entry.vid, rows, times, entry.sha, shard.values(entry.position))
+            if writer.bytes >= shard_bytes():
+                moved.update(self._published(writer))
+                writer = _ShardWriter(self.path, self.layout, self.config)
+        moved.update(self._published(writer))
+        return [moved.get(entry.vid, entry) for entry in entries]
+
+    def _published(self, writer: _ShardWriter) -> dict[str, _Entry]:
+        name = writer.close()
+        self.new_shards.append(name)
+        shard = self._shards[name] = _Shard(self.path / name)
+        return {
+            vid: self._entry(vid, sha, name, i) for i, (vid, sha) in enumerate(zip(shard.ids, shard.sha, strict=True))
+        }
+
+    def _close_shards(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards = {}
+
+
+def _named_by_content(file: Path) -> bool:
+    with open(file, "rb") as handle:
+        return file.name == f"shard-{hashlib.file_digest(handle, 'sha256').hexdigest()[:32]}.h5"
+
+
+class StoreWriter:
+    """Writes a whole store in one go (imports, tests, benchmarks); `commit()` replaces whatever the
+    folder held, `abort()` leaves it as it was. Stages use `StoreBuilder`, which also reuses rows."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        row_shape: tuple[int, ...],
+        dtype: np.dtype | str,
+        attrs: Mapping[str, str | int | float],
+        info_dtypes: Mapping[str, np.dtype | str] | None = None,
+    ) -> None:
+        attrs = dict(attrs)
+        config = str(attrs.pop("config", ""))
+        self._builder = StoreBuilder(
+            path, config=config, row_shape=row_shape, dtype=dtype, attrs=attrs, info_dtypes=info_dtypes,
+            checkpoint_s=float("inf"), reuse=False,
+        )  # fmt: skip
+        self._rows: list[tuple[str, str]] = []
+        self.path = self._builder.path
+
+    def add(
+        self,
+        vid: str,
+        feats: np.ndarray,
+        timestamps: np.ndarray,
+        source_sha256: str = "",
+        info: Mapping[str, object] | None = None,
+    ) -> None:
+        self._builder.add(vid, source_sha256, feats, timestamps, info)
+        self._rows.append((vid, source_sha256))
+
+    def add_failure(self, vid: str, error: str) -> None:
+        self._builder.add_failure(vid, error)
+        self._rows.append((vid, ""))
+
+    def commit(self) -> Path:
+        self._builder.finish(self._rows)
+        return self.path
+
+    def abort(self) -> None:
+        self._builder.abort()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+# --- reporting --------------------------------------------------------------------------------
 
 
 def describe(path: str | Path) -> str:
-    """A human summary of a store: provenance, counts, shapes and failures."""
+    """A human summary of a store: counts, shards, bytes, provenance and failures."""
     reader = StoreReader(path)
     attrs = reader.attrs
-    lines = [f"{reader.path}", f"  videos: {len(reader)}   rows: {reader.num_rows}   row shape: {reader.row_shape}"]
-    lines.append(f"  dtype: {reader.h5['feats'].dtype}   per-video info: {', '.join(reader.info_names()) or '-'}")
+    shards = reader.shards
+    stored_rows = sum(facts["rows"] for facts in shards.values())
+    size = sum(facts["bytes"] for facts in shards.values())
+    layout = reader.layout
+    lines = [
+        f"{reader.path}",
+        f"  videos: {len(reader)}   rows: {reader.num_rows}   row shape: {reader.row_shape}   dtype: {layout.dtype}"
+        + (f"   stored as JPEG (quality {layout.jpeg_quality})" if layout.storage == "jpeg" else ""),
+        f"  shards: {len(shards)}   bytes: {size:,}   bytes per video: {size // max(1, len(reader)):,}   "
+        f"dead rows: {stored_rows - reader.num_rows}",
+        f"  per-video info: {', '.join(reader.info_names()) or '-'}",
+    ]
     shown = sorted(set(attrs) - {"recipe", "config"} if "recipe" in attrs else attrs)  # config: the recipe's contract
     for key in shown:
         value = attrs[key]

@@ -59,6 +59,8 @@ class FramesView:
     max_frames: int = 600  # cap for fixed-rate sampling of long videos
     size: tuple[int, int] = (224, 224)  # height, width
     resize: str = "crop"
+    storage: str = "raw"  # raw | jpeg: frames kept as JPEG (about a tenth of the bytes; see the README)
+    jpeg_quality: int = 90
 
     def validate(self, where: str) -> None:
         if (self.num_frames is None) == (self.fps is None):
@@ -95,6 +97,8 @@ class ClipsView:
     max_seconds: float | None = 10.0
     size: tuple[int, int] = (112, 112)
     resize: str = "crop"
+    storage: str = "raw"  # raw | jpeg
+    jpeg_quality: int = 90
 
     def validate(self, where: str) -> None:
         if self.num_clips < 1 or self.clip_len < 1:
@@ -147,6 +151,10 @@ def _check_size(view: FramesView | ClipsView, where: str) -> None:
         raise ConfigError(f"{where}: size must be [height, width], got {list(view.size)}")
     if view.resize not in RESIZE_MODES:
         raise ConfigError(f"{where}: resize {view.resize!r} is not one of {list(RESIZE_MODES)}")
+    if view.storage not in ("raw", "jpeg"):
+        raise ConfigError(f"{where}: storage {view.storage!r} is not one of ['raw', 'jpeg']")
+    if not 1 <= view.jpeg_quality <= 100:
+        raise ConfigError(f"{where}: jpeg_quality must be 1..100, got {view.jpeg_quality}")
 
 
 def view_from_params(name: str, values: dict[str, Any]) -> View:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from extract.views import ConfigError, build_config
@@ -25,7 +26,7 @@ LOSSES = {
 class InputConfig:
     """One feature store a head reads, and how its rows become a vector."""
 
-    store: str  # data/features/<backbone>.h5
+    store: str  # a feature store folder: data/features/<backbone>
     pool: str = "mean"  # mean | max | attention (pooling) ; lstm | transformer | textcnn (sequence encoders)
     name: str = ""  # how other inputs refer to it (guide); default: the store's file stem
     max_len: int = 64  # rows kept per video: random rows while training, evenly spaced otherwise
@@ -38,7 +39,7 @@ class InputConfig:
 
     @property
     def key(self) -> str:
-        return self.name or self.store.rsplit("/", 1)[-1].removesuffix(".h5")
+        return self.name or Path(self.store).name
 
     def validate(self, where: str) -> None:
         if self.pool not in POOLS:

@@ -1,10 +1,12 @@
-"""Cached features for a head: every input store read once into memory through `StoreReader`.
+"""Cached features for a head, read through `StoreReader` without loading whole stores.
 
-Mean and max pooled inputs are pooled once; sequence inputs keep their rows and are cut to
-`max_len` per batch (random rows in order while training, evenly spaced rows otherwise), then
-padded with a mask. A video is used only when every input store and the manifest have it; a
-video with zero rows in an input (no audio, audio shorter than a window) is used, with zeros and
-a missing flag for that input, so the head can tell "nothing there" from a real value.
+Mean and max pooled inputs are pooled once, a shard at a time, into an (n, D) array. Sequence
+inputs are read per batch: at most `max_len` rows of each video in the batch (random rows in order
+while training, evenly spaced rows otherwise), kept in the store's dtype until the batch is built,
+then padded with a mask. So memory holds the pooled arrays and one batch, however many rows the
+stores have. A video is used only when every input store and the manifest have it; a video with
+zero rows in an input (no audio, audio shorter than a window) is used, with zeros and a missing
+flag for that input, so the head can tell "nothing there" from a real value.
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ POOLED = ("mean", "max")
 @dataclass
 class FeatureInput:
     spec: InputConfig
-    feats: np.ndarray  # (T, D) float32, every video's rows
-    offsets: np.ndarray  # (n + 1,)
-    index: dict[str, int]
-    pooled: np.ndarray | None  # (n, D) for mean/max inputs
+    reader: StoreReader
+    position: dict[str, int]  # id -> its row in `counts`, `pooled` and `missing`
+    counts: np.ndarray  # (n,) rows per video
+    pooled: np.ndarray | None  # (n, D) float32 for mean/max inputs
     missing: np.ndarray  # (n,) bool: the video has zero rows in this input
     schema: dict  # what the checkpoint remembers of the store
 
     @property
     def dim(self) -> int:
-        return int(self.feats.shape[1])
+        return int(self.schema["dim"])
 
 
 def store_schema(reader: StoreReader) -> dict:
@@ -47,21 +49,18 @@ def load_input(spec: InputConfig) -> FeatureInput:
     reader = StoreReader(spec.store)
     if len(reader.row_shape) != 1:
         raise ConfigError(
-            f"{spec.store} holds rows of shape {reader.row_shape}, not feature vectors: heads read data/features/*.h5"
+            f"{spec.store} holds rows of shape {reader.row_shape}, not feature vectors: heads read data/features/<name>"
         )
-    feats, _, offsets = reader.read_all()
-    feats = feats.astype(np.float32)
+    position = {vid: i for i, vid in enumerate(reader.ids)}
+    counts = reader.row_counts
     pooled = None
     if spec.pool in POOLED:
         reduce = np.mean if spec.pool == "mean" else np.max
-        pooled = np.stack(
-            [
-                reduce(feats[a:b], axis=0) if b > a else np.zeros(feats.shape[1], np.float32)
-                for a, b in zip(offsets[:-1], offsets[1:], strict=True)
-            ]
-        )
-    missing = np.diff(offsets) == 0
-    return FeatureInput(spec, feats, offsets, dict(reader.index), pooled, missing, store_schema(reader))
+        pooled = np.zeros((len(position), reader.row_shape[0]), np.float32)
+        for vid, rows in reader.iter_rows():
+            if len(rows):
+                pooled[position[vid]] = reduce(rows.astype(np.float32), axis=0)
+    return FeatureInput(spec, reader, position, counts, pooled, counts == 0, store_schema(reader))
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
@@ -74,7 +73,7 @@ class HeadData:
 
     def __init__(self, inputs: list[FeatureInput], rows: list[dict[str, str]]) -> None:
         self.inputs = inputs
-        present = [all(row["id"] in inp.index for inp in inputs) for row in rows]
+        present = [all(row["id"] in inp.position for inp in inputs) for row in rows]
         self.missing = [row["id"] for row, ok in zip(rows, present, strict=True) if not ok]
         self.rows = [row for row, ok in zip(rows, present, strict=True) if ok]
         self.ids = [row["id"] for row in self.rows]
@@ -104,12 +103,12 @@ class HeadData:
         out: dict[str, object] = {}
         missing = np.zeros((len(videos), len(self.inputs)), np.float32)
         for j, inp in enumerate(self.inputs):
-            positions = [inp.index[self.ids[v]] for v in videos]
+            positions = [inp.position[self.ids[v]] for v in videos]
             missing[:, j] = inp.missing[positions]
             if inp.pooled is not None:
                 out[inp.spec.key] = torch.from_numpy(inp.pooled[positions])
                 continue
-            seqs = [self._rows(inp, p, rng) for p in positions]
+            seqs = [self._rows(inp, self.ids[v], p, rng) for v, p in zip(videos, positions, strict=True)]
             length = max(1, max(len(s) for s in seqs))
             padded = np.zeros((len(seqs), length, inp.dim), np.float32)
             mask = np.zeros((len(seqs), length), bool)
@@ -121,11 +120,14 @@ class HeadData:
         return out
 
     @staticmethod
-    def _rows(inp: FeatureInput, position: int, rng: np.random.Generator | None) -> np.ndarray:
-        rows = inp.feats[inp.offsets[position] : inp.offsets[position + 1]]
-        cap = inp.spec.max_len
-        if len(rows) <= cap:
-            return rows
+    def _rows(inp: FeatureInput, vid: str, position: int, rng: np.random.Generator | None) -> np.ndarray:
+        """At most max_len rows of one video, read from its shard; only the rows kept are read."""
+        count, cap = int(inp.counts[position]), inp.spec.max_len
+        if count <= cap:
+            return inp.reader.read(vid)
         if rng is not None:
-            return rows[np.sort(rng.choice(len(rows), cap, replace=False))]
-        return rows[np.linspace(0, len(rows) - 1, cap).round().astype(int)]
+            kept = np.sort(rng.choice(count, cap, replace=False))
+        else:
+            kept = np.linspace(0, count - 1, cap).round().astype(np.int64)
+        rows, back = np.unique(kept, return_inverse=True)  # h5py reads increasing row numbers
+        return inp.reader.read(vid, rows)[back]

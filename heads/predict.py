@@ -75,7 +75,7 @@ class InputMaker:
             if key not in self.made:
                 name = f"view{len(self.views)}"
                 self.views[name] = view_from_params(name, recipe["view"])
-                self.made[key] = str(self.work / "decoded" / f"{name}.h5")
+                self.made[key] = str(self.work / "decoded" / name)
         for value in recipe.values():
             if isinstance(value, dict):
                 self.plan_views(value)
@@ -100,7 +100,7 @@ class InputMaker:
                 "input": self.make(recipe["input"]),
                 "weights": self.weights(model, recipe["weights"]),
             }
-            path = self.work / "features" / f"{len(self.made)}_{model}.h5"
+            path = self.work / "features" / f"{len(self.made)}_{model}"
             run_features(model, values, path)
         else:
             raise UserError(

@@ -21,10 +21,11 @@ from heads.models import HeadModel
 from heads.tasks import Task
 
 CHECKPOINT = "model.pt"
+EVAL_BATCH = 256  # videos per forward pass where nothing is learned (validation loss, scores)
 
 
 @torch.inference_mode()
-def predict_scores(model: HeadModel, data: HeadData, videos: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_scores(model: HeadModel, data: HeadData, videos: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Scores (probabilities, or values in original units) of the given videos, in order."""
     model.eval()
     logits = [model(data.batch(videos[i : i + batch_size]))[0].numpy() for i in range(0, len(videos), batch_size)]
@@ -69,9 +70,12 @@ def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None)
         entry = {"epoch": epoch + 1, "train_loss": round(sum(losses) / len(train_idx), 6)}
         if len(val_idx):
             model.eval()
-            with torch.inference_mode():
-                _, val_loss = model(data.batch(val_idx), targets[val_idx])
-            entry["val_loss"] = round(val_loss.item(), 6)
+            total = 0.0
+            with torch.inference_mode():  # batch by batch: the whole split need not fit in memory
+                for start in range(0, len(val_idx), EVAL_BATCH):
+                    batch = val_idx[start : start + EVAL_BATCH]
+                    total += model(data.batch(batch), targets[batch])[1].item() * len(batch)
+            entry["val_loss"] = round(total / len(val_idx), 6)
         history.append(entry)
 
     # thresholds: tuned on the validation split only, never on test

@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +130,17 @@ def bert_folder(weights_dir) -> Path:
     )
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+def rows_by_id(store) -> dict:
+    """Every video's (rows, timestamps) of a store, by id: what two stores made the same way share,
+    whatever order their shards hold the videos in."""
+    return {vid: store.get(vid) for vid in store.ids}
+
+
+def assert_same_rows(store, other, rtol: float = 0.0, atol: float = 0.0) -> None:
+    assert store.ids == other.ids and store.failures == other.failures
+    for vid, (rows, times) in rows_by_id(store).items():
+        theirs, their_times = other.get(vid)
+        np.testing.assert_allclose(rows, theirs, rtol=rtol, atol=atol, err_msg=vid)
+        np.testing.assert_array_equal(times, their_times)

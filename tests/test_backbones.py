@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, make_video, save_torchvision
+from conftest import SHARED, assert_same_rows, make_video, save_torchvision
 
 from extract.backbones import BackboneConfig, get_backbone, list_backbones
 from extract.backbones.weights import WeightsError
@@ -53,11 +53,11 @@ def reference_torchvision(name: str, weights: Path) -> torch.nn.Module:
 
 def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, weights_dir):
     weights = save_torchvision(weights_dir, "resnet18")
-    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(5, seed=1)})
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(5, seed=1)})
     config = {"model": "resnet18", "input": str(source), "weights": str(weights), "dtype": "float32"}
-    summary = run_features("r18", config, tmp_path / "r18.h5", batch_size=4, workers=0)
+    summary = run_features("r18", config, tmp_path / "r18", batch_size=4, workers=0)
     assert summary.computed == 2
-    store = StoreReader(tmp_path / "r18.h5")
+    store = StoreReader(tmp_path / "r18")
     from torchvision.models import ResNet18_Weights
 
     model, transforms = reference_torchvision("resnet18", weights), ResNet18_Weights.DEFAULT.transforms()
@@ -79,25 +79,25 @@ def test_video_model_rows_equal_torchvision_on_its_transforms(tmp_path, weights_
     weights = save_torchvision(weights_dir, name)
     size, length = (64, 8) if name == "mc3_18" else (224, 14)
     clips = frames(2 * length, size).reshape(2, length, size, size, 3)
-    source = write_input(tmp_path / "clips.h5", "clips", {"v": clips}, times={"v": np.array([1.0, 3.0], np.float32)})
+    source = write_input(tmp_path / "clips", "clips", {"v": clips}, times={"v": np.array([1.0, 3.0], np.float32)})
     config = {"model": name, "input": str(source), "weights": str(weights), "dtype": "float32"}
-    run_features(name, config, tmp_path / "f.h5", workers=0)
+    run_features(name, config, tmp_path / "f", workers=0)
     from torchvision.models import get_model_weights
 
     transforms = get_model_weights(name).DEFAULT.transforms()
     batch = torch.stack([transforms(torch.from_numpy(c).permute(0, 3, 1, 2)) for c in clips])
     with torch.inference_mode():
         expected = reference_torchvision(name, weights)(batch).numpy()
-    rows, times = StoreReader(tmp_path / "f.h5").get("v")
+    rows, times = StoreReader(tmp_path / "f").get("v")
     np.testing.assert_allclose(rows, expected, rtol=1e-3, atol=1e-4)
     assert times.tolist() == [1.0, 3.0]
 
 
 def test_mvit_refuses_clips_of_the_wrong_length(tmp_path, weights_dir):
-    source = write_input(tmp_path / "clips.h5", "clips", {"v": frames(8, 32).reshape(1, 8, 32, 32, 3)})
+    source = write_input(tmp_path / "clips", "clips", {"v": frames(8, 32).reshape(1, 8, 32, 32, 3)})
     config = {"model": "mvit_v2_s", "input": str(source), "weights": str(save_torchvision(weights_dir, "mvit_v2_s"))}
     with pytest.raises(ConfigError, match="mvit_v2_s needs exactly 16 frames per clip but .* has 8: set clip_len: 16"):
-        run_features("mvit_v2_s", config, tmp_path / "f.h5", workers=0)
+        run_features("mvit_v2_s", config, tmp_path / "f", workers=0)
 
 
 def write_manifest(path: Path, texts: dict[str, str]) -> Path:
@@ -120,8 +120,8 @@ def test_bert_pooled_rows_equal_transformers_on_the_tokenizer_output(tmp_path, b
         "max_tokens": 6,
         "dtype": "float32",
     }
-    run_features("bert", config, tmp_path / "bert.h5", workers=0)
-    store = StoreReader(tmp_path / "bert.h5")
+    run_features("bert", config, tmp_path / "bert", workers=0)
+    store = StoreReader(tmp_path / "bert")
     tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
     for vid, text in texts.items():
         encoded = tokenizer(text, truncation=True, max_length=6, return_tensors="pt")
@@ -147,8 +147,8 @@ def test_bert_token_rows_are_the_unpadded_tokens(tmp_path, bert_folder):
         "max_tokens": 5,
         "dtype": "float32",
     }
-    run_features("bert", config, tmp_path / "tok.h5", workers=0)
-    store = StoreReader(tmp_path / "tok.h5")
+    run_features("bert", config, tmp_path / "tok", workers=0)
+    store = StoreReader(tmp_path / "tok")
     tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
     with torch.inference_mode():
         expected = model(**tokenizer("yoga", return_tensors="pt")).last_hidden_state[0].numpy()
@@ -181,15 +181,15 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     from transformers import VideoMAEImageProcessor, VideoMAEModel
 
     clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
-    source = write_input(tmp_path / "clips.h5", "clips", {"v": clips})
+    source = write_input(tmp_path / "clips", "clips", {"v": clips})
     config = {"model": "videomae", "input": str(source), "weights": str(videomae_folder), "dtype": "float32"}
-    run_features("videomae", config, tmp_path / "f.h5", workers=0)
+    run_features("videomae", config, tmp_path / "f", workers=0)
     processor = VideoMAEImageProcessor.from_pretrained(videomae_folder)
     model = VideoMAEModel.from_pretrained(videomae_folder).eval()
     with torch.inference_mode():
         pixels = torch.cat([processor(list(c), return_tensors="pt")["pixel_values"] for c in clips])
         expected = model(pixel_values=pixels).last_hidden_state.mean(1).numpy()
-    np.testing.assert_allclose(StoreReader(tmp_path / "f.h5").get("v")[0], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(StoreReader(tmp_path / "f").get("v")[0], expected, rtol=1e-4, atol=1e-5)
 
 
 def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -202,7 +202,7 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
     import torchvggish
 
     audio = {"long": tone(3.0), "short": tone(0.5), "silent": np.zeros(0, np.float32)}
-    source = write_input(tmp_path / "audio.h5", "audio", audio)
+    source = write_input(tmp_path / "audio", "audio", audio)
     config = {
         "model": "vggish",
         "input": str(source),
@@ -210,8 +210,8 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
         "postprocess": postprocess,
         "dtype": "float32",
     }
-    run_features("vggish", config, tmp_path / "v.h5", workers=0)
-    store = StoreReader(tmp_path / "v.h5")
+    run_features("vggish", config, tmp_path / "v", workers=0)
+    store = StoreReader(tmp_path / "v")
     model = torchvggish.VGG(torchvggish.make_layers(), postprocess=False).eval()
     model.load_state_dict(torch.load(vggish_folder / "vggish-10086976.pth", weights_only=True))
     examples = torchvggish.waveform_to_examples(audio["long"].astype(np.float64), 16000).detach()
@@ -233,7 +233,7 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
     import whisper
 
     audio = {"v": tone(2.5), "long": tone(31.0, 300.0), "none": np.zeros(0, np.float32)}
-    source = write_input(tmp_path / "audio.h5", "audio", audio)
+    source = write_input(tmp_path / "audio", "audio", audio)
     config = {
         "model": "whisper",
         "input": str(source),
@@ -241,8 +241,8 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
         "transcribe": False,
         "dtype": "float32",
     }
-    run_features("whisper", config, tmp_path / "w.h5", workers=0)
-    store = StoreReader(tmp_path / "w.h5")
+    run_features("whisper", config, tmp_path / "w", workers=0)
+    store = StoreReader(tmp_path / "w")
     model = whisper.load_model(str(whisper_file), device="cpu")
     with torch.inference_mode():
         mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio["v"])))
@@ -258,12 +258,12 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
 
 def test_audio_models_refuse_another_sample_rate(tmp_path, vggish_folder):
     config = {"view": {"type": "audio", "sample_rate": 8000}}
-    source = write_input(tmp_path / "audio.h5", "audio", {"v": tone(1.0)}, config=config)
+    source = write_input(tmp_path / "audio", "audio", {"v": tone(1.0)}, config=config)
     with pytest.raises(ConfigError, match="vggish needs 16000 Hz audio; .* is 8000 Hz: set sample_rate: 16000"):
         run_features(
             "vggish",
             {"model": "vggish", "input": str(source), "weights": str(vggish_folder)},
-            tmp_path / "v.h5",
+            tmp_path / "v",
             workers=0,
         )
 
@@ -289,7 +289,7 @@ def test_unknown_backbone_lists_the_valid_ones():
     "values, message",
     [
         ({"model": "bert", "input": "m.csv", "pooling": "max"}, "pooling: 'max' is not one of"),
-        ({"model": "vggish", "input": "a.h5", "pooling": "cls"}, r"unknown key\(s\) \['pooling'\]"),
+        ({"model": "vggish", "input": "a", "pooling": "cls"}, r"unknown key\(s\) \['pooling'\]"),
         ({"model": "resnet50"}, "input: name the file it reads"),
     ],
 )
@@ -303,13 +303,13 @@ def test_bad_backbone_params_name_the_key(values, message):
 def test_offline_without_cached_weights_fails_fast_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache; the network is unreachable
     monkeypatch.setattr("torch.hub.download_url_to_file", _no_network)
-    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(1)})
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(1)})
     with pytest.raises(WeightsError) as info:
-        run_features("resnet50", {"input": str(source)}, tmp_path / "f.h5", workers=0)
+        run_features("resnet50", {"input": str(source)}, tmp_path / "f", workers=0)
     message = str(info.value)
     assert "resnet50-11ad3fa6.pth is not in the torch hub cache" in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
-    assert not (tmp_path / "f.h5").exists()
+    assert not (tmp_path / "f").exists()
 
 
 def _no_network(*args, **kwargs):
@@ -317,10 +317,10 @@ def _no_network(*args, **kwargs):
 
 
 def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, weights_dir):
-    source = write_input(tmp_path / "frames.h5", "frames", {"a": frames(1)})
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(1)})
     wrong = save_torchvision(weights_dir, "resnet18")
     with pytest.raises(WeightsError, match="is not a state dict of resnet50"):
-        run_features("resnet50", {"input": str(source), "weights": str(wrong)}, tmp_path / "f.h5", workers=0)
+        run_features("resnet50", {"input": str(source), "weights": str(wrong)}, tmp_path / "f", workers=0)
 
 
 def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_dir, monkeypatch):
@@ -333,35 +333,35 @@ def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_d
     )
     config = {
         "model": "resnet18",
-        "input": str(tmp_path / "frames.h5"),
+        "input": str(tmp_path / "frames"),
         "weights": str(save_torchvision(weights_dir, "resnet18")),
     }
-    write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(3, seed=1)})
-    run_features("r18", config, tmp_path / "f.h5", workers=0)
+    write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(3, seed=1)})
+    run_features("r18", config, tmp_path / "f", workers=0)
     assert sum(embedded) == 6
     embedded.clear()
-    write_input(tmp_path / "frames.h5", "frames", {"a": frames(3), "b": frames(3, seed=1), "c": frames(2, seed=2)})
-    summary = run_features("r18", config, tmp_path / "f.h5", workers=0)
+    write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(3, seed=1), "c": frames(2, seed=2)})
+    summary = run_features("r18", config, tmp_path / "f", workers=0)
     assert sum(embedded) == 2 and (summary.computed, summary.reused) == (1, 2)
-    assert StoreReader(tmp_path / "f.h5").ids == ["a", "b", "c"]
+    assert StoreReader(tmp_path / "f").ids == ["a", "b", "c"]
 
 
 def test_loader_workers_give_the_same_store_as_inline(tmp_path, weights_dir):
-    source = write_input(tmp_path / "frames.h5", "frames", {f"v{i}": frames(2, seed=i) for i in range(5)})
+    source = write_input(tmp_path / "frames", "frames", {f"v{i}": frames(2, seed=i) for i in range(5)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    run_features("r18", config, tmp_path / "inline.h5", workers=0, batch_size=3)
-    run_features("r18", config, tmp_path / "workers.h5", workers=2, batch_size=3)
-    assert (tmp_path / "inline.h5").read_bytes() == (tmp_path / "workers.h5").read_bytes()
+    run_features("r18", config, tmp_path / "inline", workers=0, batch_size=3)
+    run_features("r18", config, tmp_path / "workers", workers=2, batch_size=3)
+    assert_same_rows(StoreReader(tmp_path / "inline"), StoreReader(tmp_path / "workers"))
 
 
 def test_failed_input_videos_are_recorded(tmp_path, weights_dir):
-    source = tmp_path / "frames.h5"
+    source = tmp_path / "frames"
     with StoreWriter(source, row_shape=(64, 64, 3), dtype=np.uint8, attrs={"kind": "frames", "config": "{}"}) as w:
         w.add("ok", frames(1), np.zeros(1, np.float32), "s")
         w.add_failure("bad", "ffprobe failed: moov atom not found")
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    summary = run_features("r18", config, tmp_path / "f.h5", workers=0)
-    assert "moov atom not found" in summary.failures["bad"] and StoreReader(tmp_path / "f.h5").ids == ["ok"]
+    summary = run_features("r18", config, tmp_path / "f", workers=0)
+    assert "moov atom not found" in summary.failures["bad"] and StoreReader(tmp_path / "f").ids == ["ok"]
 
 
 # Real small weights, when ../shared/weights is beside the checkout.
@@ -399,11 +399,11 @@ def test_whisper_tiny_en_transcribes_speech_in_a_generated_video(tmp_path):
     run_decode([{"id": "fox", "video": str(video), "sha256": "x"}], views, tmp_path / "decoded", workers=1)
     config = {
         "model": "whisper",
-        "input": str(tmp_path / "decoded" / "audio.h5"),
+        "input": str(tmp_path / "decoded" / "audio"),
         "weights": str(REAL_WEIGHTS / "whisper-tiny.en.pt"),
     }
-    run_features("whisper", config, tmp_path / "whisper.h5", workers=0)
-    store = StoreReader(tmp_path / "whisper.h5")
+    run_features("whisper", config, tmp_path / "whisper", workers=0)
+    store = StoreReader(tmp_path / "whisper")
     transcript = store.text("transcript")[0]
     words = "".join(c for c in transcript.lower() if c.isalpha() or c == " ").split()
     assert words == "the quick brown fox jumps over the lazy dog".split(), transcript
@@ -427,8 +427,8 @@ def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence(tmp_path):
         "pooling": "mean",
         "dtype": "float32",
     }
-    run_features("minilm", config, tmp_path / "m.h5", workers=0)
-    store = StoreReader(tmp_path / "m.h5")
+    run_features("minilm", config, tmp_path / "m", workers=0)
+    store = StoreReader(tmp_path / "m")
     a, b, c = (store.get(v)[0][0] for v in "abc")
 
     def cosine(x, y):

@@ -91,7 +91,7 @@ def bad_run(bad_project):
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    return done, {name: StoreReader(bad_project / "data" / "decoded" / f"{name}.h5") for name in VIEWS}
+    return done, {name: StoreReader(bad_project / "data" / "decoded" / f"{name}") for name in VIEWS}
 
 
 def main_in(root: Path, *args: str) -> int:
@@ -111,7 +111,7 @@ def test_each_bad_input_is_recorded_and_the_rest_decoded(bad_run, video):
         assert frames.shape == (4, 24, 32, 3) and frames.dtype == np.uint8 and frames.max() > 0
         assert stores["clips"].get(vid)[0].shape == (1, 3, 16, 16, 3)
         audio, _ = stores["audio"].get(vid)
-        has_audio = stores["audio"].info("has_audio")[stores["audio"].index[vid]]
+        has_audio = stores["audio"].info("has_audio")[stores["audio"].ids.index(vid)]
         assert has_audio == (expected == "ok") and (len(audio) > 0) == has_audio
         assert np.all(np.diff(times) >= 0) and times[-1] < 1.0
     elif video == "audio_only.mp4":
@@ -127,14 +127,14 @@ def test_bad_inputs_make_exit_code_3_and_a_summary(bad_run):
     done, _ = bad_run
     assert done.returncode == EXIT_VIDEOS_FAILED, done.stderr
     assert "6 video(s) failed:" in done.stdout
-    assert "frames: data/decoded/frames.h5 written: 5 decoded, 0 reused, 6 failed" in done.stdout
-    assert "audio: data/decoded/audio.h5 written: 6 decoded, 0 reused, 5 failed" in done.stdout
+    assert "frames: data/decoded/frames written: 5 decoded, 0 reused, 6 failed" in done.stdout
+    assert "audio: data/decoded/audio written: 6 decoded, 0 reused, 5 failed" in done.stdout
 
 
 def test_allow_failures_exits_0_and_reuses_everything(bad_project, bad_run, capsys):
     code, out, _ = run_cli(bad_project, "decode", "--allow-failures", capsys=capsys)
     assert code == EXIT_OK
-    assert "audio: data/decoded/audio.h5 unchanged: 0 decoded, 6 reused, 5 failed" in out  # failures retried
+    assert "audio: data/decoded/audio unchanged: 0 decoded, 6 reused, 5 failed" in out  # failures retried
 
 
 def test_one_frame_video_repeats_its_only_frame(bad_run):
@@ -172,12 +172,12 @@ def test_added_video_is_the_only_one_decoded_and_changed_view_the_only_one_redon
     rows = read_prepared(root / "data/prepared/manifest.csv")
     grown = run_decode(rows, views, root / "out", workers=2)
     assert {name: (s.computed, s.reused) for name, s in grown.items()} == {n: (1, 2) for n in VIEWS}
-    assert StoreReader(root / "out" / "frames.h5").ids == ["v0", "v1", "v2"]
+    assert StoreReader(root / "out" / "frames").ids == ["v0", "v1", "v2"]
 
     bigger = views_from_params({"views": {**VIEWS, "frames": {**VIEWS["frames"], "size": [32, 32]}}})
     redone = run_decode(rows, bigger, root / "out", workers=2)
     assert {name: s.computed for name, s in redone.items()} == {"frames": 3, "clips": 0, "audio": 0}
-    assert StoreReader(root / "out" / "frames.h5").row_shape == (32, 32, 3)
+    assert StoreReader(root / "out" / "frames").row_shape == (32, 32, 3)
 
 
 def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
@@ -193,12 +193,12 @@ def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
         [sys.executable, "-m", "extract", "decode"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
-    while len(list((out / ".frames.h5.parts").glob("part-*.h5"))) < 3 and time.monotonic() < deadline:
+    while len(list((out / "frames").glob("shard-*.h5"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not (out / "frames.h5").exists()  # nothing half-written under the final name
-    saved = len(list((out / ".frames.h5.parts").glob("part-*.h5")))
+    assert not (out / "frames" / "index.json").exists()  # no store until a run finishes; its shards are whole
+    saved = len(list((out / "frames").glob("shard-*.h5")))
     assert 3 <= saved < len(videos)
 
     rerun = subprocess.run(
@@ -206,7 +206,8 @@ def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
     )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(videos) - saved} decoded, {saved} reused, 0 failed" in rerun.stdout
-    store = StoreReader(out / "frames.h5")
+    store = StoreReader(out / "frames")
     assert store.ids == [vid_of(v) for v in videos]  # complete, in manifest order, no duplicates
     assert store.offsets.tolist() == list(range(0, 3 * len(videos) + 1, 3))
-    assert sorted(p.name for p in out.iterdir()) == ["frames.h5"]  # no parts, no temp files left
+    assert not [p for p in (out / "frames").iterdir() if p.name.endswith(".tmp")]  # no temp files left
+    assert {p.name for p in (out / "frames").glob("shard-*.h5")} == set(store.shards)

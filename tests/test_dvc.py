@@ -51,20 +51,21 @@ def project(tmp_path: Path) -> Path:
     weights = tmp_path / "resnet18.pth"  # tiny random weights, loaded through the production loader
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["backbones"] = {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}}
+    params["backbones"] = {"resnet18": {"input": "data/decoded/frames", "weights": str(weights)}}
     params["heads"] = {
         "risky": {
             "task": "binary",
             "target": "risky",
             "epochs": 2,
             "bootstrap": 10,
-            "inputs": [{"store": "data/features/resnet18.h5", "pool": "mean"}],
+            "inputs": [{"store": "data/features/resnet18", "pool": "mean"}],
         }
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "init", "-q")
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     return repo
@@ -83,9 +84,9 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
     first = sh(project, "dvc", "repro")
     for stage in ["prepare", "decode", "extract@resnet18"]:
         assert f"Running stage '{stage}'" in first
-    frames = StoreReader(project / "data/decoded/frames.h5")
+    frames = StoreReader(project / "data/decoded/frames")
     assert len(frames) == 4 and frames.row_shape == (224, 224, 3)
-    assert StoreReader(project / "data/features/resnet18.h5").row_shape == (512,)
+    assert StoreReader(project / "data/features/resnet18").row_shape == (512,)
 
     second = sh(project, "dvc", "repro")
     assert "Running stage" not in second and "Data and pipelines are up to date" in second
@@ -93,15 +94,15 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
     set_param(project, "decode", ["views", "audio", "max_seconds"], 1.0)
     audio_only = sh(project, "dvc", "repro")
     assert "Stage 'prepare' didn't change" in audio_only and "Running stage 'decode'" in audio_only
-    assert "audio: data/decoded/audio.h5 written: 4 decoded, 0 reused" in audio_only
-    assert "frames: data/decoded/frames.h5 unchanged: 0 decoded, 4 reused" in audio_only
-    assert "Stage 'extract@resnet18' didn't change" in audio_only  # it reads frames.h5 only
+    assert "audio: data/decoded/audio written: 4 decoded, 0 reused" in audio_only
+    assert "frames: data/decoded/frames unchanged: 0 decoded, 4 reused" in audio_only
+    assert "Stage 'extract@resnet18' didn't change" in audio_only  # it reads the frames store only
 
     set_param(project, "decode", ["views", "frames", "num_frames"], 3)
     frames_changed = sh(project, "dvc", "repro")
-    assert "frames: data/decoded/frames.h5 written: 4 decoded, 0 reused" in frames_changed
+    assert "frames: data/decoded/frames written: 4 decoded, 0 reused" in frames_changed
     assert "Running stage 'extract@resnet18'" in frames_changed
-    assert StoreReader(project / "data/features/resnet18.h5").num_rows == 12
+    assert StoreReader(project / "data/features/resnet18").num_rows == 12
 
     set_param(project, "backbones", ["resnet18", "dtype"], "float32")
     backbone_only = sh(project, "dvc", "repro")

@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, make_video, save_torchvision
+from conftest import ROOT, assert_same_rows, make_video, save_torchvision
 
 from extract import decode
 from extract.backbones import BackboneConfig, VideoInput, register_backbone
@@ -67,7 +68,7 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def frames_store(tmp_path_factory) -> Path:
     """A decoded frames store: good videos around each marked one, and one that failed decoding."""
-    path = tmp_path_factory.mktemp("fragile") / "frames.h5"
+    path = tmp_path_factory.mktemp("fragile") / "frames"
     rng = np.random.default_rng(0)
     view = {"view": {"type": "frames", "num_frames": 3, "size": [32, 32]}}
     with StoreWriter(
@@ -114,15 +115,15 @@ def test_each_failing_step_fails_only_its_video_on_both_backends(request, backen
         request.getfixturevalue("local_ray")
     config = fragile_config(frames_store, weights_dir)
     # batch 4: the flat video shares batches with good ones, which must survive the split
-    summary = run_features("fragile", config, tmp_path / "f.h5", workers=2, batch_size=4, backend=backend)
+    summary = run_features("fragile", config, tmp_path / "f", workers=2, batch_size=4, backend=backend)
     expected = {vid: reason.replace("FRAMES", str(frames_store)) for vid, reason in EXPECTED.items()}
     assert summary.failures == expected
-    store = StoreReader(tmp_path / "f.h5")
+    store = StoreReader(tmp_path / "f")
     assert store.ids == GOOD and store.failures == expected
 
     plain = {**config, "model": "resnet18"}  # the same model without the traps, on the good videos alone
-    run_features("resnet18", plain, tmp_path / "plain.h5", workers=0, batch_size=4)
-    reference = StoreReader(tmp_path / "plain.h5")
+    run_features("resnet18", plain, tmp_path / "plain", workers=0, batch_size=4)
+    reference = StoreReader(tmp_path / "plain")
     for vid in GOOD:
         np.testing.assert_allclose(store.get(vid)[0], reference.get(vid)[0], rtol=1e-4, atol=1e-4)
 
@@ -151,15 +152,15 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
         return {"text": " hello", "segments": [], "language": "en"}
 
     monkeypatch.setattr(whisper.model.Whisper, "transcribe", transcribe)
-    audio = tmp_path / "audio.h5"
+    audio = tmp_path / "audio"
     view = {"view": {"type": "audio", "sample_rate": 16000}}
     with StoreWriter(audio, row_shape=(), dtype=np.float32, attrs={"kind": "audio", "config": json.dumps(view)}) as w:
         for vid, n in [("fine", 16000), ("breaks", 8000)]:
             w.add(vid, np.zeros(n, np.float32) + 0.01, np.arange(n, dtype=np.float32) / 16000, f"sha-{vid}")
     config = {"model": "whisper", "input": str(audio), "weights": str(whisper_file)}
-    summary = run_features("whisper", config, tmp_path / "w.h5", workers=0)
+    summary = run_features("whisper", config, tmp_path / "w", workers=0)
     assert summary.failures == {"breaks": "transcription: RuntimeError: decoder ran out of memory"}
-    assert StoreReader(tmp_path / "w.h5").text("transcript") == ["hello"]
+    assert StoreReader(tmp_path / "w").text("transcript") == ["hello"]
 
 
 def test_a_decode_worker_killed_on_one_video_records_it_and_keeps_the_rest(tmp_path, monkeypatch):
@@ -181,12 +182,12 @@ def test_a_decode_worker_killed_on_one_video_records_it_and_keeps_the_rest(tmp_p
     summaries = run_decode(rows, views, tmp_path / "out", workers=2)
     for name in views:
         assert summaries[name].failures == {"doomed": WORKER_DIED}
-        assert StoreReader(tmp_path / "out" / f"{name}.h5").ids == ["a", "b", "c"]
+        assert StoreReader(tmp_path / "out" / f"{name}").ids == ["a", "b", "c"]
 
 
 def test_kill_9_mid_extract_then_rerun_gives_the_clean_run_store(tmp_path, weights_dir):
     rng = np.random.default_rng(1)
-    source = tmp_path / "frames.h5"
+    source = tmp_path / "frames"
     view = {"view": {"type": "frames", "num_frames": 2, "size": [32, 32]}}
     ids = [f"v{i:02d}" for i in range(16)]
     with StoreWriter(
@@ -197,31 +198,31 @@ def test_kill_9_mid_extract_then_rerun_gives_the_clean_run_store(tmp_path, weigh
     weights = save_torchvision(weights_dir, "resnet18")
     backbone = {"input": str(source), "weights": str(weights), "dtype": "float32"}
     (tmp_path / "params.yaml").write_text(json.dumps({"backbones": {"resnet18": backbone}}))
-    clean = tmp_path / "clean.h5"
+    clean = tmp_path / "clean"
     run_features("resnet18", backbone, clean, workers=0, batch_size=2)
 
-    out = tmp_path / "features" / "resnet18.h5"
+    out = tmp_path / "features" / "resnet18"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REELFEAT_CHECKPOINT_S": "0"}
     command = [sys.executable, "-m", "extract", "features", "resnet18", "--out", str(out), "--batch-size", "2"]
-    parts = out.parent / ".resnet18.h5.parts"
     for kill in range(2):  # twice: the second run resumes from the first one's checkpoints, then dies too
         proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while len(list(parts.glob("part-*.h5"))) < 3 * (kill + 1) and time.monotonic() < deadline:
+        while len(list(out.glob("shard-*.h5"))) < 3 * (kill + 1) and time.monotonic() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert not out.exists()  # nothing under the final name until it is complete
-    saved = sum(len(StoreReader(p)) for p in parts.glob("part-*.h5"))
+        assert not (out / "index.json").exists()  # no store until one run finishes; its shards are whole
+    saved = sum(len(h5py.File(p)["ids"]) for p in out.glob("shard-*.h5"))
     assert 6 <= saved < len(ids)
 
     rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(ids) - saved} extracted, {saved} reused, 0 failed" in rerun.stdout
     store, reference = StoreReader(out), StoreReader(clean)
-    assert store.ids == ids and store.offsets.tolist() == reference.offsets.tolist()
-    np.testing.assert_allclose(store.read_all()[0], reference.read_all()[0], rtol=1e-5, atol=1e-5)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["resnet18.h5"]  # no parts, no temp files left
+    assert store.ids == ids
+    assert_same_rows(store, reference, rtol=1e-5, atol=1e-5)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no temp files left
+    assert {p.name for p in out.glob("shard-*.h5")} == set(store.shards)  # and no shard nothing needs
 
 
 @pytest.mark.parametrize("command", ["prepare", "decode", "info"])
@@ -233,7 +234,7 @@ def test_stage_processes_that_run_no_model_never_import_torch(tmp_path, command)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     steps = {"prepare": ["prepare"], "decode": ["prepare", "decode"], "info": ["prepare", "decode", "info"]}[command]
     for name in steps:
-        args = ["info", "data/decoded/audio.h5"] if name == "info" else [name]
+        args = ["info", "data/decoded/audio"] if name == "info" else [name]
         check = (
             "import sys; from extract.__main__ import main; code = main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)"

@@ -59,9 +59,9 @@ def synthetic(tmp_path_factory) -> dict:
         tokens[vid] = centres[label[i]][None] * (rng.random((length, 1)) > 0.5) + rng.normal(0, 0.5, (length, DIM))
         tokens[vid] = tokens[vid].astype(np.float32)
     stores = {
-        "seq": write_store(root / "seq.h5", seq),
-        "pooled": write_store(root / "pooled.h5", pooled),
-        "tokens": write_store(root / "tokens.h5", tokens),
+        "seq": write_store(root / "seq", seq),
+        "pooled": write_store(root / "pooled", pooled),
+        "tokens": write_store(root / "tokens", tokens),
     }
     value = label * 2.0 + rng.normal(0, 0.1, N)
     split = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
@@ -173,9 +173,7 @@ def test_padding_never_changes_a_prediction(synthetic, tmp_path, arch):
     train(config, tmp_path / "head")
     model, _ = load_head(tmp_path / "head")
     data = HeadData.load(config)
-    lengths = {
-        vid: data.inputs[-1].offsets[i + 1] - data.inputs[-1].offsets[i] for vid, i in data.inputs[-1].index.items()
-    }
+    lengths = {vid: data.inputs[-1].counts[i] for vid, i in data.inputs[-1].position.items()}
     short = min(range(len(data.ids)), key=lambda i: lengths[data.ids[i]])
     long = max(range(len(data.ids)), key=lambda i: lengths[data.ids[i]])
     alone = predict_scores(model, data, np.array([short]))
@@ -277,22 +275,22 @@ def test_checkpoint_refuses_stores_made_another_way_naming_the_key(synthetic, tm
     check_stores(config, checkpoint)  # the stores it was trained on pass
     rows = {f"v{i:03d}": np.zeros((1, DIM), np.float32) for i in range(3)}
     with pytest.raises(CheckpointError, match=re.escape(message)):
-        check_stores(config, checkpoint, {"pooled": write_store(tmp_path / "other.h5", rows, **other)})
+        check_stores(config, checkpoint, {"pooled": write_store(tmp_path / "other", rows, **other)})
 
 
 @pytest.mark.parametrize(
     "values, message",
     [
         (
-            {"task": "binary", "target": "x", "inputs": [{"store": "a.h5"}], "lr": 1e-3, "epoch": 3},
+            {"task": "binary", "target": "x", "inputs": [{"store": "a"}], "lr": 1e-3, "epoch": 3},
             r"unknown key\(s\) \['epoch'\]",
         ),
-        ({"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "pool": "sum"}]}, "pool: 'sum' is not"),
-        ({"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "guide": "b"}]}, "only lstm inputs"),
-        ({"task": "binary", "target": "x", "loss": "mse", "inputs": [{"store": "a.h5"}]}, "binary trains with"),
-        ({"task": "regression", "target": ["a", "b"], "inputs": [{"store": "a.h5"}]}, "multi_regression takes"),
+        ({"task": "binary", "target": "x", "inputs": [{"store": "a", "pool": "sum"}]}, "pool: 'sum' is not"),
+        ({"task": "binary", "target": "x", "inputs": [{"store": "a", "guide": "b"}]}, "only lstm inputs"),
+        ({"task": "binary", "target": "x", "loss": "mse", "inputs": [{"store": "a"}]}, "binary trains with"),
+        ({"task": "regression", "target": ["a", "b"], "inputs": [{"store": "a"}]}, "multi_regression takes"),
         (
-            {"task": "binary", "target": "x", "inputs": [{"store": "a.h5", "pool": "lstm", "guide": "t"}]},
+            {"task": "binary", "target": "x", "inputs": [{"store": "a", "pool": "lstm", "guide": "t"}]},
             "guide 't' must be a pooled input",
         ),
     ],
@@ -316,7 +314,7 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
     params = {
         "decode": {"views": {"frames": {"type": "frames", "num_frames": 2, "size": [32, 32]}}},
-        "backbones": {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}},
+        "backbones": {"resnet18": {"input": "data/decoded/frames", "weights": str(weights)}},
     }
     rows = []
     for i in range(6):
@@ -331,7 +329,7 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
             }
         )
     run_decode(rows, views_from_params(params["decode"]), "data/decoded", workers=1)
-    run_features("resnet18", params["backbones"]["resnet18"], "data/features/resnet18.h5", workers=0)
+    run_features("resnet18", params["backbones"]["resnet18"], "data/features/resnet18", workers=0)
     manifest = write_manifest(tmp_path / "m.csv", [{**r, "kind": "1" if r["kind"] == "yes" else "0"} for r in rows])
     config = head_config(
         "h",
@@ -340,7 +338,7 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
             "target": "kind",
             "manifest": manifest,
             "epochs": 2,
-            "inputs": [{"store": "data/features/resnet18.h5"}],
+            "inputs": [{"store": "data/features/resnet18"}],
             "bootstrap": 0,
         },
     )

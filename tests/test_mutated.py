@@ -93,11 +93,11 @@ def test_damaged_clips_are_each_stored_or_recorded(corpus, weights_dir, vggish_f
         },
         "backbones": {
             "resnet18": {
-                "input": "data/decoded/frames.h5",
+                "input": "data/decoded/frames",
                 "weights": str(save_torchvision(weights_dir, "resnet18")),
                 "dtype": "float32",
             },
-            "vggish": {"input": "data/decoded/audio.h5", "weights": str(vggish_folder), "postprocess": False},
+            "vggish": {"input": "data/decoded/audio", "weights": str(vggish_folder), "postprocess": False},
         },
     }
     (root / "params.yaml").write_text(json.dumps(params))
@@ -112,7 +112,7 @@ def test_damaged_clips_are_each_stored_or_recorded(corpus, weights_dir, vggish_f
         assert "Traceback" not in done.stderr, done.stderr
 
     for view in ("frames", "clips", "audio"):
-        store = StoreReader(root / "data" / "decoded" / f"{view}.h5")
+        store = StoreReader(root / "data" / "decoded" / f"{view}")
         assert_every_video_stored_or_failed(store, ids)
         intact = [vid for vid in ids if vid.endswith("_intact")]
         assert set(intact) <= set(store.ids)  # the controls decode
@@ -122,10 +122,10 @@ def test_damaged_clips_are_each_stored_or_recorded(corpus, weights_dir, vggish_f
                 assert frames.reshape(len(frames), -1).max(axis=1).all(), f"{vid}: an all-black {view} row"
         else:
             assert all(np.isfinite(store.get(vid)[0]).all() for vid in store.ids)
-    decoded = StoreReader(root / "data" / "decoded" / "frames.h5")
+    decoded = StoreReader(root / "data" / "decoded" / "frames")
     assert 0 < len(decoded.failures) < len(ids) - 6  # damage shows, and most damaged clips still decode
     for key in ("resnet18", "vggish"):
-        store = StoreReader(root / "data" / "features" / f"{key}.h5")
+        store = StoreReader(root / "data" / "features" / f"{key}")
         assert_every_video_stored_or_failed(store, ids)
         for vid in store.ids:
             rows = store.get(vid)[0]

@@ -25,8 +25,8 @@ def feature_store(path: Path, dim: int, videos: dict[str, int], seed: int) -> Pa
 
 def test_export_then_import_gives_the_same_features_labels_and_splits(tmp_path):
     videos = {"clips/a": 5, "clips/b": 3, "clips/c": 7}
-    image = feature_store(tmp_path / "resnet50.h5", 2048, videos, 0)
-    audio = feature_store(tmp_path / "vggish.h5", 128, {"clips/a": 2, "clips/b": 0, "clips/c": 4}, 1)
+    image = feature_store(tmp_path / "resnet50", 2048, videos, 0)
+    audio = feature_store(tmp_path / "vggish", 128, {"clips/a": 2, "clips/b": 0, "clips/c": 4}, 1)
     manifest = tmp_path / "manifest.csv"
     rows = [
         ("clips/a", "clips/a.mp4", "train", "cold beer", "music,talking"),

@@ -39,8 +39,8 @@ def project(tmp_path_factory, weights_dir, bert_folder, whisper_file) -> Path:
         rows.append(f"clips/v{i}.mp4,{words},{i % 2},{100 * (i + 1)},{['train', 'train', 'val', 'test'][i % 4]}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     success_inputs = [
-        {"store": "data/features/whisper.h5", "pool": "transformer", "max_len": 16, "hidden": 16, "heads": 2},
-        {"store": "data/features/resnet18.h5", "pool": "transformer", "max_len": 4, "hidden": 16, "heads": 2},
+        {"store": "data/features/whisper", "pool": "transformer", "max_len": 16, "hidden": 16, "heads": 2},
+        {"store": "data/features/resnet18", "pool": "transformer", "max_len": 4, "hidden": 16, "heads": 2},
     ]
     params = {
         "prepare": {"manifest": "manifest.csv", "columns": {"kind": "binary", "views": "number"}},
@@ -51,9 +51,9 @@ def project(tmp_path_factory, weights_dir, bert_folder, whisper_file) -> Path:
             }
         },
         "backbones": {
-            "resnet18": {"input": "data/decoded/frames.h5", "weights": str(save_torchvision(weights_dir, "resnet18"))},
+            "resnet18": {"input": "data/decoded/frames", "weights": str(save_torchvision(weights_dir, "resnet18"))},
             "bert": {"input": "data/prepared/manifest.csv", "weights": str(bert_folder), "max_tokens": 8},
-            "whisper": {"input": "data/decoded/audio.h5", "weights": str(whisper_file), "transcribe": False},
+            "whisper": {"input": "data/decoded/audio", "weights": str(whisper_file), "transcribe": False},
         },
         "heads": {
             "visual": {
@@ -61,14 +61,14 @@ def project(tmp_path_factory, weights_dir, bert_folder, whisper_file) -> Path:
                 "target": "kind",
                 "epochs": 3,
                 "bootstrap": 0,
-                "inputs": [{"store": "data/features/resnet18.h5"}],
+                "inputs": [{"store": "data/features/resnet18"}],
             },
             "captioned": {
                 "task": "binary",
                 "target": "kind",
                 "epochs": 3,
                 "bootstrap": 0,
-                "inputs": [{"store": "data/features/bert.h5"}, {"store": "data/features/resnet18.h5"}],
+                "inputs": [{"store": "data/features/bert"}, {"store": "data/features/resnet18"}],
             },
             "success": {"task": "regression", "target": "views", "epochs": 3, "bootstrap": 0, "inputs": success_inputs},
         },
@@ -79,7 +79,7 @@ def project(tmp_path_factory, weights_dir, bert_folder, whisper_file) -> Path:
     try:
         assert extract_main(["prepare"]) == 0 and extract_main(["decode"]) == 0
         for key in params["backbones"]:
-            assert extract_main(["features", key, "--out", f"data/features/{key}.h5"]) == 0
+            assert extract_main(["features", key, "--out", f"data/features/{key}"]) == 0
         for head in params["heads"]:
             assert heads_main(["train", head]) == 0 and heads_main(["evaluate", head]) == 0
     finally:

@@ -1,14 +1,23 @@
-"""The HDF5 store: layout round trip, atomic writes, incremental reuse and checkpoints."""
+"""The store: a folder of immutable shards and an index. Round trip, atomic writes, growth by new
+shards only, nothing written when nothing changed, damaged shards recomputed, one writer at a time,
+compaction, JPEG views, and a reader that opens few shards."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
 import pytest
+from conftest import ROOT
 
-from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter
+from extract import store as store_module
+from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, describe
 
-INFO = {"duration": "f8", "has_audio": "?"}
+INFO = {"duration": "f8", "has_audio": "?", "note": "str"}
 
 
 def rows_for(vid: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -16,60 +25,71 @@ def rows_for(vid: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((n, 2, 3), seed % 251, np.uint8), np.arange(n, dtype=np.float32) / 2
 
 
-def test_round_trip_keeps_rows_ids_info_and_failures(tmp_path):
-    path = tmp_path / "s.h5"
+def shard_ids(file) -> list[str]:
+    with h5py.File(file) as raw:
+        return list(raw["ids"].asstr()[:])
+
+
+def open_files() -> int:
+    return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+
+
+def test_round_trip_keeps_rows_ids_info_text_and_failures(tmp_path):
+    path = tmp_path / "s"
     with StoreWriter(path, row_shape=(2, 3), dtype=np.uint8, attrs={"config": "c"}, info_dtypes=INFO) as writer:
         for vid, n in [("a/x", 3), ("b/x", 0), ("c", 2)]:
-            writer.add(vid, *rows_for(vid, n), source_sha256=f"sha-{vid}", info={"duration": n, "has_audio": n > 0})
+            info = {"duration": n, "has_audio": n > 0, "note": f"{n} rows"}
+            writer.add(vid, *rows_for(vid, n), source_sha256=f"sha-{vid}", info=info)
         writer.add_failure("bad", "ffprobe failed:\n moov atom not found")
     store = StoreReader(path)
-    assert store.ids == ["a/x", "b/x", "c"] and "c" in store and "bad" not in store
-    assert store.offsets.tolist() == [0, 3, 3, 5]
+    assert store.ids == ["a/x", "b/x", "c"] and "c" in store and "bad" not in store and len(store) == 3
+    assert store.offsets.tolist() == [0, 3, 3, 5] and store.num_rows == 5
     feats, times = store.get("a/x")
     np.testing.assert_array_equal(feats, rows_for("a/x", 3)[0])
     np.testing.assert_array_equal(times, [0, 0.5, 1.0])
     assert store.get("b/x")[0].shape == (0, 2, 3)
     assert store.source_sha256 == ["sha-a/x", "sha-b/x", "sha-c"]
     assert store.info("has_audio").tolist() == [True, False, True]
+    assert store.text("note") == ["3 rows", "0 rows", "2 rows"]
     assert store.failures == {"bad": "ffprobe failed: moov atom not found"}
-    assert store.attrs["config"] == "c" and store.attrs["schema_version"] == 1
+    assert store.attrs["config"] == "c" and store.attrs["schema_version"] == 2 and store.row_shape == (2, 3)
     with pytest.raises(StoreError, match="it failed: ffprobe failed"):
         store.get("bad")
-    with h5py.File(path) as raw:  # the documented layout, as outside tools see it
-        assert set(raw) >= {"ids", "offsets", "feats", "timestamps", "source_sha256", "failures"}
+    (shard,) = path.glob("shard-*.h5")
+    with h5py.File(shard) as raw:  # the documented layout, as outside tools see it
+        assert set(raw) >= {"ids", "offsets", "feats", "timestamps", "source_sha256", "info", "text"}
         assert raw["feats"].shape == (5, 2, 3) and raw["timestamps"].dtype == np.float32
+    index = json.loads((path / "index.json").read_text())
+    assert index["videos"]["id"] == store.ids and index["failures"] == store.failures
 
 
-def test_nothing_appears_under_the_final_name_until_commit(tmp_path):
-    path = tmp_path / "s.h5"
-    writer = StoreWriter(path, row_shape=(1,), dtype=np.float32, attrs={})
-    writer.add("a", np.zeros((2, 1), np.float32), np.zeros(2, np.float32))
-    assert not path.exists() and len(list(tmp_path.glob(".s.h5.*.tmp"))) == 1
-    writer.abort()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_an_error_inside_the_writer_leaves_the_old_store(tmp_path):
-    path = tmp_path / "s.h5"
-    with StoreWriter(path, row_shape=(1,), dtype=np.float32, attrs={"version": "old"}) as writer:
-        writer.add("a", np.ones((1, 1), np.float32), np.zeros(1, np.float32))
+def test_nothing_is_a_store_until_commit_and_an_error_leaves_the_old_one(tmp_path):
+    path = tmp_path / "s"
+    writer = StoreWriter(path, row_shape=(1,), dtype=np.float32, attrs={"version": "old"})
+    writer.add("a", np.ones((2, 1), np.float32), np.zeros(2, np.float32))
+    assert not (path / "index.json").exists()
+    writer.commit()
     with pytest.raises(RuntimeError), StoreWriter(path, row_shape=(1,), dtype=np.float32, attrs={}) as writer:
         writer.add("b", np.ones((1, 1), np.float32), np.zeros(1, np.float32))
         raise RuntimeError("killed")
-    assert StoreReader(path).ids == ["a"] and StoreReader(path).attrs["version"] == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+    store = StoreReader(path)
+    assert store.ids == ["a"] and store.attrs["version"] == "old"
+    assert sorted(p.name for p in path.iterdir() if p.name != ".lock") == sorted(["index.json", *store.shards])
 
 
-def test_reader_refuses_another_schema(tmp_path):
-    path = tmp_path / "s.h5"
+def test_reader_says_what_is_wrong_with_a_path(tmp_path):
+    with pytest.raises(StoreError, match="no store at"):
+        StoreReader(tmp_path / "missing")
+    (tmp_path / "old.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(StoreError, match="single-file store from before .* rebuild it as a folder"):
+        StoreReader(tmp_path / "old.h5")
+    path = tmp_path / "s"
     with StoreWriter(path, row_shape=(1,), dtype=np.float32, attrs={}):
         pass
-    with h5py.File(path, "a") as raw:
-        raw.attrs["schema_version"] = 99
+    index = json.loads((path / "index.json").read_text())
+    (path / "index.json").write_text(json.dumps({**index, "schema_version": 99}))
     with pytest.raises(StoreError, match="schema 99"):
         StoreReader(path)
-    with pytest.raises(StoreError, match="no store at"):
-        StoreReader(tmp_path / "missing.h5")
 
 
 def build(path, rows, config="c", fail=(), checkpoint_s=30.0):
@@ -82,19 +102,25 @@ def build(path, rows, config="c", fail=(), checkpoint_s=30.0):
         if vid in fail:
             builder.add_failure(vid, "broken")
         elif not builder.reusable(vid, sha):
-            builder.add(vid, sha, *rows_for(vid + sha, 2), info={"duration": 1.0, "has_audio": True})
+            builder.add(vid, sha, *rows_for(vid + sha, 2), info={"duration": 1.0, "has_audio": True, "note": vid})
             computed.append(vid)
     return builder.finish(rows), computed
 
 
-def test_builder_reuses_unchanged_videos_and_recomputes_changed_ones(tmp_path):
-    path = tmp_path / "s.h5"
+def snapshot(path) -> dict[str, tuple[bytes, int]]:
+    """Every file of a store folder with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in path.iterdir() if p.name != ".lock"}
+
+
+def test_builder_reuses_unchanged_videos_recomputes_changed_ones_and_writes_nothing_when_nothing_changed(tmp_path):
+    path = tmp_path / "s"
     rows = [("a", "1"), ("b", "1"), ("c", "1")]
     summary, computed = build(path, rows)
     assert computed == ["a", "b", "c"] and not summary.unchanged
-    first = path.read_bytes()
+    before = snapshot(path)
     summary, computed = build(path, rows)
-    assert computed == [] and summary.unchanged and summary.reused == 3 and path.read_bytes() == first
+    assert computed == [] and summary.unchanged and summary.reused == 3
+    assert snapshot(path) == before  # not a byte, not a timestamp
     summary, computed = build(path, [("a", "1"), ("b", "2"), ("c", "1"), ("d", "1")])
     assert computed == ["b", "d"] and summary.reused == 2
     store = StoreReader(path)
@@ -102,18 +128,29 @@ def test_builder_reuses_unchanged_videos_and_recomputes_changed_ones(tmp_path):
     np.testing.assert_array_equal(store.get("b")[0], rows_for("b2", 2)[0])
     _, computed = build(path, rows, config="other")
     assert computed == ["a", "b", "c"]  # another config reuses nothing
+    assert len(list(path.glob("shard-*.h5"))) == 1  # and the shards of the old config are gone
 
 
-def test_builder_output_is_byte_identical_whatever_the_history(tmp_path):
-    rows = [("a", "1"), ("b", "1"), ("c", "1")]
-    build(tmp_path / "fresh.h5", rows)
-    build(tmp_path / "grown.h5", rows[:1])
-    build(tmp_path / "grown.h5", rows, checkpoint_s=0)
-    assert (tmp_path / "fresh.h5").read_bytes() == (tmp_path / "grown.h5").read_bytes()
+def test_growing_a_store_adds_shards_and_leaves_the_old_ones_byte_identical(tmp_path):
+    path = tmp_path / "grown"
+    first = [(f"v{i}", "1") for i in range(6)]
+    build(path, first)
+    old = {p.name: p.read_bytes() for p in path.glob("shard-*.h5")}
+    build(path, [*first, ("v6", "1"), ("v7", "1")])
+    now = {p.name: p.read_bytes() for p in path.glob("shard-*.h5")}
+    assert {name: now[name] for name in old} == old and len(now) == len(old) + 1
+
+    build(tmp_path / "fresh", [*first, ("v6", "1"), ("v7", "1")])  # the same videos in one go
+    grown, fresh = StoreReader(path), StoreReader(tmp_path / "fresh")
+    assert grown.ids == fresh.ids
+    for vid in fresh.ids:
+        for mine, theirs in zip(grown.get(vid), fresh.get(vid), strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+    assert grown.text("note") == fresh.text("note")
 
 
 def test_failures_are_recorded_and_retried(tmp_path):
-    path = tmp_path / "s.h5"
+    path = tmp_path / "s"
     summary, _ = build(path, [("a", "1"), ("b", "1")], fail={"b"})
     assert summary.failures == {"b": "broken"} and StoreReader(path).failures == {"b": "broken"}
     assert StoreReader(path).ids == ["a"]
@@ -121,14 +158,107 @@ def test_failures_are_recorded_and_retried(tmp_path):
     assert computed == ["b"] and StoreReader(path).failures == {}
 
 
-def test_checkpointed_rows_survive_a_run_that_never_finished(tmp_path):
-    path = tmp_path / "s.h5"
+def test_shards_of_a_run_that_never_finished_are_reused(tmp_path):
+    path = tmp_path / "s"
     builder = StoreBuilder(path, config="c", row_shape=(2, 3), dtype=np.uint8, info_dtypes=INFO, checkpoint_s=0)
-    builder.add("a", "1", *rows_for("a1", 2), info={"duration": 1.0, "has_audio": True})
-    builder.add("b", "1", *rows_for("b1", 2), info={"duration": 1.0, "has_audio": True})
-    del builder  # the process died here: no finish, no final store
-    assert not path.exists()
+    for vid in ("a", "b"):
+        builder.add(vid, "1", *rows_for(vid + "1", 2), info={"duration": 1.0, "has_audio": True, "note": vid})
+    del builder  # the process died here: shards published, no index
+    assert len(list(path.glob("shard-*.h5"))) == 2 and not (path / "index.json").exists()
     summary, computed = build(path, [("a", "1"), ("b", "1"), ("c", "1")])
     assert computed == ["c"] and summary.reused == 2
     assert StoreReader(path).ids == ["a", "b", "c"]
-    assert not (tmp_path / ".s.h5.parts").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_damaged_shard_is_detected_and_its_videos_computed_again(tmp_path, damage):
+    path = tmp_path / "s"
+    build(path, [("a", "1"), ("b", "1")], checkpoint_s=0)  # one shard per video
+    name = next(n for n in StoreReader(path).shards if "a" in shard_ids(path / n))
+    if damage == "truncated":
+        data = (path / name).read_bytes()
+        (path / name).write_bytes(data[: len(data) // 2])
+    else:
+        (path / name).unlink()
+    with pytest.raises(StoreError, match=f"{name} is damaged"):
+        StoreReader(path)  # a reader never serves a store with a hole in it
+    summary, computed = build(path, [("a", "1"), ("b", "1")])
+    assert computed == ["a"] and summary.reused == 1
+    np.testing.assert_array_equal(StoreReader(path).get("a")[0], rows_for("a1", 2)[0])
+
+
+def test_a_second_writer_is_refused_naming_the_lock(tmp_path):
+    path = tmp_path / "s"
+    busy = rf"{path} is being written by another run \({path / '.lock'} is locked\)"
+    hold = (
+        "import time; from extract.store import StoreBuilder; "
+        f"held = StoreBuilder({str(path)!r}, config='c', row_shape=(1,), dtype='float32'); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", hold], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=busy):
+            StoreBuilder(path, config="c", row_shape=(1,), dtype=np.float32)
+    finally:
+        holder.kill()  # the lock dies with its process, however it ends
+        holder.wait()
+    first = StoreBuilder(path, config="c", row_shape=(1,), dtype=np.float32)
+    with pytest.raises(StoreError, match=busy):  # a second writer in the same process
+        StoreBuilder(path, config="c", row_shape=(1,), dtype=np.float32)
+    first.finish([])
+    StoreBuilder(path, config="c", row_shape=(1,), dtype=np.float32).finish([])  # free again
+
+
+def test_a_shard_mostly_dead_is_compacted_and_one_all_dead_deleted(tmp_path, monkeypatch):
+    path = tmp_path / "s"
+    rows = [(f"v{i}", "1") for i in range(10)]
+    build(path, rows)  # one shard of ten videos
+    (original,) = StoreReader(path).shards
+    build(path, rows[:6])  # 4 of 10 dead: kept as it is
+    store = StoreReader(path)
+    assert list(store.shards) == [original] and "dead rows: 8" in describe(path)
+    build(path, rows[:3])  # 7 of 10 dead: rewritten without them
+    store = StoreReader(path)
+    assert original not in store.shards and store.ids == ["v0", "v1", "v2"] and "dead rows: 0" in describe(path)
+    np.testing.assert_array_equal(store.get("v2")[0], rows_for("v21", 2)[0])
+    assert store.text("note") == ["v0", "v1", "v2"]
+    build(path, [("w", "1")])
+    assert len(StoreReader(path).shards) == 1 and len(list(path.glob("shard-*.h5"))) == 1
+
+
+def test_shards_close_at_their_size_and_a_reader_touches_one_per_video_with_few_open(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFEAT_SHARD_MB", str(2 * 12 / (1 << 20)))  # two videos' rows (12 bytes each) per shard
+    path = tmp_path / "s"
+    build(path, [(f"v{i}", "1") for i in range(10)])
+    assert len(StoreReader(path).shards) == 5
+    monkeypatch.setattr(store_module, "MAX_OPEN_SHARDS", 2)
+    before = open_files()
+    store = StoreReader(path)
+    store.get("v7")
+    assert open_files() - before == 1  # one video, one shard
+    for vid in store.ids:
+        store.get(vid)
+        assert open_files() - before <= 2
+    store.close()
+
+
+def test_frames_kept_as_jpeg_read_back_as_uint8_close_to_the_original(tmp_path):
+    y, x = np.mgrid[0:32, 0:32]
+    frame = np.stack([4 * x + 60, 4 * y + 40, 2 * (x + y) + 30], axis=-1)  # smooth colour ramps
+    smooth = np.stack([[frame + 10 * t + k for k in range(2)] for t in range(3)]).astype(np.uint8)
+    for storage in ("raw", "jpeg"):
+        builder = StoreBuilder(
+            tmp_path / storage, config="c", row_shape=(2, 32, 32, 3), dtype=np.uint8, storage=storage, jpeg_quality=90
+        )
+        builder.add("clip", "1", smooth, np.arange(3, dtype=np.float32))
+        builder.finish([("clip", "1")])
+    raw, jpeg = StoreReader(tmp_path / "raw"), StoreReader(tmp_path / "jpeg")
+    decoded = jpeg.get("clip")[0]
+    assert decoded.shape == smooth.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - smooth.astype(int)).mean() < 2
+    np.testing.assert_array_equal(jpeg.read("clip", np.array([1])), decoded[1:2])
+    size = {name: sum(f["bytes"] for f in reader.shards.values()) for name, reader in (("raw", raw), ("jpeg", jpeg))}
+    assert size["jpeg"] < size["raw"]
+    assert "stored as JPEG (quality 90)" in describe(tmp_path / "jpeg")

@@ -57,7 +57,7 @@ def project(tmp_path_factory) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prepare"] = {"manifest": "data/clips/manifest.csv", "videos": "data/clips", "columns": {"risky": "binary"}}
     params["decode"] = {"views": {"frames": {"type": "frames", "num_frames": 2, "size": [32, 32]}}}
-    params["backbones"] = {"resnet18": {"input": "data/decoded/frames.h5", "weights": str(weights)}}
+    params["backbones"] = {"resnet18": {"input": "data/decoded/frames", "weights": str(weights)}}
     params["heads"] = {
         "risky": {
             "task": "binary",
@@ -65,13 +65,14 @@ def project(tmp_path_factory) -> Path:
             "lr": 0.001,  # `dvc exp run -S` overrides keys that params.yaml has
             "epochs": 2,
             "bootstrap": 10,
-            "inputs": [{"store": "data/features/resnet18.h5"}],
+            "inputs": [{"store": "data/features/resnet18"}],
         }
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/clips/\n")
     git(repo, "init", "-q")
     sh(repo, "dvc", "init", "-q")
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "project")
     return repo
@@ -106,7 +107,7 @@ def test_the_workflow(project, tmp_path):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(project), str(clone))
     sh(clone, "dvc", "pull")
-    assert (clone / "data" / "features" / "resnet18.h5").is_file()
+    assert (clone / "data" / "features" / "resnet18" / "index.json").is_file()
     assert ran(sh(clone, "dvc", "repro")) == set()
     assert "test.accuracy" in sh(clone, "dvc", "metrics", "show")
 
@@ -114,7 +115,7 @@ def test_the_workflow(project, tmp_path):
     add_clip(project, 6)
     grown = sh(project, "dvc", "repro")
     assert ran(grown) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky"}
-    assert "frames: data/decoded/frames.h5 written: 1 decoded, 6 reused, 0 failed" in grown
-    assert "resnet18: data/features/resnet18.h5 written: 1 extracted, 6 reused, 0 failed" in grown
-    info = sh(project, "python", "-m", "extract", "info", "data/features/resnet18.h5")
+    assert "frames: data/decoded/frames written: 1 decoded, 6 reused, 0 failed" in grown
+    assert "resnet18: data/features/resnet18 written: 1 extracted, 6 reused, 0 failed" in grown
+    info = sh(project, "python", "-m", "extract", "info", "data/features/resnet18")
     assert "videos: 7" in info and "backbone: resnet18" in info

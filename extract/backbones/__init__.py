@@ -40,7 +40,7 @@ class BackboneConfig:
 
     def validate(self, where: str) -> None:
         if not self.input:
-            raise ConfigError(f"{where}.input: name the file it reads, e.g. data/decoded/frames.h5")
+            raise ConfigError(f"{where}.input: name the file it reads, e.g. data/decoded/frames")
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not float16 or float32")
 
