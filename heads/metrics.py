@@ -3,8 +3,7 @@ bootstrap 95% intervals. Keys are lower-case, as `dvc metrics show` lists them."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numba
 import numpy as np
 from sklearn import metrics as sk
 
@@ -12,12 +11,23 @@ from heads.tasks import Task
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The score cut that maximizes F1 on (y, p); 0.5 when y has no positives. Ties: nearest to 0.5."""
+    """The score cut that maximizes F1 on (y, p); 0.5 when y has no positives. Ties: nearest to 0.5.
+
+    A sorted sweep: every distinct score (and 0.5) is a candidate, and how many videos and positives
+    lie at or above it comes from one sort, so 360,000 scores take milliseconds, not one F1 each.
+    F1 = 2 TP / (predicted + positives), so equal F1s are equal floats and ties are exact.
+    """
     y = np.asarray(y).astype(bool)
     if not y.any():
         return 0.5
-    candidates = np.unique(np.concatenate([p, [0.5]]))
-    f1s = np.array([sk.f1_score(y, p >= t, zero_division=0) for t in candidates])
+    p = np.asarray(p, np.float64)
+    order = np.argsort(p, kind="stable")
+    ascending, hits = p[order], y[order]
+    candidates = np.unique(np.concatenate([ascending, [0.5]]))
+    below = np.searchsorted(ascending, candidates, "left")  # videos scored under each cut
+    positives_below = np.concatenate([[0], np.cumsum(hits)])[below]
+    tp, predicted = hits.sum() - positives_below, len(p) - below
+    f1s = 2 * tp / (predicted + hits.sum())
     best = np.flatnonzero(f1s == f1s.max())
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
@@ -37,29 +47,95 @@ def tune_thresholds(task: Task, y_val: np.ndarray, p_val: np.ndarray) -> dict:
 
 def hit_at_k(y: np.ndarray, p: np.ndarray, k: int) -> float:
     """Share of videos whose k top-scored labels include a true one (YouTube-8M Hit@k)."""
-    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.take_along_axis(y, top, axis=1).max(axis=1) > 0))
+    return RankedLabels(y, p).hit_at(k, np.ones(len(y)))
 
 
 def gap(y: np.ndarray, p: np.ndarray, top_k: int = 20) -> float:
     """Global Average Precision as YouTube-8M defines it: each video's top_k predictions pooled,
     ranked by score, average precision over them divided by all true labels."""
-    top = np.argsort(-p, axis=1, kind="stable")[:, :top_k]
-    scores = np.take_along_axis(p, top, axis=1).ravel()
-    hits = np.take_along_axis(y, top, axis=1).ravel() > 0
-    positives = float((y > 0).sum())
-    if positives == 0:
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    hits = hits[order]
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / positives)
+    return RankedLabels(y, p, top_k).gap(np.ones(len(y)))
 
 
 def mean_average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean over classes (with at least one positive) of average precision."""
-    aps = [sk.average_precision_score(y[:, j], p[:, j]) for j in range(y.shape[1]) if y[:, j].any()]
-    return float(np.mean(aps)) if aps else 0.0
+    """Mean over classes (with at least one positive) of average precision, as scikit-learn computes it."""
+    return RankedLabels(y, p).mean_ap(np.ones(len(y)))
+
+
+class RankedLabels:
+    """A multi-label split sorted once, so Hit@k, GAP and mAP cost one pass each for any weighting of
+    the videos. Weights are how often the bootstrap draws each video: a video drawn twice counts as
+    two videos with the same scores, which is exactly what recomputing on the resampled rows gives
+    (for GAP, up to the order of equal scores, which the metric leaves open)."""
+
+    def __init__(self, y: np.ndarray, p: np.ndarray, top_k: int = 20, hits_at: tuple[int, ...] = (1, 2, 3, 5)) -> None:
+        y, p = np.asarray(y) > 0, np.asarray(p, np.float64)
+        # per class, videos from the highest score down; `ends` closes each run of equal scores
+        self.order = np.ascontiguousarray(np.argsort(-p, axis=0, kind="stable").T)
+        scores = np.take_along_axis(p.T, self.order, 1)
+        self.hits = np.take_along_axis(y.T, self.order, 1)
+        self.ends = np.ones_like(self.hits)
+        self.ends[:, :-1] = scores[:, 1:] != scores[:, :-1]
+        # per video, its top labels: Hit@k and the pooled top_k predictions of GAP
+        top = np.argsort(-p, axis=1, kind="stable")[:, : max(top_k, *hits_at)]
+        top_hits = np.take_along_axis(y, top, axis=1)
+        self.hit = {k: top_hits[:, :k].any(axis=1) for k in hits_at}
+        pooled = np.take_along_axis(p, top[:, :top_k], axis=1)  # (videos, min(top_k, classes))
+        pooled_order = np.argsort(-pooled.ravel(), kind="stable")
+        self.pooled_video = (pooled_order // pooled.shape[1]).astype(np.int64)
+        self.pooled_hits = top_hits[:, :top_k].ravel()[pooled_order]
+        self.labels = y.sum(axis=1)
+
+    def hit_at(self, k: int, weights: np.ndarray) -> float:
+        return float(np.sum(weights * self.hit[k]) / np.sum(weights))
+
+    def gap(self, weights: np.ndarray) -> float:
+        positives = float(np.sum(weights * self.labels))
+        if positives == 0:
+            return 0.0
+        return float(_pooled_precision_sum(weights[self.pooled_video].astype(np.int64), self.pooled_hits) / positives)
+
+    def mean_ap(self, weights: np.ndarray) -> float:
+        per_class = _average_precisions(weights.astype(np.float64), self.order, self.hits, self.ends)
+        present = ~np.isnan(per_class)
+        return float(per_class[present].mean()) if present.any() else 0.0
+
+
+@numba.njit(cache=True)
+def _average_precisions(weights, order, hits, ends):
+    """AP of each class (row of `order`), videos weighted; NaN for a class without positives.
+
+    Over each run of equal scores: (weight of its positives / all positives) x precision at its end,
+    which is scikit-learn's sum of recall steps times precision."""
+    classes, videos = order.shape
+    out = np.full(classes, np.nan)
+    for c in range(classes):
+        seen, tp, run, total = 0.0, 0.0, 0.0, 0.0
+        for i in range(videos):
+            w = weights[order[c, i]]
+            seen += w
+            if hits[c, i]:
+                tp += w
+                run += w
+            if ends[c, i]:
+                if run > 0:
+                    total += run * tp / seen
+                run = 0.0
+        if tp > 0:
+            out[c] = total / tp
+    return out
+
+
+@numba.njit(cache=True)
+def _pooled_precision_sum(copies, hits):
+    """Sum of precision at each true prediction down a ranked list whose entries repeat `copies` times."""
+    seen, tp, total = 0.0, 0.0, 0.0
+    for i in range(len(hits)):
+        for _ in range(copies[i]):
+            seen += 1.0
+            if hits[i]:
+                tp += 1.0
+                total += tp / seen
+    return total
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,10 +161,11 @@ def compute(task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict) -> dict[
     if task.kind == "multi_label":
         truth = y.astype(int)
         predicted = p >= np.asarray(thresholds["per_class"])
-        out = {f"hit@{k}": hit_at_k(truth, p, k) for k in (1, 2, 3, 5)}
+        ranked, ones = RankedLabels(truth, p), np.ones(len(truth))
+        out = {f"hit@{k}": ranked.hit_at(k, ones) for k in (1, 2, 3, 5)}
         out |= {
-            "map": mean_average_precision(truth, p),
-            "gap": gap(truth, p, 20),
+            "map": ranked.mean_ap(ones),
+            "gap": ranked.gap(ones),
             "f1_micro": sk.f1_score(truth, predicted, average="micro", zero_division=0),
             "f1_macro": sk.f1_score(truth, predicted, average="macro", zero_division=0),
             "f1_micro_global": sk.f1_score(truth, p >= thresholds["global"], average="micro", zero_division=0),
@@ -126,19 +203,24 @@ HEADLINE = {
 
 
 def bootstrap(
-    metric: Callable[[np.ndarray, np.ndarray], dict],
-    y: np.ndarray,
-    p: np.ndarray,
-    names: tuple[str, ...],
-    resamples: int,
-    seed: int,
+    task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict, resamples: int, seed: int
 ) -> dict[str, list[float]]:
-    """95% percentile intervals of the named metrics over videos resampled with replacement."""
+    """95% percentile intervals of the task's headline metrics over videos resampled with replacement.
+
+    Multi-label splits are sorted once and each resample reweights them (see `RankedLabels`): 1,000
+    resamples of 10,000 videos x 300 classes take seconds instead of an hour.
+    """
     rng = np.random.default_rng(seed)
+    names = HEADLINE[task.kind]
     draws: dict[str, list[float]] = {name: [] for name in names}
+    ranked = RankedLabels(y, p) if task.kind == "multi_label" else None
     for _ in range(resamples):
         index = rng.integers(0, len(y), len(y))
-        values = metric(y[index], p[index])
+        if ranked is not None:
+            weights = np.bincount(index, minlength=len(y))
+            values = {"hit@1": ranked.hit_at(1, weights), "map": ranked.mean_ap(weights), "gap": ranked.gap(weights)}
+        else:
+            values = compute(task, y[index], p[index], thresholds)
         for name in names:
             if name in values:
                 draws[name].append(values[name])
@@ -149,11 +231,7 @@ def evaluate_split(task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict, r
     """Metrics of one split plus `ci95` intervals of its headline metrics, rounded for stable JSON."""
     out = compute(task, y, p, thresholds)
     if resamples and len(y) > 1:
-
-        def metric(yy, pp):
-            return compute(task, yy, pp, thresholds)
-
-        out["ci95"] = bootstrap(metric, y, p, HEADLINE[task.kind], resamples, seed)
+        out["ci95"] = bootstrap(task, y, p, thresholds, resamples, seed)
     out["n"] = int(len(y))
     return _rounded(out)
 

@@ -222,6 +222,53 @@ def test_best_threshold_maximizes_f1():
     assert sk.f1_score(y, p >= threshold) == pytest.approx(6 / 7)
 
 
+def brute_force_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """Every distinct score and 0.5 tried one by one, F1 as an exact fraction; ties nearest 0.5."""
+    from fractions import Fraction
+
+    candidates = sorted({*p.tolist(), 0.5})
+    scores = []
+    for t in candidates:
+        predicted = p >= t
+        tp, positives = int((predicted & y).sum()), int(y.sum())
+        scores.append(Fraction(2 * tp, int(predicted.sum()) + positives))
+    best = [t for t, f in zip(candidates, scores, strict=True) if f == max(scores)]
+    return min(best, key=lambda t: (abs(t - 0.5), t))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_sorted_threshold_sweep_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    y = rng.random(n) < rng.uniform(0.1, 0.9)
+    y[0] = True
+    p = rng.integers(0, 8, n) / 8 if seed % 2 else rng.random(n)  # odd seeds: many tied scores
+    assert best_f1_threshold(y, p) == brute_force_threshold(y, p)
+
+
+def test_ranked_metrics_equal_recomputing_on_resampled_rows():
+    """mAP equals scikit-learn's with tied scores, and a weighted pass equals the metric of the rows repeated."""
+    from heads.metrics import RankedLabels
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((80, 12)) < 0.2).astype(int)
+    p = rng.integers(0, 10, (80, 12)) / 10 + rng.random((80, 12)) * (rng.random((80, 12)) < 0.5) / 100
+    expected = np.mean([sk.average_precision_score(y[:, j], p[:, j]) for j in range(12) if y[:, j].any()])
+    assert mean_average_precision(y, p) == pytest.approx(expected, abs=1e-12)
+    ranked = RankedLabels(y, p)
+    for _ in range(5):
+        index = rng.integers(0, 80, 80)
+        weights = np.bincount(index, minlength=80)
+        again = RankedLabels(y[index], p[index])
+        ones = np.ones(80)
+        assert ranked.mean_ap(weights) == pytest.approx(again.mean_ap(ones), abs=1e-12)
+        assert ranked.hit_at(1, weights) == pytest.approx(again.hit_at(1, ones), abs=1e-12)
+    continuous = rng.random((80, 12))  # no ties: GAP is defined by the order alone
+    index = rng.integers(0, 80, 80)
+    weighted = RankedLabels(y, continuous).gap(np.bincount(index, minlength=80))
+    assert weighted == pytest.approx(gap(y[index], continuous[index]), abs=1e-12)
+
+
 def test_thresholds_are_tuned_on_val_and_never_see_test(synthetic, tmp_path):
     inputs = resolve(ARCHES["mlp"], synthetic["stores"])
     config = config_for(synthetic, tmp_path, "binary", "binary", inputs, epochs=3)
