@@ -39,13 +39,16 @@ def progress_bar(total: int, desc: str) -> tqdm:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from extract.files import HashCache
     from extract.manifest import prepare, prepare_config, write_prepared
 
     config = prepare_config(load_section(args.params, "prepare"))
     if args.skip_bad_rows:
         config = dataclasses.replace(config, skip_bad_rows=True)
-    prepared = prepare(config)
+    hashes = HashCache(Path(args.out) / ".sha256-cache.json")  # beside the outputs, not one of them
+    prepared = prepare(config, hashes=hashes)
     out = write_prepared(prepared, args.out)
+    hashes.save()
     for problem in prepared.rejected:
         print(f"warning: skipped {problem}", file=sys.stderr)
     if prepared.unwatched:
@@ -103,7 +106,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     import torch
 
     from extract.backbones import build_backbone
-    from extract.backbones.weights import file_sha256
+    from extract.files import file_sha256
 
     backbones = load_section(args.params, "backbones")
     for key in args.backbone or sorted(backbones):

@@ -9,7 +9,6 @@ broken video is not a table error: `decode` records it per video and goes on.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -18,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.atomic import atomic_write
 from extract.errors import UserError
+from extract.files import HashCache, atomic_write, file_sha256
 from extract.split import SPLITS, make_split
 from extract.views import ConfigError, build_config
 
@@ -245,14 +244,6 @@ def _stratify_sets(rows: list[dict[str, str]], column: str, kind: str) -> list[f
     return [frozenset({v}) for v in values]
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass
 class Prepared:
     rows: list[dict[str, str]]
@@ -261,8 +252,11 @@ class Prepared:
     unwatched: list[str]  # ids of videos outside prepare.videos: DVC will not notice when they change
 
 
-def prepare(config: PrepareConfig, root: Path | None = None) -> Prepared:
-    """Validate the table, resolve paths, assign ids, hash videos and make a split if there is none."""
+def prepare(config: PrepareConfig, root: Path | None = None, hashes: HashCache | None = None) -> Prepared:
+    """Validate the table, resolve paths, assign ids, hash videos and make a split if there is none.
+
+    `hashes` remembers each video's sha256 by size and modification time, so a rerun after adding
+    videos reads the new files only."""
     root = Path(root or Path.cwd()).resolve()
     path = Path(config.manifest)
     table = read_table(path)
@@ -334,7 +328,7 @@ def prepare(config: PrepareConfig, root: Path | None = None) -> Prepared:
     unwatched = []
     for values in kept:
         video = Path(values["video"]) if Path(values["video"]).is_absolute() else root / values["video"]
-        values["sha256"] = file_sha256(video) if video.is_file() else ""
+        values["sha256"] = "" if not video.is_file() else hashes.sha256(video) if hashes else file_sha256(video)
         if watched and not video.resolve().is_relative_to(watched):
             unwatched.append(values["id"])
     columns = PREPARED_FIRST + [c for c in header if c not in PREPARED_FIRST]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
+from extract.files import atomic_write, write_text
 from extract.manifest import read_table, write_csv
 from extract.store import StoreReader, StoreWriter
 

@@ -44,8 +44,8 @@ from typing import TextIO
 import h5py
 import numpy as np
 
-from extract.atomic import TEMP_SUFFIX, publish, temp_path, write_text
 from extract.errors import UserError
+from extract.files import TEMP_SUFFIX, publish, temp_path, write_text
 
 SCHEMA_VERSION = 2
 INDEX = "index.json"
@@ -55,7 +55,7 @@ COMPACT_DEAD_SHARE = 0.5  # a shard is rewritten once more than this share of it
 MAX_OPEN_SHARDS = 16  # open shard handles per reader; the least recently used is closed first
 _STR = h5py.string_dtype("utf-8")
 _BYTES = h5py.vlen_dtype(np.uint8)
-_CHUNK_BYTES = 64 << 10  # HDF5 allocates whole chunks: small ones keep a small shard small
+_PLAIN = {"track_times": False}  # no wall-clock times in a file: the same rows give the same bytes
 
 
 def checkpoint_seconds() -> float:
@@ -104,21 +104,14 @@ class Layout:
 
 
 class _ShardWriter:
-    """Writes one shard under a temp name; `close` publishes it as shard-<sha256>.h5."""
+    """Collects one shard's rows (at most REELFEAT_SHARD_MB) and writes it on `close`, under a temp name
+    first, then as shard-<sha256>.h5. Written once and whole, its datasets are contiguous and exactly
+    their size: a shard of two videos costs their rows plus a few KB, not whole HDF5 chunks."""
 
     def __init__(self, folder: Path, layout: Layout, config: str) -> None:
-        self.folder, self.layout = folder, layout
-        self.tmp = temp_path(folder / "shard.h5")
-        self.h5 = h5py.File(self.tmp, "w", libver="v110")
-        self.h5.attrs["schema_version"] = SCHEMA_VERSION
-        self.h5.attrs["config"] = config
-        self.h5.attrs["layout"] = json.dumps(asdict(layout), sort_keys=True)
-        if layout.storage == "jpeg":
-            self.data = self._growing("jpeg", (), _BYTES, 1024)
-        else:
-            row_bytes = max(1, int(np.prod(layout.row_shape)) * np.dtype(layout.dtype).itemsize)
-            self.data = self._growing("feats", layout.row_shape, layout.dtype, max(1, _CHUNK_BYTES // row_bytes))
-        self.times = self._growing("timestamps", (), np.float32, 4096)
+        self.folder, self.layout, self.config = folder, layout, config
+        self.rows: list[np.ndarray] = []  # per video: its rows, or its JPEG images
+        self.times: list[np.ndarray] = []
         self.ids: list[str] = []
         self.offsets = [0]
         self.sha: list[str] = []
@@ -126,58 +119,69 @@ class _ShardWriter:
         self.bytes = 0
         self.started = time.monotonic()
 
-    def _growing(self, name: str, row_shape: tuple[int, ...], dtype, chunk_rows: int) -> h5py.Dataset:
-        return self.h5.create_dataset(
-            name, (0, *row_shape), maxshape=(None, *row_shape), dtype=dtype, chunks=(chunk_rows, *row_shape),
-            track_times=False,
-        )  # fmt: skip
-
     def add(self, vid: str, feats: np.ndarray, timestamps: np.ndarray, sha: str, info: Mapping[str, object]) -> None:
         if len(feats) != len(timestamps):
             raise ValueError(f"{vid}: {len(feats)} rows but {len(timestamps)} timestamps")
-        start, end = self.offsets[-1], self.offsets[-1] + len(feats)
-        if end > start:
-            if self.layout.storage == "jpeg":
-                images = _encode_jpeg(np.asarray(feats).reshape(-1, *self.layout.row_shape[-3:]), self.layout)
-                per_row = self.layout.frames_per_row
-                self.data.resize(end * per_row, axis=0)
-                self.data[start * per_row : end * per_row] = images
-                self.bytes += sum(len(image) for image in images)
-            else:
-                self.data.resize(end, axis=0)
-                self.data[start:end] = feats
-                self.bytes += np.asarray(feats, self.layout.dtype).nbytes
-            self.times.resize(end, axis=0)
-            self.times[start:end] = timestamps
+        if self.layout.storage == "jpeg":
+            images = _encode_jpeg(np.asarray(feats).reshape(-1, *self.layout.row_shape[-3:]), self.layout)
+            blobs = np.empty(len(images), dtype=object)  # filled one by one: equal lengths must not stack
+            for k, image in enumerate(images):
+                blobs[k] = image
+            self.rows.append(blobs)
+            self.bytes += sum(len(image) for image in images)
+        else:  # a copy: the caller may reuse its buffer before the shard is written
+            rows = np.array(feats, self.layout.dtype).reshape(len(feats), *self.layout.row_shape)
+            self.rows.append(rows)
+            self.bytes += rows.nbytes
+        self.times.append(np.asarray(timestamps, np.float32))
         self.ids.append(vid)
-        self.offsets.append(end)
+        self.offsets.append(self.offsets[-1] + len(feats))
         self.sha.append(sha)
         for name in self.layout.info_dtypes:
             self.info[name].append(info[name])
 
     def close(self) -> str:
-        """Write the per-video datasets, publish the file, and return its name."""
-        h5 = self.h5
-        h5.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=_STR, track_times=False)
-        h5.create_dataset("offsets", data=np.asarray(self.offsets, np.int64), track_times=False)
-        h5.create_dataset("source_sha256", data=np.asarray(self.sha, dtype=object), dtype=_STR, track_times=False)
-        info, text = h5.create_group("info", track_order=True), h5.create_group("text", track_order=True)
-        for name, dtype in self.layout.info_dtypes.items():
-            if dtype == "str":
-                text.create_dataset(name, data=np.asarray(self.info[name], dtype=object), dtype=_STR, track_times=False)
-            else:
-                info.create_dataset(name, data=np.asarray(self.info[name], dtype=dtype), track_times=False)
-        h5.close()
-        with open(self.tmp, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        name = f"shard-{digest[:32]}.h5"
-        publish(self.tmp, self.folder / name)
-        return name
+        """Write the shard, publish it, and return its name."""
+        tmp = temp_path(self.folder / "shard.h5")
+        try:
+            with h5py.File(tmp, "w", libver="v110") as h5:
+                h5.attrs["schema_version"] = SCHEMA_VERSION
+                h5.attrs["config"] = self.config
+                h5.attrs["layout"] = json.dumps(asdict(self.layout), sort_keys=True)
+                if self.layout.storage == "jpeg":
+                    self._concatenated(h5, "jpeg", (), _BYTES)
+                else:
+                    self._concatenated(h5, "feats", self.layout.row_shape, self.layout.dtype)
+                h5.create_dataset("timestamps", data=np.concatenate([[], *self.times]).astype(np.float32), **_PLAIN)
+                h5.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=_STR, **_PLAIN)
+                h5.create_dataset("offsets", data=np.asarray(self.offsets, np.int64), **_PLAIN)
+                h5.create_dataset("source_sha256", data=np.asarray(self.sha, dtype=object), dtype=_STR, **_PLAIN)
+                info, text = h5.create_group("info", track_order=True), h5.create_group("text", track_order=True)
+                for name, dtype in self.layout.info_dtypes.items():
+                    if dtype == "str":
+                        text.create_dataset(name, data=np.asarray(self.info[name], dtype=object), dtype=_STR, **_PLAIN)
+                    else:
+                        info.create_dataset(name, data=np.asarray(self.info[name], dtype=dtype), **_PLAIN)
+            with open(tmp, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            name = f"shard-{digest[:32]}.h5"
+            publish(tmp, self.folder / name)
+            return name
+        finally:
+            tmp.unlink(missing_ok=True)
 
-    def abort(self) -> None:
-        if self.h5.id.valid:
-            self.h5.close()
-        self.tmp.unlink(missing_ok=True)
+    def _concatenated(self, h5: h5py.File, name: str, row_shape: tuple[int, ...], dtype) -> None:
+        """One dataset of every video's rows, filled video by video (no second copy in memory)."""
+        total = sum(len(rows) for rows in self.rows)
+        data = h5.create_dataset(name, (total, *row_shape), dtype=dtype, **_PLAIN)
+        start = 0
+        for rows in self.rows:
+            if dtype is _BYTES:  # h5py would stack equal-length images into one 2-D array
+                for k, image in enumerate(rows):
+                    data[start + k] = image
+            elif len(rows):
+                data[start : start + len(rows)] = rows
+            start += len(rows)
 
 
 def _encode_jpeg(frames: np.ndarray, layout: Layout) -> list[np.ndarray]:
@@ -663,9 +667,7 @@ class StoreBuilder:
 
     def abort(self) -> None:
         """Drop what this run wrote; the store stays as the last finished run left it."""
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
+        self._writer = None  # its rows were never written
         self._close_shards()
         listed = set(self._previous.shards) if self._previous else set()
         for name in self.new_shards:

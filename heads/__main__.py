@@ -49,7 +49,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import yaml
 
-    from extract.atomic import atomic_write
+    from extract.files import atomic_write
     from heads.predict import predict
 
     if bool(args.manifest) == bool(args.videos):

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from sklearn import metrics as sk
 
-from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
+from extract.files import atomic_write, write_text
 from extract.recipe import contract, first_difference
 from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict

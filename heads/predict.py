@@ -21,7 +21,8 @@ from extract.backbones.weights import is_local_path
 from extract.decode import run_decode
 from extract.errors import UserError
 from extract.features import run_features
-from extract.manifest import PrepareConfig, default_id, file_sha256, prepare, write_csv
+from extract.files import file_sha256
+from extract.manifest import PrepareConfig, default_id, prepare, write_csv
 from extract.recipe import contract_json
 from extract.store import StoreReader
 from extract.views import View, view_from_params

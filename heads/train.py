@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extract.atomic import atomic_write, write_text
 from extract.errors import UserError
+from extract.files import atomic_write, write_text
 from heads.config import HeadConfig, config_to_dict
 from heads.data import HeadData
 from heads.metrics import tune_thresholds

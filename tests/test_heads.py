@@ -222,6 +222,26 @@ def test_best_threshold_maximizes_f1():
     assert sk.f1_score(y, p >= threshold) == pytest.approx(6 / 7)
 
 
+def test_sequence_inputs_are_read_per_batch_never_whole(synthetic, tmp_path):
+    """Pooled inputs read each row once, to pool it; sequence inputs read nothing until a batch asks,
+    then at most max_len rows of each video in the batch."""
+    inputs = [
+        {"store": synthetic["stores"]["pooled"], "pool": "mean", "name": "text"},
+        {"store": synthetic["stores"]["seq"], "pool": "lstm", "hidden": 8, "guide": "text", "max_len": 4},
+    ]
+    config = config_for(synthetic, tmp_path, "multi_class", "action", inputs, epochs=1)
+    data = HeadData.load(config)
+    pooled, sequence = (inp.reader for inp in data.inputs)
+    assert pooled.rows_read == pooled.num_rows and sequence.rows_read == 0
+    assert sequence.num_rows > 4 * len(sequence)  # most videos have more rows than a batch takes
+    batch = np.arange(16)
+    data.batch(batch, np.random.default_rng(0))
+    assert 0 < sequence.rows_read <= 4 * len(batch)
+    train(config, tmp_path / "head", data)
+    epoch_rows = sequence.rows_read
+    assert epoch_rows <= 4 * (len(data.split("train")) + 16 + 2 * len(data.split("val")))  # one epoch, val twice
+
+
 def brute_force_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """Every distinct score and 0.5 tried one by one, F1 as an exact fraction; ties nearest 0.5."""
     from fractions import Fraction

@@ -165,3 +165,31 @@ def test_unstratified_split_is_random_but_sized():
 def test_bad_prepare_params(params, message):
     with pytest.raises(ConfigError, match=message):
         prepare_config(params)
+
+
+def test_a_rerun_hashes_only_the_videos_that_changed(tmp_path, monkeypatch):
+    from extract import files
+    from extract.files import HashCache
+    from extract.manifest import PrepareConfig, prepare
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mp4").write_bytes(name.encode() * 100)
+    (tmp_path / "m.csv").write_text("video\na.mp4\nb.mp4\nc.mp4\n")
+    config = PrepareConfig(manifest=str(tmp_path / "m.csv"))
+    hashed = []
+    real = files.file_sha256
+    monkeypatch.setattr(files, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
+
+    def run() -> dict[str, str]:
+        cache = HashCache(tmp_path / ".sha256-cache.json")
+        rows = prepare(config, root=tmp_path, hashes=cache).rows
+        cache.save()
+        return {row["id"]: row["sha256"] for row in rows}
+
+    first = run()
+    assert sorted(hashed) == ["a.mp4", "b.mp4", "c.mp4"]
+    hashed.clear()
+    (tmp_path / "b.mp4").write_bytes(b"changed")
+    second = run()
+    assert hashed == ["b.mp4"]
+    assert second["a"] == first["a"] == real(tmp_path / "a.mp4") and second["b"] == real(tmp_path / "b.mp4")

@@ -32,7 +32,7 @@ def git(cwd: Path, *args: str) -> str:
 def add_clip(repo: Path, index: int) -> None:
     name = f"clip{index}.mp4"
     make_video(repo / "data" / "clips" / name, seconds=1, size="48x32", rate=10)
-    split = ["train", "train", "train", "val", "test", "train", "val"][index]
+    split = ["train", "train", "train", "val", "test", "train", "val", "test"][index]
     with open(repo / "data" / "clips" / "manifest.csv", "a", newline="") as handle:
         csv.writer(handle).writerow([name, split, index % 2])
 
@@ -111,11 +111,48 @@ def test_the_workflow(project, tmp_path):
     assert ran(sh(clone, "dvc", "repro")) == set()
     assert "test.accuracy" in sh(clone, "dvc", "metrics", "show")
 
-    # 4. incremental: a new clip is the only one decoded and extracted; the head retrains
+    # 4. growing: two new clips are the only ones decoded and extracted, the head retrains, and the
+    # DVC cache gains shards holding the new clips only; a collaborator's pull fetches just those
+    before = cached(project)
     add_clip(project, 6)
+    add_clip(project, 7)
     grown = sh(project, "dvc", "repro")
     assert ran(grown) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky"}
-    assert "frames: data/decoded/frames written: 1 decoded, 6 reused, 0 failed" in grown
-    assert "resnet18: data/features/resnet18 written: 1 extracted, 6 reused, 0 failed" in grown
+    assert "frames: data/decoded/frames written: 2 decoded, 6 reused, 0 failed" in grown
+    assert "resnet18: data/features/resnet18 written: 2 extracted, 6 reused, 0 failed" in grown
+    new = {name: data for name, data in cached(project).items() if name not in before}
+    new_shards = [shard_ids(data) for data in new.values() if data.startswith(HDF5)]
+    assert sorted(new_shards) == [["clip6", "clip7"]] * 2  # one shard per store, the new clips
+    old_shards = sum(len(data) for data in before.values() if data.startswith(HDF5))
+    assert sum(len(data) for data in new.values() if data.startswith(HDF5)) < old_shards  # 2 clips' rows, not 8
     info = sh(project, "python", "-m", "extract", "info", "data/features/resnet18")
-    assert "videos: 7" in info and "backbone: resnet18" in info
+    assert "videos: 8" in info and "backbone: resnet18" in info and "shards: 2" in info
+
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "two more clips")
+    sh(project, "dvc", "push")
+    pulled_before = cached(clone)
+    git(clone, "pull", "-q")
+    sh(clone, "dvc", "pull")
+    fetched = {name: data for name, data in cached(clone).items() if name not in pulled_before}
+    assert sorted(shard_ids(data) for data in fetched.values() if data.startswith(HDF5)) == sorted(new_shards)
+    assert set(fetched) <= set(new)  # nothing the collaborator had already came again
+    assert ran(sh(clone, "dvc", "repro")) == set()
+
+
+HDF5 = b"\x89HDF"
+
+
+def cached(repo: Path) -> dict[str, bytes]:
+    """Every object in a project's DVC cache, by its path under .dvc/cache."""
+    cache = repo / ".dvc" / "cache"
+    return {str(p.relative_to(cache)): p.read_bytes() for p in cache.rglob("*") if p.is_file()}
+
+
+def shard_ids(data: bytes) -> list[str]:
+    import io
+
+    import h5py
+
+    with h5py.File(io.BytesIO(data)) as shard:
+        return sorted(shard["ids"].asstr()[:])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extract.errors import UserError
+from extract.files import file_sha256
 
 
 class WeightsError(UserError):
@@ -42,14 +43,6 @@ class ResolvedWeights:
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "source": self.source, "sha256": self.sha256}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_local_path(name: str) -> bool:

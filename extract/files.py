@@ -1,10 +1,16 @@
-"""Every file reelfeat writes goes through here: a temp file in the same folder, fsynced, renamed
-over the final name, then the folder fsynced. A killed run leaves the old file or the new one under
-the final name, never half of one; its temp files start with a dot and end in `.tmp`.
+"""Files: how reelfeat writes them and how it hashes them.
+
+Every file reelfeat writes goes through `atomic_path` / `atomic_write`: a temp file in the same
+folder, fsynced, renamed over the final name, then the folder fsynced. A killed run leaves the old
+file or the new one under the final name, never half of one; its temp files start with a dot and
+end in `.tmp`. Videos and weights are identified by their sha256; `HashCache` remembers them by
+path, size and modification time, so a rerun reads only the files that changed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,3 +73,35 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return Path(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class HashCache:
+    """sha256 of files, remembered by (path, size, mtime) in a JSON file between runs."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._known = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._known = {}
+        self._seen: dict[str, list] = {}
+
+    def sha256(self, file: str | Path) -> str:
+        file = Path(file).resolve()
+        stat = file.stat()
+        key, stamp = str(file), [stat.st_size, stat.st_mtime_ns]
+        entry = self._known.get(key)
+        if entry is None or entry[:2] != stamp:
+            entry = [*stamp, file_sha256(file)]
+        self._seen[key] = entry
+        return entry[2]
+
+    def save(self) -> None:
+        """Keep the files hashed in this run (the others left the manifest)."""
+        if self._seen != self._known:
+            write_text(self.path, json.dumps(self._seen, sort_keys=True))
