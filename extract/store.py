@@ -35,7 +35,6 @@ import os
 import sys
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +51,6 @@ INDEX = "index.json"
 LOCK = ".lock"
 STORAGES = ("raw", "jpeg")
 COMPACT_DEAD_SHARE = 0.5  # a shard is rewritten once more than this share of its rows is dead
-MAX_OPEN_SHARDS = 16  # open shard handles per reader; the least recently used is closed first
 _STR = h5py.string_dtype("utf-8")
 _BYTES = h5py.vlen_dtype(np.uint8)
 _PLAIN = {"track_times": False}  # no wall-clock times in a file: the same rows give the same bytes
@@ -201,22 +199,56 @@ def _decode_jpeg(images: Iterable[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(io.BytesIO(image.tobytes())).convert("RGB")) for image in images])
 
 
+@dataclass(frozen=True)
+class _Extent:
+    """Where a contiguous dataset's bytes start in its shard file, and what one of its rows is. Rows are
+    read with `os.preadv` straight into the array that returns them: no HDF5 handle stays open."""
+
+    offset: int | None  # None: nothing was allocated (no rows)
+    dtype: np.dtype
+    row_shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, dataset: h5py.Dataset) -> _Extent:
+        return cls(dataset.id.get_offset(), dataset.dtype, dataset.shape[1:])
+
+    def read(self, path: Path, runs: list[tuple[int, int]]) -> np.ndarray:
+        """Rows [start, stop) of each run, one after another."""
+        out = np.empty((sum(stop - start for start, stop in runs), *self.row_shape), self.dtype)
+        if not len(out):
+            return out
+        row_bytes = out[:1].nbytes
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            at = 0
+            for start, stop in runs:
+                target = memoryview(out[at : at + stop - start]).cast("B")
+                if os.preadv(fd, [target], self.offset + start * row_bytes) != len(target):
+                    raise StoreError(f"{path} is damaged (shorter than its rows): rerun the stage that writes it")
+                at += stop - start
+        finally:
+            os.close(fd)
+        return out
+
+
 class _Shard:
-    """One shard opened for reading; its ids and offsets are read once."""
+    """What a reader needs of one shard, read once: its ids, offsets, and where its rows are."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.h5 = h5py.File(path, "r")
-            if int(self.h5.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-                raise StoreError(f"{path}: shard schema {self.h5.attrs.get('schema_version')}, not {SCHEMA_VERSION}")
-            self.layout = Layout.of(json.loads(self.h5.attrs["layout"]))
-            self.config = str(self.h5.attrs["config"])
-            self.ids = list(self.h5["ids"].asstr()[:])
-            self.offsets = self.h5["offsets"][:]
-            self.sha = list(self.h5["source_sha256"].asstr()[:])
-            rows = len(self.h5["timestamps"])
-            stored = len(self.h5["jpeg"]) // self.layout.frames_per_row if "jpeg" in self.h5 else len(self.h5["feats"])
+            with h5py.File(path, "r") as h5:
+                if int(h5.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+                    raise StoreError(f"{path}: shard schema {h5.attrs.get('schema_version')}, not {SCHEMA_VERSION}")
+                self.layout = Layout.of(json.loads(h5.attrs["layout"]))
+                self.config = str(h5.attrs["config"])
+                self.ids = list(h5["ids"].asstr()[:])
+                self.offsets = h5["offsets"][:]
+                self.sha = list(h5["source_sha256"].asstr()[:])
+                self.times = _Extent.of(h5["timestamps"])
+                self.data = None if "jpeg" in h5 else _Extent.of(h5["feats"])
+                rows = len(h5["timestamps"])
+                stored = len(h5["jpeg"]) // self.layout.frames_per_row if "jpeg" in h5 else len(h5["feats"])
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
         if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != rows or stored != rows:
@@ -226,43 +258,52 @@ class _Shard:
     def num_rows(self) -> int:
         return int(self.offsets[-1])
 
+    def _span(self, position: int) -> tuple[int, int]:
+        return int(self.offsets[position]), int(self.offsets[position + 1])
+
     def rows(self, position: int, select: np.ndarray | None = None) -> np.ndarray:
         """Rows of the video at `position`; `select` (sorted row numbers within the video) reads only those."""
-        start, end = int(self.offsets[position]), int(self.offsets[position + 1])
+        start, end = self._span(position)
         wanted = np.arange(start, end) if select is None else start + np.asarray(select, np.int64)
-        if self.layout.storage == "jpeg":
-            per_row = self.layout.frames_per_row
-            frames = (wanted[:, None] * per_row + np.arange(per_row)[None]).ravel()
-            if not len(frames):
-                return np.zeros((0, *self.layout.row_shape), np.uint8)
-            return _decode_jpeg(self.h5["jpeg"][frames]).reshape(len(wanted), *self.layout.row_shape)
-        if select is None:
-            return self.h5["feats"][start:end]
-        return self.h5["feats"][wanted] if len(wanted) else np.zeros((0, *self.layout.row_shape), self.layout.dtype)
+        if self.data is not None:
+            runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []
+            return self.data.read(self.path, [(int(run[0]), int(run[-1]) + 1) for run in runs])
+        per_row = self.layout.frames_per_row
+        frames = (wanted[:, None] * per_row + np.arange(per_row)[None]).ravel()
+        if not len(frames):
+            return np.zeros((0, *self.layout.row_shape), np.uint8)
+        with h5py.File(self.path, "r") as h5:
+            images = h5["jpeg"][frames]
+        return _decode_jpeg(images).reshape(len(wanted), *self.layout.row_shape)
+
+    def all_rows(self) -> np.ndarray:
+        """Every row of the shard, dead ones included, in one read."""
+        if self.data is not None:
+            return self.data.read(self.path, [(0, self.num_rows)])
+        return np.concatenate([self.rows(i) for i in range(len(self.ids))]) if self.ids else self.rows(0)
 
     def timestamps(self, position: int) -> np.ndarray:
-        return self.h5["timestamps"][int(self.offsets[position]) : int(self.offsets[position + 1])]
+        return self.times.read(self.path, [self._span(position)])
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray | list[str]:
         """Per-video fact or text `name` of the videos at `positions` (in that order)."""
         order = np.argsort(positions, kind="stable")
-        if name in self.h5["text"]:
-            values = self.h5["text"][name].asstr()[positions[order].tolist()] if len(positions) else []
-            out = [""] * len(positions)
-            for k, i in enumerate(order):
-                out[i] = values[k]
-            return out
-        values = self.h5["info"][name][positions[order].tolist()] if len(positions) else np.zeros(0)
-        out = np.empty(len(positions), dtype=self.h5["info"][name].dtype)
-        out[order] = values
+        wanted = positions[order].tolist()
+        with h5py.File(self.path, "r") as h5:
+            if name in h5["text"]:
+                values = h5["text"][name].asstr()[wanted] if wanted else []
+                out = [""] * len(positions)
+                for k, i in enumerate(order):
+                    out[i] = values[k]
+                return out
+            dataset = h5["info"][name]
+            out = np.empty(len(positions), dtype=dataset.dtype)
+            out[order] = dataset[wanted] if wanted else []
         return out
 
     def values(self, position: int) -> dict[str, object]:
         """Every per-video column of one video (for copying it into another shard)."""
         return {name: self.column(name, np.array([position]))[0] for name in self.layout.info_dtypes}
-
-    def close(self) -> None:
-        self.h5.close()
 
 
 # --- the index --------------------------------------------------------------------------------
@@ -341,8 +382,9 @@ class _Index:
 
 
 class StoreReader:
-    """Reads a store folder. Shards are opened on first use, at most MAX_OPEN_SHARDS at a time,
-    once per process (safe after fork); reading one video's rows touches one shard."""
+    """Reads a store folder. A shard's ids and offsets are read the first time one of its videos is;
+    rows are then read with one `preadv` each, so no file stays open and reading one video's rows
+    touches one shard."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -350,29 +392,18 @@ class StoreReader:
             _Index.load(self.path)  # raises the error that says what is there instead
         self._index = _Index.load(self.path)
         self._position = {entry.vid: i for i, entry in enumerate(self._index.entries)}
-        self._open: OrderedDict[str, _Shard] = OrderedDict()
-        self._pid = os.getpid()
+        self._shards: dict[str, _Shard] = {}
         for name, facts in self._index.shards.items():
             file = self.path / name
             if not file.is_file() or file.stat().st_size != facts["bytes"]:
                 what = "missing" if not file.is_file() else f"{file.stat().st_size} bytes, not {facts['bytes']}"
                 raise StoreError(f"{file} is damaged ({what}): rerun the stage that writes {self.path} (dvc repro)")
-        self.rows_read = 0  # rows read through `get` and `read`: how much of the store a caller touched
+        self.rows_read = 0  # rows read through `get`, `read` and `iter_rows`: how much of the store a caller touched
 
     def _shard(self, name: str) -> _Shard:
-        if self._pid != os.getpid():  # a forked child: the parent's HDF5 handles are not ours to use
-            self._open, self._pid = OrderedDict(), os.getpid()
-        shard = self._open.pop(name, None) or _Shard(self.path / name)
-        self._open[name] = shard
-        while len(self._open) > MAX_OPEN_SHARDS:
-            self._open.popitem(last=False)[1].close()
-        return shard
-
-    def close(self) -> None:
-        if self._pid == os.getpid():
-            for shard in self._open.values():
-                shard.close()
-        self._open = OrderedDict()
+        if name not in self._shards:
+            self._shards[name] = _Shard(self.path / name)
+        return self._shards[name]
 
     @property
     def attrs(self) -> dict[str, object]:
@@ -459,15 +490,10 @@ class StoreReader:
             by_shard.setdefault(entry.shard, []).append(entry)
         for name, entries in sorted(by_shard.items()):
             shard = self._shard(name)
-            if shard.layout.storage == "raw":
-                block = shard.h5["feats"][:]
-                for entry in entries:
-                    self.rows_read += entry.rows
-                    yield entry.vid, block[shard.offsets[entry.position] : shard.offsets[entry.position + 1]]
-            else:
-                for entry in entries:
-                    self.rows_read += entry.rows
-                    yield entry.vid, shard.rows(entry.position)
+            block = shard.all_rows()
+            for entry in entries:
+                self.rows_read += entry.rows
+                yield entry.vid, block[shard.offsets[entry.position] : shard.offsets[entry.position + 1]]
 
     def _column(self, name: str) -> list:
         out: list = [None] * len(self)
@@ -626,7 +652,6 @@ class StoreBuilder:
             print(f"warning: {exc}; its videos are computed again", file=sys.stderr)
             return
         if shard.config != self.config or shard.layout != self.layout:
-            shard.close()
             return
         self._shards[name] = shard
         for position, key in enumerate(zip(shard.ids, shard.sha, strict=True)):
@@ -668,7 +693,6 @@ class StoreBuilder:
     def abort(self) -> None:
         """Drop what this run wrote; the store stays as the last finished run left it."""
         self._writer = None  # its rows were never written
-        self._close_shards()
         listed = set(self._previous.shards) if self._previous else set()
         for name in self.new_shards:
             if name not in listed:
@@ -699,7 +723,6 @@ class StoreBuilder:
         summary.unchanged = current.is_file() and current.read_text(encoding="utf-8") == text
         if not summary.unchanged:
             write_text(current, text)
-        self._close_shards()
         for file in self.path.glob("shard-*.h5"):
             if file.name not in used:
                 file.unlink()
@@ -747,11 +770,6 @@ class StoreBuilder:
         return {
             vid: self._entry(vid, sha, name, i) for i, (vid, sha) in enumerate(zip(shard.ids, shard.sha, strict=True))
         }
-
-    def _close_shards(self) -> None:
-        for shard in self._shards.values():
-            shard.close()
-        self._shards = {}
 
 
 def _named_by_content(file: Path) -> bool:

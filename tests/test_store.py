@@ -228,20 +228,20 @@ def test_a_shard_mostly_dead_is_compacted_and_one_all_dead_deleted(tmp_path, mon
     assert len(StoreReader(path).shards) == 1 and len(list(path.glob("shard-*.h5"))) == 1
 
 
-def test_shards_close_at_their_size_and_a_reader_touches_one_per_video_with_few_open(tmp_path, monkeypatch):
+def test_shards_close_at_their_size_and_a_reader_touches_one_per_video_leaving_none_open(tmp_path, monkeypatch):
     monkeypatch.setenv("REELFEAT_SHARD_MB", str(2 * 12 / (1 << 20)))  # two videos' rows (12 bytes each) per shard
     path = tmp_path / "s"
     build(path, [(f"v{i}", "1") for i in range(10)])
     assert len(StoreReader(path).shards) == 5
-    monkeypatch.setattr(store_module, "MAX_OPEN_SHARDS", 2)
-    before = open_files()
+    opened, real = [], store_module._Shard
+    monkeypatch.setattr(store_module, "_Shard", lambda file: opened.append(file) or real(file))
+    before = open_files(), len(os.listdir("/proc/self/fd"))
     store = StoreReader(path)
     store.get("v7")
-    assert open_files() - before == 1  # one video, one shard
+    assert len(opened) == 1  # one video, one shard
     for vid in store.ids:
-        store.get(vid)
-        assert open_files() - before <= 2
-    store.close()
+        np.testing.assert_array_equal(store.get(vid)[0], rows_for(vid + "1", 2)[0])
+    assert len(opened) == 5 and (open_files(), len(os.listdir("/proc/self/fd"))) == before  # nothing left open
 
 
 def test_frames_kept_as_jpeg_read_back_as_uint8_close_to_the_original(tmp_path):
