@@ -180,6 +180,19 @@ def test_added_video_is_the_only_one_decoded_and_changed_view_the_only_one_redon
     assert StoreReader(root / "out" / "frames").row_shape == (32, 32, 3)
 
 
+def gone(pid: int, wait_s: float = 30) -> bool:
+    """Whether process `pid` has ended (or become a zombie) within `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z":
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
     videos = [f"v{i:02d}.mp4" for i in range(14)]
     for name in videos:
@@ -195,8 +208,10 @@ def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
     deadline = time.monotonic() + 60
     while len(list((out / "frames").glob("shard-*.h5"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
+    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert workers and all(gone(int(pid)) for pid in workers)  # the decode workers do not outlive it
     assert not (out / "frames" / "index.json").exists()  # no store until a run finishes; its shards are whole
     saved = len(list((out / "frames").glob("shard-*.h5")))
     assert 3 <= saved < len(videos)

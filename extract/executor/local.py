@@ -26,7 +26,7 @@ R = TypeVar("R")
 
 def _serve(conn: Connection, others: list[Connection], fn: Callable, init: Callable[[], None] | None) -> None:
     """A worker's loop: (index, item) in, (index, result or Failure) out, until None or the parent is gone."""
-    for other in others:  # the pipes of the workers forked before this one: only the parent may hold them
+    for other in others:  # the parent's ends of every pipe: only the parent may hold them
         other.close()
     if init is not None:
         init()
@@ -49,7 +49,8 @@ class _Worker:
     def __init__(self, fn: Callable, init: Callable[[], None] | None, others: list[Connection]) -> None:
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, others, fn, init), daemon=True)
+        # the child must hold no parent end, its own included: else it never sees the parent die
+        self.process = context.Process(target=_serve, args=(child, [*others, self.conn], fn, init), daemon=True)
         self.process.start()
         child.close()
         self.job: tuple[int, Any] | None = None
