@@ -4,7 +4,8 @@ Writes bench/results/suite.md with the machine, the library versions and each be
 decode (sampled against full), extraction (end to end against model only), reelfeat against the
 naive seed-style pipeline, head training against re-running the backbones every epoch, scaling
 with clip count (local and Ray, Ray's start-up apart) and the peak memory of one 10-minute 1080p
-clip. Every figure is a median of 3 runs (5 for extraction). `--quick` runs small sizes, once
+clip, the cost of growing a DVC project by 1%, heads at scale, and views kept as JPEG. Figures of
+the first benchmarks are medians of 3 runs (5 for extraction). `--quick` runs small sizes, once
 each, to check the suite itself.
 """
 
@@ -26,6 +27,11 @@ BENCH = ROOT / "bench"
 def run(script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, check=True)
     return done.stdout
+
+
+def records_of(output: str) -> list[dict]:
+    """The JSON lines of a benchmark's output (other lines are what the commands it ran printed)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
 def machine() -> list[str]:
@@ -128,6 +134,36 @@ def main() -> None:
         "## Peak memory decoding one long 1080p clip",
         "",
         *table([long], ["seconds", "wall_s", "peak_mb", "peak_mb_max", "runs"]),
+        "",
+    ]
+    incremental = records_of(run("incremental.py", "--videos", *(["20"] if q else ["300", "3000"])))
+    report += [
+        "## Growing a DVC project by 1%: wall time, cache growth, push and pull",
+        "",
+        *table(
+            incremental,
+            ["videos", "added", "full_s", "grow_s", "grow_share", "stores_mb", "cache_growth_mb", "push_mb", "pull_mb"],
+        ),
+        "",
+    ]
+    scale_args = ["--videos", "500", "--tags", "30", "--epochs", "1", "--metrics-videos", "1000"] if q else []
+    metrics, tagger = records_of(run("heads_scale.py", *scale_args))  # the heads CLI prints its metrics too
+    tagger_columns = ["videos", "tags", "epochs", "stores_mb", "train_s", "train_peak_mb", "evaluate_s"]
+    tagger_columns += ["evaluate_peak_mb", "peak_share_of_stores"]
+    metrics_columns = ["metrics_videos", "metrics_classes", "thresholds_s", "metrics_with_bootstrap_s", "resamples"]
+    report += [
+        "## Heads at scale: a BiLSTM tagger on PaddleVideo-sized stores; metrics with bootstrap",
+        "",
+        *table([tagger], tagger_columns),
+        "",
+        *table([metrics], metrics_columns),
+        "",
+    ]
+    jpeg = records_of(run("jpeg.py", "--quality", *(["90"] if q else ["90", "75"])))
+    report += [
+        "## Views kept as JPEG against raw",
+        "",
+        *table(jpeg, list(jpeg[0])),
         "",
     ]
     out = BENCH / "results" / "suite.md"
