@@ -242,6 +242,37 @@ def test_sequence_inputs_are_read_per_batch_never_whole(synthetic, tmp_path):
     assert epoch_rows <= 4 * (len(data.split("train")) + 16 + 2 * len(data.split("val")))  # one epoch, val twice
 
 
+def test_a_store_grown_run_by_run_trains_the_same_head_as_one_built_in_one_go(synthetic, tmp_path):
+    from extract.store import StoreBuilder, StoreReader
+
+    source = StoreReader(synthetic["stores"]["seq"])
+    recipe = source.attrs["recipe"]
+    ids = source.ids
+
+    def build(path, videos, checkpoint_s=30.0):
+        builder = StoreBuilder(
+            path, config=str(source.attrs["config"]), row_shape=source.row_shape, dtype=source.dtype,
+            attrs={"kind": "features", "recipe": recipe}, checkpoint_s=checkpoint_s,
+        )  # fmt: skip
+        for vid in videos:
+            if not builder.reusable(vid, "s"):
+                builder.add(vid, "s", *source.get(vid))
+        builder.finish([(vid, "s") for vid in videos])
+
+    build(tmp_path / "one_go" / "seq", ids)
+    for end in (len(ids) // 3, 2 * len(ids) // 3, len(ids)):  # three runs, each adding videos
+        build(tmp_path / "grown" / "seq", ids[:end], checkpoint_s=0)
+    assert len(StoreReader(tmp_path / "grown" / "seq").shards) > len(StoreReader(tmp_path / "one_go" / "seq").shards)
+    metrics = []
+    for name in ("one_go", "grown"):
+        inputs = [{"store": str(tmp_path / name / "seq"), "pool": "lstm", "hidden": 8, "max_len": 6}]
+        config = config_for(synthetic, tmp_path / name, "multi_class", "action", inputs, epochs=2, bootstrap=20)
+        train(config, tmp_path / name / "head")
+        evaluate(tmp_path / name / "head")
+        metrics.append((tmp_path / name / "head" / "metrics.json").read_bytes())
+    assert metrics[0] == metrics[1]
+
+
 def brute_force_threshold(y: np.ndarray, p: np.ndarray) -> float:
     """Every distinct score and 0.5 tried one by one, F1 as an exact fraction; ties nearest 0.5."""
     from fractions import Fraction
