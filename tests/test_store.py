@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from extract import store as store_module
 from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, describe
+from extract.store import reader as store_reader
 
 INFO = {"duration": "f8", "has_audio": "?", "note": "str"}
 
@@ -233,8 +233,8 @@ def test_shards_close_at_their_size_and_a_reader_touches_one_per_video_leaving_n
     path = tmp_path / "s"
     build(path, [(f"v{i}", "1") for i in range(10)])
     assert len(StoreReader(path).shards) == 5
-    opened, real = [], store_module._Shard
-    monkeypatch.setattr(store_module, "_Shard", lambda file: opened.append(file) or real(file))
+    opened, real = [], store_reader.Shard
+    monkeypatch.setattr(store_reader, "Shard", lambda file: opened.append(file) or real(file))
     before = open_files(), len(os.listdir("/proc/self/fd"))
     store = StoreReader(path)
     store.get("v7")
