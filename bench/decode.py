@@ -73,7 +73,7 @@ def run_one(variant: str, path: Path, view_name: str) -> dict:
     wanted, _ = view.plan(meta)
     start = time.perf_counter()
     if variant == "sampled":
-        frames = media.decode_frames(path, meta, wanted, view.size, view.resize, threads=os.cpu_count() or 1)
+        frames, _ = media.decode_frames(path, meta, wanted, view.size, view.resize, threads=os.cpu_count() or 1)
     else:
         frames = full_decode(path, meta, wanted, view)
     wall = time.perf_counter() - start

@@ -80,8 +80,12 @@ def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray,
         return samples, (np.arange(len(samples)) / view.sample_rate).astype(np.float32), meta.as_info()
     if not meta.has_video:
         raise media.MediaError("no video stream (audio-only file)")
-    index, times = view.plan(meta)
-    frames = media.decode_frames(task.path, meta, index.ravel(), view.size, view.resize, task.threads)
+    index, _ = view.plan(meta)
+    frames, found = media.decode_frames(
+        task.path, meta, index.ravel(), view.size, view.resize, task.threads, view.seek, view.max_shift
+    )
+    # fast and keyframes seeking may take a frame near the planned one: its own time is stored
+    times = view.timestamps(meta, found.reshape(index.shape))
     return frames.reshape(*index.shape, *frames.shape[1:]), times, meta.as_info()
 
 

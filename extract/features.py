@@ -38,6 +38,7 @@ from extract.backbones import (
     Units,
     VideoInput,
     backbone_config,
+    compute_dtype,
     default_device,
 )
 from extract.errors import Failure, StepFailed, describe, step
@@ -286,6 +287,9 @@ def run_features(
             "input": str(source.path),
             "recipe": json.dumps(recipe, sort_keys=True),
             "versions": library_versions(),
+            # what `precision` resolved to on this machine; provenance, not part of the reuse key
+            "precision": str(compute_dtype(config.precision, device)).removeprefix("torch."),
+            "device": device.type,
         },
         info_dtypes=backbone.columns,
         checkpoint_s=checkpoint_seconds(),

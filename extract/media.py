@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from extract.errors import UserError
 
 PROBE_TIMEOUT_S = 30.0
 RESIZE_MODES = ("crop", "pad", "stretch")
+SEEK_MODES = ("exact", "fast", "keyframes")
 # Each seeking input holds a decoder with its frame pool (~16 frames of the source size), so the
 # inputs per ffmpeg process are capped to keep one decode's memory near this budget.
 DECODER_BUDGET_BYTES = 192 << 20
@@ -35,17 +38,23 @@ def ffmpeg_timeout_s() -> float:
 
 
 def _run(cmd: list[str], timeout: float, what: str) -> bytes:
+    return _run_with_log(cmd, timeout, what)[0]
+
+
+def _run_with_log(cmd: list[str], timeout: float, what: str) -> tuple[bytes, str]:
+    """stdout and stderr of a child with a time limit; its failure is the video's, with its last word."""
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise MediaError(f"{what} took longer than {timeout:.0f} s (REELFEAT_FFMPEG_TIMEOUT)") from None
+    log = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
-        raise MediaError(f"{what} failed: {_last_line(done.stderr)}")
-    return done.stdout
+        raise MediaError(f"{what} failed: {_last_line(log)}")
+    return done.stdout, log
 
 
-def _last_line(stderr: bytes) -> str:
-    lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+def _last_line(log: str) -> str:
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and "Parsed_showinfo" not in ln]
     return lines[-1] if lines else "no message from ffmpeg"
 
 
@@ -253,32 +262,149 @@ def decode_frames(
     size: tuple[int, int],
     resize: str,
     threads: int = 0,
-) -> np.ndarray:
-    """Decode the frames at indices `wanted` (into meta.frame_times) as uint8 RGB (len(wanted), H, W, 3).
+    seek: str = "exact",
+    max_shift: float = 0.25,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames for the indices `wanted` (into meta.frame_times), as uint8 RGB (len(wanted), H, W, 3),
+    and the index of the frame each one really is.
 
-    Few ffmpeg processes (DECODER_BUDGET_BYTES caps each): each run of nearby frames is an input that seeks
-    to the run's first frame, `select` passes only the wanted frames to the scaler, and `concat`
-    joins the runs. Skipped frames are decoded but never converted; frames after a run's last
-    wanted frame are never decoded at all.
+    `seek` says how exactly (see SEEK_MODES): `exact` gives the wanted frames themselves; `fast`
+    decodes reference frames only and gives, for each wanted frame, the nearest decoded one within
+    `max_shift` seconds (the wanted frame itself where none is); `keyframes` gives the keyframe
+    nearest in time, decoding keyframes only.
+
+    Few ffmpeg processes (DECODER_BUDGET_BYTES caps each): each run of nearby frames is an input that
+    seeks to the run's first frame, `select` passes only the frames around wanted ones to the scaler,
+    and `concat` joins the runs. Frames after a run's last wanted frame are never decoded at all.
     """
     wanted = np.asarray(wanted, dtype=np.int64)
     height, width = size
     if not len(wanted):
-        return np.zeros((0, height, width, 3), np.uint8)
-    if not meta.seekable:
+        return np.zeros((0, height, width, 3), np.uint8), wanted
+    if seek not in SEEK_MODES:
+        raise ValueError(f"unknown seek mode {seek!r}; expected one of {', '.join(SEEK_MODES)}")
+    if not meta.seekable:  # frames can only be picked by number, in decoding order
         order = np.unique(wanted)
         frames = _decode_in_order(path, order, size, resize, threads)
-        return frames[np.searchsorted(order, wanted)]
+        return frames[np.searchsorted(order, wanted)], wanted
+    if seek == "keyframes":
+        wanted = nearest_keyframe(meta, wanted)
+    order = np.unique(wanted)
+    if seek == "fast":
+        found, got = _decode_fast(path, meta, order, size, resize, threads, max_shift)
+        missing = order[got < 0]
+        if len(missing):  # no reference frame near enough: decode those exactly
+            found[got < 0] = _decode_exact(path, meta, missing, size, resize, threads, "")
+            got[got < 0] = missing
+    else:
+        # keyframes: the decoder skips every other frame; a file whose decoder disagrees on what is a
+        # keyframe comes out short and is decoded exactly instead
+        skip = "nokey" if seek == "keyframes" else ""
+        try:
+            found, got = _decode_exact(path, meta, order, size, resize, threads, skip), order
+        except MediaError:
+            if not skip:
+                raise
+            found, got = _decode_exact(path, meta, order, size, resize, threads, ""), order
+    position = np.searchsorted(order, wanted)
+    return found[position], got[position]
+
+
+def nearest_keyframe(meta: Probe, wanted: np.ndarray) -> np.ndarray:
+    """For each wanted frame index, the index of the keyframe nearest to it in time."""
+    key_index = np.unique(np.clip(np.searchsorted(meta.frame_times, meta.keyframe_times), 0, len(meta.frame_times) - 1))
+    key_times = meta.frame_times[key_index]
+    after = np.clip(np.searchsorted(key_times, meta.frame_times[wanted]), 0, len(key_times) - 1)
+    before = np.clip(after - 1, 0, len(key_times) - 1)
+    target = meta.frame_times[wanted]
+    closer_before = np.abs(target - key_times[before]) <= np.abs(key_times[after] - target)
+    return key_index[np.where(closer_before, before, after)]
+
+
+def _frame_windows(meta: Probe) -> np.ndarray:
+    """(M + 1,) bounds: frame i is the only frame with a time in [bounds[i], bounds[i + 1])."""
     times = meta.frame_times
-    # A window around each frame, halfway to its neighbours, holds that frame and no other.
-    bounds = np.concatenate([[times[0] - 1.0], (times[1:] + times[:-1]) / 2, [times[-1] + 1.0]])
-    runs = seek_segments(times, meta.keyframe_times, wanted)
+    return np.concatenate([[times[0] - 1.0], (times[1:] + times[:-1]) / 2, [times[-1] + 1.0]])
+
+
+def _decoder_cap(meta: Probe) -> int:
+    """Seeking inputs per ffmpeg process, so that their decoders' frame pools fit the budget."""
     per_input = max(1, meta.width * meta.height) * 1.5 * 16  # yuv420 frame pool of one decoder
-    cap = max(2, int(DECODER_BUDGET_BYTES // per_input))
-    batches = [runs[i : i + cap] for i in range(0, len(runs), cap)]
-    frames = np.concatenate([_decode_runs(path, meta, batch, bounds, size, resize, threads) for batch in batches])
-    position = {int(i): k for k, i in enumerate(np.concatenate(runs))}
-    return frames[[position[int(i)] for i in wanted]]
+    return max(2, int(DECODER_BUDGET_BYTES // per_input))
+
+
+def _decode_exact(
+    path: str | Path, meta: Probe, order: np.ndarray, size: tuple[int, int], resize: str, threads: int, skip: str
+) -> np.ndarray:
+    """The frames at the sorted unique indices `order`, each selected by its own time window."""
+    bounds = _frame_windows(meta)
+    windows = np.stack([bounds[order], bounds[order + 1]], axis=1)
+    frames = []
+    for runs, run_windows in _batches(meta, order, windows):
+        stream = _windowed_inputs(path, meta, runs, run_windows, size, resize, threads, skip, log=False)
+        raw, _ = _run_decode(stream, len(run_windows))
+        frames.append(_frames(raw, size, len(run_windows)))
+    return np.concatenate(frames)
+
+
+def _batches(meta: Probe, order: np.ndarray, windows: np.ndarray) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+    """Runs of `order` that one seek serves, grouped per ffmpeg process, with their windows."""
+    runs = seek_segments(meta.frame_times, meta.keyframe_times, order)
+    cap, start = _decoder_cap(meta), 0
+    for first in range(0, len(runs), cap):
+        batch = runs[first : first + cap]
+        count = sum(len(run) for run in batch)
+        yield batch, windows[start : start + count]
+        start += count
+
+
+def _decode_fast(
+    path: str | Path,
+    meta: Probe,
+    order: np.ndarray,
+    size: tuple[int, int],
+    resize: str,
+    threads: int,
+    max_shift: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference frames only: for each index in `order`, the decoded frame nearest to it within a
+    window of +-max_shift seconds (cut halfway to the neighbouring wanted frames, and never reaching
+    back past the keyframe the frame depends on, which would decode the previous group of pictures).
+
+    Returns the frames and the frame index of each (-1 where the window held no decoded frame).
+    Which frames a decoder skips is only known once it has run, so showinfo reports the time of
+    every frame that passes `select`.
+    """
+    times, bounds = meta.frame_times, _frame_windows(meta)
+    target = times[order]
+    key_before = meta.keyframe_times[np.clip(np.searchsorted(meta.keyframe_times, target, "right") - 1, 0, None)]
+    low = np.maximum(target - max_shift, key_before - 1e-6)
+    low = np.maximum(low, np.concatenate([[-np.inf], (target[1:] + target[:-1]) / 2]))
+    low = np.minimum(low, bounds[order])  # a window always holds its own frame
+    high = np.minimum(target + max_shift, np.concatenate([(target[1:] + target[:-1]) / 2, [np.inf]]))
+    high = np.maximum(high, bounds[order + 1])
+    windows = np.stack([low, high], axis=1)
+    height, width = size
+    found = np.zeros((len(order), height, width, 3), np.uint8)
+    got = np.full(len(order), -1, np.int64)
+    start = 0
+    for runs, run_windows in _batches(meta, order, windows):
+        stream = _windowed_inputs(path, meta, runs, run_windows, size, resize, threads, "noref", log=True)
+        raw, log = _run_decode(stream, None)
+        shown = np.sort(np.asarray(_SHOWN_TIME.findall(log), dtype=np.float64))
+        frames = _frames(raw, size, len(shown))
+        index = np.clip(np.searchsorted(bounds, shown, "right") - 1, 0, len(times) - 1)  # shown time -> frame
+        slot = np.searchsorted(run_windows[:, 0], shown, "right") - 1  # the window each frame fell in
+        for k in range(len(run_windows)):
+            mine = np.flatnonzero(slot == k)
+            if len(mine):
+                best = mine[np.argmin(np.abs(times[index[mine]] - target[start + k]))]
+                found[start + k], got[start + k] = frames[best], index[best]
+        start += len(run_windows)
+    return found, got
+
+
+_SHOWN_TIME = re.compile(r"Parsed_showinfo.* n: *\d+ .*pts_time:(-?[0-9.]+(?:e-?[0-9]+)?)")
 
 
 def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, threads: int = 0) -> np.ndarray:
@@ -306,40 +432,55 @@ def _decode_in_order(
     spans = np.split(wanted, np.flatnonzero(np.diff(wanted) > 1) + 1)  # runs of consecutive frames
     select = "+".join(f"between(n,{span[0]},{span[-1]})" for span in spans)
     stream = ffmpeg.input(str(path), threads=threads).video.filter("select", select)
-    return _run_decode(resize_filters(stream, size, resize), len(wanted), size)
+    raw, _ = _run_decode(resize_filters(stream, size, resize), len(wanted))
+    return _frames(raw, size, len(wanted))
 
 
-def _decode_runs(
+def _windowed_inputs(
     path: str | Path,
     meta: Probe,
     runs: list[np.ndarray],
-    bounds: np.ndarray,
+    windows: np.ndarray,
     size: tuple[int, int],
     resize: str,
     threads: int,
-) -> np.ndarray:
-    """One ffmpeg process: an input per run (seek, read to the run's end), `select`, resize, concat."""
-    streams = []
+    skip: str,
+    log: bool,
+) -> ffmpeg.Stream:
+    """One input per run (seek, read to the run's end) passing frames inside its windows, then resize
+    and concat. `skip` is the decoder's skip_frame (noref, nokey, or "" for every frame); `log`
+    adds showinfo, which prints the time of each frame passed."""
+    streams, start = [], 0
     for run in runs:
-        select = "+".join(f"gte(t,{bounds[i]:.6f})*lt(t,{bounds[i + 1]:.6f})" for i in run)
-        seek = max(0.0, bounds[run[0]] - meta.start_time)
-        # Read only up to the run's last frame: ffmpeg demuxes all inputs at once, and an input
+        run_windows = windows[start : start + len(run)]
+        start += len(run)
+        select = "+".join(f"gte(t,{low:.6f})*lt(t,{high:.6f})" for low, high in run_windows)
+        seek = max(0.0, run_windows[0, 0] - meta.start_time)
+        # Read only up to the run's last window: ffmpeg demuxes all inputs at once, and an input
         # without a limit would be decoded to the end of the file.
-        length = bounds[run[-1] + 1] - meta.start_time - seek
-        stream = ffmpeg.input(str(path), copyts=None, ss=f"{seek:.6f}", t=f"{length:.6f}", threads=threads).video
-        streams.append(resize_filters(stream.filter("select", select), size, resize))
-    joined = streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=1, a=0)
-    return _run_decode(joined, sum(len(run) for run in runs), size)
+        length = run_windows[-1, 1] - meta.start_time - seek
+        options: dict[str, object] = {"copyts": None, "ss": f"{seek:.6f}", "t": f"{length:.6f}", "threads": threads}
+        if skip:
+            options["skip_frame"] = skip
+        stream = resize_filters(ffmpeg.input(str(path), **options).video.filter("select", select), size, resize)
+        streams.append(stream.filter("showinfo") if log else stream)  # after the resize: small frames to sum
+    return streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=1, a=0)
 
 
-def _run_decode(stream: ffmpeg.Stream, count: int, size: tuple[int, int]) -> np.ndarray:
-    """Run one ffmpeg filter graph to `count` raw RGB frames of `size`; fewer is the video's failure."""
-    cmd = (
-        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", vframes=count, fps_mode="passthrough")
-        .global_args("-nostdin", "-v", "error")
-        .compile()
-    )
-    raw = _run(cmd, ffmpeg_timeout_s(), "ffmpeg decode")
+def _run_decode(stream: ffmpeg.Stream, count: int | None) -> tuple[bytes, str]:
+    """Run one ffmpeg filter graph to raw RGB frames (at most `count`), with its log.
+
+    The log holds showinfo's lines where the graph has showinfo (it logs at the info level).
+    """
+    output: dict[str, object] = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
+    if count is not None:
+        output["vframes"] = count
+    level = ("-v", "info", "-hide_banner", "-nostats") if count is None else ("-v", "error")
+    cmd = stream.output("pipe:", **output).global_args("-nostdin", *level).compile()
+    return _run_with_log(cmd, ffmpeg_timeout_s(), "ffmpeg decode")
+
+
+def _frames(raw: bytes, size: tuple[int, int], count: int) -> np.ndarray:
     height, width = size
     frame_bytes = height * width * 3
     if len(raw) < count * frame_bytes:

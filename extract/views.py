@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extract.errors import UserError
-from extract.media import RESIZE_MODES, Probe
+from extract.media import RESIZE_MODES, SEEK_MODES, Probe
 
 
 class ConfigError(UserError):
@@ -61,6 +61,8 @@ class FramesView:
     resize: str = "crop"
     storage: str = "raw"  # raw | jpeg: frames kept as JPEG (about a tenth of the bytes; see the README)
     jpeg_quality: int = 90
+    seek: str = "exact"  # exact | fast | keyframes: how exactly frames are found (see the README)
+    max_shift: float = 0.25  # fast: seconds a frame may move to the nearest decoded reference frame
 
     def validate(self, where: str) -> None:
         if (self.num_frames is None) == (self.fps is None):
@@ -75,7 +77,11 @@ class FramesView:
         else:
             seconds = (np.arange(self.num_frames) + 0.5) * span / self.num_frames
         index = _frame_at(meta, seconds)
-        return index, (meta.frame_times[index] - meta.frame_times[0]).astype(np.float32)
+        return index, self.timestamps(meta, index)
+
+    def timestamps(self, meta: Probe, index: np.ndarray) -> np.ndarray:
+        """Each row's time: its frame's, from the first frame."""
+        return (meta.frame_times[index] - meta.frame_times[0]).astype(np.float32)
 
     def row_shape(self) -> tuple[int, ...]:
         return (*self.size, 3)
@@ -99,10 +105,14 @@ class ClipsView:
     resize: str = "crop"
     storage: str = "raw"  # raw | jpeg
     jpeg_quality: int = 90
+    seek: str = "exact"  # exact | fast (frames spread out, as with fps: null, gain most)
+    max_shift: float = 0.25
 
     def validate(self, where: str) -> None:
         if self.num_clips < 1 or self.clip_len < 1:
             raise ConfigError(f"{where}: num_clips and clip_len must be at least 1")
+        if self.seek == "keyframes":
+            raise ConfigError(f"{where}: seek: keyframes would fill a clip with one frame; use exact or fast")
         _check_size(self, where)
 
     def plan(self, meta: Probe) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +128,12 @@ class ClipsView:
             starts = np.arange(self.num_clips) * share
             seconds = starts[:, None] + (steps[None, :] + 0.5) * share / self.clip_len
         index = _frame_at(meta, seconds.ravel()).reshape(self.num_clips, self.clip_len)
+        return index, self.timestamps(meta, index)
+
+    def timestamps(self, meta: Probe, index: np.ndarray) -> np.ndarray:
+        """Each clip's time: halfway between its first and last frame, from the first frame."""
         times = meta.frame_times[index] - meta.frame_times[0]
-        return index, ((times[:, 0] + times[:, -1]) / 2).astype(np.float32)
+        return ((times[:, 0] + times[:, -1]) / 2).astype(np.float32)
 
     def row_shape(self) -> tuple[int, ...]:
         return (self.clip_len, *self.size, 3)
@@ -155,6 +169,10 @@ def _check_size(view: FramesView | ClipsView, where: str) -> None:
         raise ConfigError(f"{where}: storage {view.storage!r} is not one of ['raw', 'jpeg']")
     if not 1 <= view.jpeg_quality <= 100:
         raise ConfigError(f"{where}: jpeg_quality must be 1..100, got {view.jpeg_quality}")
+    if view.seek not in SEEK_MODES:
+        raise ConfigError(f"{where}: seek {view.seek!r} is not one of {list(SEEK_MODES)}")
+    if view.max_shift < 0:
+        raise ConfigError(f"{where}: max_shift must be 0 or more seconds, got {view.max_shift}")
 
 
 def view_from_params(name: str, values: dict[str, Any]) -> View:
@@ -169,5 +187,14 @@ def view_from_params(name: str, values: dict[str, Any]) -> View:
 
 
 def view_config_json(view: View) -> str:
-    """The canonical JSON of a view: the reuse key of its store."""
-    return json.dumps({"view": dataclasses.asdict(view)}, sort_keys=True)
+    """The canonical JSON of a view: the reuse key of its store.
+
+    Seek settings appear only where they change the rows, so stores made before views had them
+    (all exact) keep their key.
+    """
+    values = dataclasses.asdict(view)
+    if values.get("seek") != "fast":
+        values.pop("max_shift", None)
+    if values.get("seek") == "exact":
+        del values["seek"]
+    return json.dumps({"view": values}, sort_keys=True)

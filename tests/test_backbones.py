@@ -54,7 +54,13 @@ def reference_torchvision(name: str, weights: Path) -> torch.nn.Module:
 def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, weights_dir):
     weights = save_torchvision(weights_dir, "resnet18")
     source = write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(5, seed=1)})
-    config = {"model": "resnet18", "input": str(source), "weights": str(weights), "dtype": "float32"}
+    config = {
+        "model": "resnet18",
+        "input": str(source),
+        "weights": str(weights),
+        "dtype": "float32",
+        "precision": "float32",
+    }
     summary = run_features("r18", config, tmp_path / "r18", batch_size=4, workers=0)
     assert summary.computed == 2
     store = StoreReader(tmp_path / "r18")
@@ -80,7 +86,7 @@ def test_video_model_rows_equal_torchvision_on_its_transforms(tmp_path, weights_
     size, length = (64, 8) if name == "mc3_18" else (224, 14)
     clips = frames(2 * length, size).reshape(2, length, size, size, 3)
     source = write_input(tmp_path / "clips", "clips", {"v": clips}, times={"v": np.array([1.0, 3.0], np.float32)})
-    config = {"model": name, "input": str(source), "weights": str(weights), "dtype": "float32"}
+    config = {"model": name, "input": str(source), "weights": str(weights), "dtype": "float32", "precision": "float32"}
     run_features(name, config, tmp_path / "f", workers=0)
     from torchvision.models import get_model_weights
 
@@ -119,6 +125,7 @@ def test_bert_pooled_rows_equal_transformers_on_the_tokenizer_output(tmp_path, b
         "pooling": pooling,
         "max_tokens": 6,
         "dtype": "float32",
+        "precision": "float32",
     }
     run_features("bert", config, tmp_path / "bert", workers=0)
     store = StoreReader(tmp_path / "bert")
@@ -146,6 +153,7 @@ def test_bert_token_rows_are_the_unpadded_tokens(tmp_path, bert_folder):
         "output": "tokens",
         "max_tokens": 5,
         "dtype": "float32",
+        "precision": "float32",
     }
     run_features("bert", config, tmp_path / "tok", workers=0)
     store = StoreReader(tmp_path / "tok")
@@ -182,7 +190,13 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
 
     clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
     source = write_input(tmp_path / "clips", "clips", {"v": clips})
-    config = {"model": "videomae", "input": str(source), "weights": str(videomae_folder), "dtype": "float32"}
+    config = {
+        "model": "videomae",
+        "input": str(source),
+        "weights": str(videomae_folder),
+        "dtype": "float32",
+        "precision": "float32",
+    }
     run_features("videomae", config, tmp_path / "f", workers=0)
     processor = VideoMAEImageProcessor.from_pretrained(videomae_folder)
     model = VideoMAEModel.from_pretrained(videomae_folder).eval()
@@ -209,6 +223,7 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
         "weights": str(vggish_folder),
         "postprocess": postprocess,
         "dtype": "float32",
+        "precision": "float32",
     }
     run_features("vggish", config, tmp_path / "v", workers=0)
     store = StoreReader(tmp_path / "v")
@@ -240,6 +255,7 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
         "weights": str(whisper_file),
         "transcribe": False,
         "dtype": "float32",
+        "precision": "float32",
     }
     run_features("whisper", config, tmp_path / "w", workers=0)
     store = StoreReader(tmp_path / "w")
@@ -426,6 +442,7 @@ def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence(tmp_path):
         "weights": str(REAL_WEIGHTS / "all-MiniLM-L6-v2"),
         "pooling": "mean",
         "dtype": "float32",
+        "precision": "float32",
     }
     run_features("minilm", config, tmp_path / "m", workers=0)
     store = StoreReader(tmp_path / "m")
@@ -465,3 +482,61 @@ def test_registered_torchvision_backbones_load_and_give_their_width(tmp_path, we
 
 def test_make_video_fixture_is_decodable(tmp_path):  # guards the helpers the stage tests build on
     assert make_video(tmp_path / "x.mp4").stat().st_size > 0
+
+
+def _family_case(name: str, tmp_path: Path, request) -> tuple[str, dict]:
+    """(params key, config) of one small model per backbone family, on a fitting input store."""
+    weights_dir = request.getfixturevalue("weights_dir")
+    if name == "image":
+        source = write_input(tmp_path / "in", "frames", {"a": frames(3), "b": frames(2, seed=1)})
+        return "resnet18", {"input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    if name == "video":
+        # one short clip: emulated bfloat16 3-D convolutions take minutes on a larger one
+        source = write_input(tmp_path / "in", "clips", {"a": frames(2).reshape(1, 2, 64, 64, 3)})
+        return "mc3_18", {"input": str(source), "weights": str(save_torchvision(weights_dir, "mc3_18"))}
+    if name == "videomae":
+        source = write_input(tmp_path / "in", "clips", {"a": frames(8, 48).reshape(2, 4, 48, 48, 3)})
+        return "videomae", {"input": str(source), "weights": str(request.getfixturevalue("videomae_folder"))}
+    if name == "text":
+        manifest = write_manifest(tmp_path / "m.csv", {"a": "a cat on a mat", "b": "rain over the sea at night"})
+        weights = request.getfixturevalue("bert_folder")
+        return "bert", {"input": str(manifest), "weights": str(weights), "pooling": "mean"}
+    source = write_input(tmp_path / "in", "audio", {"a": tone(3.0), "b": tone(2.0, 300.0)})
+    if name == "vggish":
+        weights = request.getfixturevalue("vggish_folder")
+        return "vggish", {"input": str(source), "weights": str(weights), "postprocess": False}
+    weights = request.getfixturevalue("whisper_file")
+    return "whisper", {"input": str(source), "weights": str(weights), "transcribe": False}
+
+
+@pytest.mark.parametrize("family", ["image", "video", "videomae", "text", "vggish", "whisper"])
+def test_bfloat16_rows_stay_within_cosine_0999_of_float32(tmp_path, request, family):
+    # Forced bfloat16 runs on any CPU (emulated where it is not native, slower but the same rounding),
+    # so the check runs everywhere instead of being skipped on machines without AVX512-BF16.
+    key, config = _family_case(family, tmp_path, request)
+    stores = {}
+    for precision in ("float32", "bfloat16"):
+        values = {**config, "dtype": "float32", "precision": precision}
+        run_features(key, values, tmp_path / precision, workers=0, device=torch.device("cpu"))
+        stores[precision] = StoreReader(tmp_path / precision)
+        assert stores[precision].attrs["precision"] == precision
+    for vid in stores["float32"].ids:
+        full, reduced = stores["float32"].get(vid)[0], stores["bfloat16"].get(vid)[0]
+        assert full.shape == reduced.shape and len(full)
+        cosine = (full * reduced).sum(1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(reduced, axis=1))
+        assert cosine.min() >= 0.999, f"{family} {vid}: min cosine {cosine.min():.5f}"
+        assert not np.array_equal(full, reduced)  # bfloat16 really ran
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_does_it_natively(tmp_path, weights_dir):
+    from extract.backbones import compute_dtype, cpu_has_native_bf16
+
+    native = cpu_has_native_bf16()
+    assert compute_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+    assert compute_dtype("auto", torch.device("cuda")) == torch.float16
+    assert compute_dtype("float32", torch.device("cuda")) == torch.float32
+    source = write_input(tmp_path / "in", "frames", {"a": frames(2)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    run_features("r18", config, tmp_path / "f", workers=0, device=torch.device("cpu"))
+    attrs = StoreReader(tmp_path / "f").attrs
+    assert attrs["precision"] == ("bfloat16" if native else "float32") and attrs["device"] == "cpu"

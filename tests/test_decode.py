@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, ffmpeg, make_video
 
+from extract import media
 from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
 from extract.decode import run_decode, views_from_params
 from extract.manifest import read_prepared
@@ -178,6 +179,21 @@ def test_added_video_is_the_only_one_decoded_and_changed_view_the_only_one_redon
     redone = run_decode(rows, bigger, root / "out", workers=2)
     assert {name: s.computed for name, s in redone.items()} == {"frames": 3, "clips": 0, "audio": 0}
     assert StoreReader(root / "out" / "frames").row_shape == (32, 32, 3)
+
+
+def test_seek_modes_store_the_real_times_of_the_frames_they_found(tmp_path):
+    video = make_video(tmp_path / "long_gop.mp4", seconds=6, rate=30, audio=False, gop=300, extra=("-bf", "3"))
+    rows = [{"id": "v", "video": str(video), "sha256": "x"}]
+    view = {"type": "frames", "num_frames": 8, "max_seconds": None, "size": [16, 16]}
+    views = views_from_params({"views": {seek: {**view, "seek": seek} for seek in ("exact", "fast", "keyframes")}})
+    run_decode(rows, views, tmp_path / "out", workers=0)
+    meta = media.probe(video)
+    real = meta.frame_times - meta.frame_times[0]
+    times = {seek: StoreReader(tmp_path / "out" / seek).get("v")[1] for seek in views}
+    for seek, stamps in times.items():
+        assert len(stamps) == 8 and np.abs(real[None, :] - stamps[:, None]).min(1).max() < 1e-4, seek
+    assert np.abs(times["fast"] - times["exact"]).max() <= 0.25 + 1e-4
+    assert set(np.round(times["keyframes"], 4)) <= set(np.round(meta.keyframe_times - meta.frame_times[0], 4))
 
 
 def gone(pid: int, wait_s: float = 30) -> bool:

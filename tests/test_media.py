@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from extract import media
 from extract.views import ClipsView, FramesView
 
 
+@functools.lru_cache(maxsize=4)  # real clips are checked in several modes against one reference
 def full_decode(path: Path, size: tuple[int, int], resize: str) -> tuple[np.ndarray, np.ndarray]:
     """Every frame in presentation order, decoded and resized in one pass, and the decoder's own time of
     each frame from the first (NaN where it has none: frames flushed at the end of a stream without
@@ -50,7 +52,7 @@ def assert_matches_full_decode(path: Path, view: FramesView | ClipsView) -> None
     """Each sampled frame is the reference's frame with that number, and its stored time is that frame's time."""
     meta = media.probe(path)
     index, _ = view.plan(meta)
-    got = media.decode_frames(path, meta, index.ravel(), view.size, view.resize)
+    got, _ = media.decode_frames(path, meta, index.ravel(), view.size, view.resize)
     reference, times = full_decode(path, view.size, view.resize)
     assert len(reference) == len(meta.frame_times)
     np.testing.assert_array_equal(got, reference[index.ravel()])
@@ -143,6 +145,54 @@ def test_real_clips_equal_full_decode(shared_media, name):
     assert_matches_full_decode(shared_media / name, FramesView(num_frames=16, max_seconds=None, size=(64, 64)))
 
 
+def tiktok_like(tmp_path: Path) -> Path:
+    """Like a real TikTok: one keyframe in 10 s, three B-frames (a pyramid) between references."""
+    return lavfi_clip(
+        tmp_path / "long_gop.mp4",
+        *("-c:v", "libx264", "-bf", "3", "-x264-params", "keyint=300:min-keyint=300:scenecut=0:b-pyramid=normal"),
+        seconds=12,
+        rate=30,
+    )
+
+
+def assert_nearby_frames(path: Path, seek: str, max_shift: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """Frames from a `seek` mode are the reference's frames at the indices it reports, and those lie where
+    the mode promises; returns (planned, found) indices."""
+    meta = media.probe(path)
+    view = FramesView(num_frames=10, max_seconds=None, size=(32, 32))
+    planned, _ = view.plan(meta)
+    got, found = media.decode_frames(path, meta, planned, view.size, view.resize, seek=seek, max_shift=max_shift)
+    reference, times = full_decode(path, view.size, view.resize)
+    np.testing.assert_array_equal(got, reference[found])
+    shift = np.abs(meta.frame_times[found] - meta.frame_times[planned])
+    if seek == "fast":
+        assert shift.max() <= max_shift + 1e-6
+    else:  # keyframes: the keyframe nearest to each planned frame
+        assert set(meta.frame_times[found]) <= set(meta.keyframe_times)
+        nearest = np.abs(meta.keyframe_times[None, :] - meta.frame_times[planned][:, None]).min(1)
+        np.testing.assert_allclose(shift, nearest, atol=1e-6)
+    stored = view.timestamps(meta, found)  # real times of the frames found, as decode stores them
+    np.testing.assert_allclose(stored, times[found], atol=1e-4)
+    return planned, found
+
+
+@pytest.mark.parametrize("seek", ["fast", "keyframes"])
+def test_seek_modes_give_real_frames_near_the_planned_ones(tmp_path, seek):
+    planned, found = assert_nearby_frames(tiktok_like(tmp_path), seek)
+    assert (planned != found).any()  # the case it stands for: frames really moved
+
+
+def test_fast_seek_without_a_reference_frame_near_enough_decodes_exactly(tmp_path):
+    planned, found = assert_nearby_frames(tiktok_like(tmp_path), "fast", max_shift=0.0)
+    np.testing.assert_array_equal(planned, found)
+
+
+@pytest.mark.parametrize("seek", ["fast", "keyframes"])
+@pytest.mark.parametrize("name", ["tiktok_talking.mp4", "tiktok_dance_hevc.mp4", "paddlevideo_example.avi"])
+def test_seek_modes_on_real_clips(shared_media, name, seek):
+    assert_nearby_frames(shared_media / name, seek)
+
+
 def test_probe_reports_streams_and_frames(clip):
     meta = media.probe(clip)
     assert meta.has_video and meta.has_audio
@@ -159,9 +209,9 @@ def test_phone_rotation_is_honoured(tmp_path):
     meta = media.probe(rotated)
     assert meta.rotation in (90, 270) and (meta.width, meta.height) == (48, 64)
     view = FramesView(num_frames=3, max_seconds=None, size=(64, 48), resize="stretch")
-    upright = media.decode_frames(rotated, meta, view.plan(meta)[0], view.size, view.resize).astype(int)
+    upright = media.decode_frames(rotated, meta, view.plan(meta)[0], view.size, view.resize)[0].astype(int)
     flat_meta = media.probe(plain)
-    flat = media.decode_frames(plain, flat_meta, view.plan(flat_meta)[0], (48, 64), "stretch").astype(int)
+    flat = media.decode_frames(plain, flat_meta, view.plan(flat_meta)[0], (48, 64), "stretch")[0].astype(int)
     turned = [np.abs(upright - np.rot90(flat, k, axes=(1, 2))).mean() for k in (1, -1)]
     assert min(turned) < 3 < max(turned), turned  # one quarter turn matches, the other does not
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from extract.media import Probe
-from extract.views import AudioView, ClipsView, ConfigError, FramesView, view_from_params
+from extract.views import AudioView, ClipsView, ConfigError, FramesView, view_config_json, view_from_params
 
 
 def fake_probe(frames: int, fps: float = 10.0, start: float = 0.0) -> Probe:
@@ -61,6 +61,9 @@ def test_clip_without_fps_spreads_over_the_span_like_the_dads_seed():
         ({"type": "frames", "fps": 2}, "exactly one of num_frames and fps"),
         ({"type": "frames", "resize": "squash"}, "resize 'squash' is not one of"),
         ({"type": "clips", "size": [112]}, "size must be"),
+        ({"type": "frames", "seek": "nearest"}, "seek 'nearest' is not one of"),
+        ({"type": "clips", "seek": "keyframes"}, "keyframes would fill a clip with one frame"),
+        ({"type": "frames", "seek": "fast", "max_shift": -1}, "max_shift must be 0 or more"),
     ],
 )
 def test_bad_view_params_name_the_key(params, message):
@@ -72,3 +75,12 @@ def test_bad_view_params_name_the_key(params, message):
 def test_view_params_round_trip():
     view = view_from_params("a", {"type": "audio", "sample_rate": 8000})
     assert view == AudioView(sample_rate=8000)
+
+
+def test_seek_settings_enter_the_reuse_key_only_where_they_change_rows():
+    exact = view_config_json(FramesView())
+    assert "seek" not in exact and "max_shift" not in exact  # stores made before seek modes keep their key
+    assert view_config_json(FramesView(max_shift=1.0)) == exact
+    fast = view_config_json(FramesView(seek="fast"))
+    assert fast != exact and fast != view_config_json(FramesView(seek="fast", max_shift=0.1))
+    assert "max_shift" not in view_config_json(FramesView(seek="keyframes", max_shift=1.0))

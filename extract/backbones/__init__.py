@@ -27,6 +27,7 @@ from extract.views import ConfigError, build_config
 
 FAMILY_MODULES = ("image", "video", "videomae", "text", "vggish", "whisper")
 INPUT_KINDS = ("frames", "clips", "audio", "text")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,35 @@ class BackboneConfig:
     input: str = ""  # what it reads: a decoded store, the prepared manifest, or a whisper store
     weights: str | None = None  # library name or local file/folder; null: the model's default weights
     dtype: str = "float16"  # of the stored features: float16 or float32
+    # the model's compute precision; auto: what the hardware does fast (see `compute_dtype`)
+    precision: str = "auto"
 
     def validate(self, where: str) -> None:
         if not self.input:
             raise ConfigError(f"{where}.input: name the file it reads, e.g. data/decoded/frames")
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not float16 or float32")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{where}.precision: {self.precision!r} is not one of {list(PRECISIONS)}")
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16, as torch's CPU feature detection reports them."""
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a backbone computes in: `auto` picks bfloat16 on CPUs that do it natively (2-2.6x the
+    float32 rate measured on AVX512-BF16; emulated it is slower than float32), float16 on CUDA, else
+    float32. Any other setting is taken as given, so `float32` forces full precision anywhere."""
+    if precision != "auto":
+        return getattr(torch, precision)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
 
 
 @dataclass
@@ -84,6 +108,7 @@ class Backbone:
         self.weights = weights
         self.dim = dim
         self.device = device
+        self.compute_dtype = compute_dtype(config.precision, device)
 
     def preprocessing(self) -> dict[str, Any]:
         """What is done to inputs before the model, recorded in the store."""
@@ -104,9 +129,10 @@ class Backbone:
         return Rows(np.stack(outputs).reshape(len(outputs), -1), units.timestamps)
 
     def autocast(self) -> torch.autocast:
-        """Mixed precision on CUDA; plain float32 on the CPU."""
-        enabled = self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=enabled)
+        """Mixed precision in `compute_dtype` (autocast keeps reductions and norms in float32)."""
+        enabled = self.compute_dtype != torch.float32
+        dtype = self.compute_dtype if enabled else torch.bfloat16  # autocast checks dtype even when disabled
+        return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
 
 def require_sample_rate(backbone: Backbone, source_config: dict | None, rate: int) -> None:

@@ -106,7 +106,8 @@ class VGGishBackbone(Backbone):
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
-        embeddings = self.model(batch.to(self.device).float())
+        with self.autocast():
+            embeddings = self.model(batch.to(self.device).float()).float()
         if self.postprocessor is not None:
             embeddings = self.postprocessor.postprocess(embeddings).reshape(len(batch), -1)
         return embeddings.float()
