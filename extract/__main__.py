@@ -17,7 +17,8 @@ import yaml
 from tqdm import tqdm
 
 from extract.errors import UserError
-from extract.views import ConfigError
+from extract.media import SEEK_MODES
+from extract.views import AudioView, ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
 
@@ -97,6 +98,47 @@ def cmd_features(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=bar,
             backend=args.backend,
+        )
+    failed = print_summary({args.backbone: summary}, "extracted")
+    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from extract.backbones import get_backbone
+    from extract.manifest import video_rows
+    from extract.oneshot import run_one_shot
+    from extract.store import print_summary
+    from extract.views import ClipsView, FramesView
+
+    if bool(args.videos) == bool(args.manifest):
+        raise ConfigError("name video files, or give a table with --manifest, not both")
+    kind = get_backbone(args.backbone).input_kind
+    sampling = {"max_seconds": args.max_seconds, "seek": args.seek}
+    if kind == "frames":
+        count = {"num_frames": None, "fps": args.fps} if args.fps else {"num_frames": args.frames}
+        view = FramesView(**count, **sampling)
+    elif kind == "clips":
+        view = ClipsView(num_clips=args.clips, clip_len=args.clip_len, fps=args.fps, **sampling)
+    else:
+        view = AudioView(sample_rate=16000, max_seconds=args.max_seconds) if kind == "audio" else None
+    if view is not None:
+        view.validate("python -m extract run")
+    values = {"model": args.backbone, "weights": args.weights, "dtype": args.dtype, "precision": args.precision}
+    if args.column:
+        values["column"] = args.column
+    rows = video_rows(args.videos, args.manifest, Path.cwd())
+    with progress_bar(len(rows), f"run {args.backbone}") as bar:
+        summary = run_one_shot(
+            args.backbone,
+            values,
+            rows,
+            view,
+            args.out,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            backend=args.backend,
+            progress=bar.update,
         )
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
@@ -200,6 +242,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
     p.set_defaults(run=cmd_features)
+
+    p = sub.add_parser(
+        "run",
+        help="decode and extract in one process, no DVC project: a backbone over videos into OUT/<backbone>",
+        description="Decode videos and run one backbone over them in one process, into the store "
+        "OUT/<backbone> (the format `features` writes) and OUT/manifest.csv (the ids). Sampling flags "
+        "apply to the backbone's input: frames, clips or 16 kHz audio. Rerunning into the same OUT "
+        "reuses videos whose file and settings are unchanged.",
+    )
+    p.add_argument("backbone", help="a registered backbone (see `python -m extract backbones`)")
+    p.add_argument("videos", nargs="*", help="video files (ids: their paths without extension)")
+    p.add_argument("--manifest", default=None, help="a table of videos instead (columns as `prepare` reads them)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--weights", default=None, help="library weights name or local file/folder (default: the model's)")
+    p.add_argument("--frames", type=int, default=16, help="frames per video, spread over it (default 16)")
+    p.add_argument("--fps", type=float, default=None, help="sample at this rate instead of --frames")
+    p.add_argument("--clips", type=int, default=1, help="clips per video for video models (default 1)")
+    p.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument(
+        "--max-seconds", type=float, default=None, help="sample only the first seconds (default: the whole video)"
+    )
+    p.add_argument("--seek", default="exact", choices=SEEK_MODES, help="how exactly frames are found (default exact)")
+    p.add_argument("--column", default=None, help="text backbones: the table's text column (default text)")
+    p.add_argument("--dtype", default="float16", help="of the stored features: float16 (default) or float32")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="model compute precision: auto (bfloat16 where the CPU has it natively, float16 on CUDA, else "
+        "float32; the default), float32, bfloat16 or float16",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decode processes (default: half the cores on CPU, all beside a GPU)"
+    )
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
+    p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
+    p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("weights", help="fetch every configured backbone's weights; print file, size, sha256")
     p.add_argument("backbone", nargs="*", help="only these keys of `backbones` (default: all)")

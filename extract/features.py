@@ -152,6 +152,9 @@ class ExtractRunner:
         """One video's model inputs (in a worker process where there are some)."""
         with step("reading the input"):
             video = self.source.read(vid)
+        return self.units_for(video)
+
+    def units_for(self, video: VideoInput) -> tuple[VideoInput, Units]:
         with step("preparing inputs"):
             return video, self.backbone.units(video)
 
@@ -274,9 +277,27 @@ def run_features(
         entry, config, "cpu" if executor.remote else str(device), batch_size or DEFAULT_BATCH[entry.input_kind]
     )
     runner = work.open()
-    backbone, source = runner.backbone, runner.source
+    builder = feature_store(out_path, config, runner.backbone, runner.source, device)
+    source = runner.source
+    hashes = dict(zip(source.ids, source.hashes, strict=True))
+    todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
+    if progress is not None:
+        progress.reset(total=len(todo))
+    for vid, result in executor.map_model(work, todo):
+        store_result(builder, vid, hashes[vid], result, config.dtype)
+        if progress is not None:
+            progress.update(1)
+    for vid, error in source.failures.items():
+        builder.add_failure(vid, f"no input ({source.path}: {error})")
+    return builder.finish([(vid, hashes[vid]) for vid in source.ids])
+
+
+def feature_store(
+    out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source, device: torch.device
+) -> StoreBuilder:
+    """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.recipe`)."""
     recipe = backbone_recipe(config, backbone, source)
-    builder = StoreBuilder(
+    return StoreBuilder(
         out_path,
         config=contract_json(recipe),
         row_shape=(backbone.dim,),
@@ -294,21 +315,15 @@ def run_features(
         info_dtypes=backbone.columns,
         checkpoint_s=checkpoint_seconds(),
     )
-    hashes = dict(zip(source.ids, source.hashes, strict=True))
-    todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
-    if progress is not None:
-        progress.reset(total=len(todo))
-    for vid, result in executor.map_model(work, todo):
-        stored = result if isinstance(result, Failure) else _stored(result, config.dtype)
-        if isinstance(stored, Failure):
-            builder.add_failure(vid, str(stored))
-        else:
-            builder.add(vid, hashes[vid], stored.feats, stored.timestamps, stored.columns)
-        if progress is not None:
-            progress.update(1)
-    for vid, error in source.failures.items():
-        builder.add_failure(vid, f"no input ({source.path}: {error})")
-    return builder.finish([(vid, hashes[vid]) for vid in source.ids])
+
+
+def store_result(builder: StoreBuilder, vid: str, sha256: str, result: Rows | Failure, dtype: str) -> None:
+    """A video's rows into the store, or its failure."""
+    stored = result if isinstance(result, Failure) else _stored(result, dtype)
+    if isinstance(stored, Failure):
+        builder.add_failure(vid, str(stored))
+    else:
+        builder.add(vid, sha256, stored.feats, stored.timestamps, stored.columns)
 
 
 def _stored(rows: Rows, dtype: str) -> Rows | Failure:

@@ -216,6 +216,28 @@ def default_id(video: str, manifest_dir: Path) -> str:
     return Path(rel).with_suffix("").as_posix()
 
 
+def video_rows(videos: list[str], manifest: str | None, root: Path) -> list[dict[str, str]]:
+    """Prepared rows for videos named on a command line: a table (checked as `prepare` checks it) or
+    bare files.
+
+    Bare files get the ids a manifest in `root` would give them (path without extension, folders
+    kept), so `a/x.mp4` and `b/x.mp4` stay two videos.
+    """
+    if manifest:
+        return prepare(PrepareConfig(manifest=manifest), root=root).rows
+    rows = []
+    for video in videos:
+        path = (root / video).resolve()
+        rows.append(
+            {
+                "id": default_id(video, root),
+                "video": str(path),
+                "sha256": file_sha256(path) if path.is_file() else "",
+            }
+        )
+    return rows
+
+
 def _check_label(kind: str, value: str) -> tuple[str | None, str]:
     """(normalized value or None, why not) for one label cell."""
     if kind == "binary":

@@ -21,35 +21,13 @@ from extract.backbones.weights import is_local_path
 from extract.decode import run_decode
 from extract.errors import UserError
 from extract.features import run_features
-from extract.files import file_sha256
-from extract.manifest import PrepareConfig, default_id, prepare, write_csv
+from extract.manifest import video_rows, write_csv
 from extract.recipe import contract_json
 from extract.store import StoreReader
 from extract.views import View, view_from_params
 from heads.data import HeadData
 from heads.evaluate import check_stores, load_head
 from heads.train import predict_scores
-
-
-def rows_for(videos: list[str], manifest: str | None, root: Path) -> list[dict[str, str]]:
-    """Manifest rows for the videos to predict: a table (checked as `prepare` checks it) or bare files.
-
-    Bare files get the ids a manifest in `root` would give them (path without extension, folders
-    kept), so `a/x.mp4` and `b/x.mp4` stay two videos.
-    """
-    if manifest:
-        return prepare(PrepareConfig(manifest=manifest), root=root).rows
-    rows = []
-    for video in videos:
-        path = (root / video).resolve()
-        rows.append(
-            {
-                "id": default_id(video, root),
-                "video": str(path),
-                "sha256": file_sha256(path) if path.is_file() else "",
-            }
-        )
-    return rows
 
 
 def columns_read(recipe: dict) -> list[str]:
@@ -135,7 +113,7 @@ def predict(head_dir: str | Path, params: dict[str, Any], videos: list[str], man
     """Write one JSON line per video to `out`; returns how many videos failed."""
     model, checkpoint = load_head(head_dir)
     config, task = model.config, model.task
-    rows = rows_for(videos, manifest, Path.cwd())
+    rows = video_rows(videos, manifest, Path.cwd())
     recipes = {spec.key: checkpoint["inputs"][spec.key]["recipe"] for spec in config.inputs}
     for key, recipe in recipes.items():
         for column in columns_read(recipe):

@@ -1,0 +1,111 @@
+"""`python -m extract run`: videos in, one backbone's feature store out, in one process, no DVC project.
+
+What video_features users expect: name a model and some videos. The decode and the model overlap:
+the executor's workers decode videos (the same `decode_video` the decode stage runs, each view's
+frames never written to disk) while this process batches their inputs through the model (the
+same `ExtractRunner` the extract stage runs). The store is the one `features` writes, with the
+same recipe, so a head or a DVC project can read it; running again into the same folder reuses
+the videos whose file and recipe are unchanged, and nothing else is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from extract.backbones import VideoInput, backbone_config, default_device
+from extract.decode import Task, decode_video
+from extract.errors import Failure, StepFailed
+from extract.executor import make_executor
+from extract.features import DEFAULT_BATCH, ExtractRunner, Source, feature_store, run_features, store_result
+from extract.manifest import write_csv
+from extract.store import BuildSummary
+from extract.views import ConfigError, View, view_config_json
+
+
+def decode_workers(device: torch.device) -> tuple[int, int]:
+    """(decode processes, ffmpeg threads each) beside the model: REELFEAT_WORKERS sets the processes.
+
+    On the CPU the model and the decoders share the cores: half the cores decode (at least one
+    process), and the model's threads take what decoding leaves idle. With a GPU the cores are
+    free for decoding: one process per core, one ffmpeg thread each.
+    """
+    cores = os.cpu_count() or 1
+    default = cores if device.type == "cuda" else max(1, cores // 2)
+    workers = int(os.environ.get("REELFEAT_WORKERS", default))
+    return workers, 1 if device.type == "cuda" else max(1, cores // max(1, workers))
+
+
+def run_one_shot(
+    key: str,
+    values: dict,
+    rows: list[dict[str, str]],
+    view: View | None,
+    out_dir: str | Path,
+    *,
+    device: torch.device | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    backend: str | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> BuildSummary:
+    """Decode `rows` with `view` and run backbone `key` over them into `out_dir/<key>`.
+
+    `out_dir/manifest.csv` lists the ids given to the videos. Text backbones read the `column` of
+    that manifest instead of a view.
+    """
+    out_dir = Path(out_dir)
+    if not rows:
+        raise ConfigError("no videos given: name video files, or a table with --manifest")
+    entry, config = backbone_config(key, {**values, "input": values.get("input") or "(decoded in this run)"})
+    device = device or default_device()
+    manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
+    if entry.input_kind == "text":
+        return run_features(key, {**values, "input": str(manifest)}, out_dir / key, device=device, workers=0)
+    if view is None or view.kind != entry.input_kind:
+        raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
+    source = Source(
+        Path(f"{view.kind} view, decoded in this run"),
+        view.kind,
+        [row["id"] for row in rows],
+        [row["sha256"] for row in rows],
+        {},
+        json.loads(view_config_json(view)),  # the recipe a decoded store of this view has
+        view.row_shape(),
+    )
+    backbone = entry.build(config, device)
+    backbone.check_input(source.row_shape, source.recipe)
+    runner = ExtractRunner(backbone, source, batch_size or DEFAULT_BATCH[entry.input_kind])
+    builder = feature_store(out_dir / key, config, backbone, source, device)
+    default_workers, threads = decode_workers(device)
+    tasks = [
+        Task(row["id"], row["video"], {"view": view}, threads)
+        for row in rows
+        if not builder.reusable(row["id"], row["sha256"])
+    ]
+    decoded = make_executor(backend, default_workers if workers is None else workers).map(decode_video, tasks)
+    sha_of = {row["id"]: row["sha256"] for row in rows}
+    for vid, result in runner.run(_inputs(runner, decoded)):
+        store_result(builder, vid, sha_of[vid], result, config.dtype)
+        if progress:
+            progress(1)
+    return builder.finish([(row["id"], row["sha256"]) for row in rows])
+
+
+def _inputs(runner: ExtractRunner, decoded: Iterator[tuple[Task, object]]) -> Iterator[tuple[str, object]]:
+    """Each decoded video's model inputs as it arrives, or its failure."""
+    for task, result in decoded:
+        if not isinstance(result, Failure):
+            result = result["view"]
+        if isinstance(result, Failure):
+            yield task.vid, result
+            continue
+        frames, times, _info = result
+        try:
+            yield task.vid, runner.units_for(VideoInput(task.vid, frames, times))
+        except StepFailed as failed:
+            yield task.vid, failed.failure

@@ -1,0 +1,87 @@
+"""`python -m extract run`: decode and extract in one process gives the store the two stages give."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_video, save_torchvision
+
+from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
+from extract.decode import run_decode, views_from_params
+from extract.features import run_features
+from extract.manifest import read_prepared
+from extract.store import StoreReader
+
+
+def run_in(root, *args: str) -> int:
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture
+def videos(tmp_path):
+    make_video(tmp_path / "clips" / "a.mp4", seconds=2, gop=50)
+    make_video(tmp_path / "clips" / "b.mp4", seconds=1, audio=False)
+    (tmp_path / "clips" / "broken.mp4").write_bytes(b"not a video at all")
+    return ["clips/a.mp4", "clips/b.mp4", "clips/broken.mp4"]
+
+
+def test_one_shot_store_equals_decode_then_features(tmp_path, videos, weights_dir, capsys):
+    weights = str(save_torchvision(weights_dir, "resnet18"))
+    flags = ["--weights", weights, "--frames", "3", "--seek", "fast", "--dtype", "float32", "--out", "out"]
+    assert run_in(tmp_path, "run", "resnet18", *videos, *flags) == EXIT_VIDEOS_FAILED
+    assert "resnet18: out/resnet18 written: 2 extracted, 0 reused, 1 failed" in capsys.readouterr().out
+    one_shot = StoreReader(tmp_path / "out" / "resnet18")
+    assert one_shot.ids == ["clips/a", "clips/b"] and one_shot.failures["clips/broken"].startswith("probe: ")
+
+    # the same settings through the two stages, in another folder
+    rows = read_prepared(tmp_path / "out" / "manifest.csv")
+    view = {"type": "frames", "num_frames": 3, "max_seconds": None, "seek": "fast"}
+    run_decode(rows, views_from_params({"views": {"frames": view}}), tmp_path / "decoded", workers=0)
+    config = {
+        "model": "resnet18",
+        "input": str(tmp_path / "decoded" / "frames"),
+        "weights": weights,
+        "dtype": "float32",
+    }
+    run_features("resnet18", config, tmp_path / "staged", workers=0, device=torch.device("cpu"))
+    staged = StoreReader(tmp_path / "staged")
+    assert staged.failures["clips/broken"].startswith("no input (")  # the stage reads the decode's failure
+    for vid in one_shot.ids:
+        np.testing.assert_allclose(one_shot.get(vid)[0], staged.get(vid)[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(one_shot.get(vid)[1], staged.get(vid)[1])
+    assert one_shot.attrs["config"] == staged.attrs["config"]  # one recipe: heads read either store
+    assert json.loads(one_shot.attrs["recipe"])["input"]["view"]["seek"] == "fast"
+
+    # again into the same folder: the file and settings are unchanged, so nothing runs
+    assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK
+    assert "0 extracted, 2 reused, 1 failed" in capsys.readouterr().out
+
+
+def test_one_shot_audio_backbone_reads_16khz_audio(tmp_path, videos, vggish_folder, capsys):
+    flags = ["--weights", str(vggish_folder), "--out", "out", "--allow-failures"]
+    assert run_in(tmp_path, "run", "vggish", "clips/a.mp4", "clips/b.mp4", *flags) == EXIT_OK
+    store = StoreReader(tmp_path / "out" / "vggish")
+    assert store.get("clips/a")[0].shape == (2, 128) and store.get("clips/b")[0].shape == (0, 128)  # b: no audio
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["resnet18", "--out", "o"], "name video files, or give a table with --manifest"),
+        (["resnet18", "x.mp4", "--manifest", "m.csv", "--out", "o"], "not both"),
+        (["resnet18", "x.mp4", "--seek", "keyframes", "--clips", "2", "--out", "o", "--precision", "fp8"], "fp8"),
+        (["r2plus1d_18", "x.mp4", "--seek", "keyframes", "--out", "o"], "keyframes would fill a clip"),
+    ],
+)
+def test_one_shot_usage_errors_are_one_line(tmp_path, capsys, args, message):
+    assert run_in(tmp_path, "run", *args) == EXIT_ERROR
+    assert message in capsys.readouterr().err
