@@ -47,7 +47,14 @@ from extract.recipe import contract_json
 from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
 from extract.views import ConfigError
 
+# Inputs per batch by input kind. On the CPU, ResNet50 ran 25% faster per frame in batches of 4-8
+# than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
 DEFAULT_BATCH = {"frames": 32, "clips": 4, "audio": 16, "text": 64}
+CPU_BATCH = {**DEFAULT_BATCH, "frames": 8}
+
+
+def default_batch(kind: str, device: torch.device) -> int:
+    return (CPU_BATCH if device.type == "cpu" else DEFAULT_BATCH)[kind]
 
 
 def text_sha256(text: str) -> str:
@@ -274,7 +281,7 @@ def run_features(
     executor = make_executor(backend, loader_workers(device) if workers is None else workers)
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns
     work = ExtractWork(
-        entry, config, "cpu" if executor.remote else str(device), batch_size or DEFAULT_BATCH[entry.input_kind]
+        entry, config, "cpu" if executor.remote else str(device), batch_size or default_batch(entry.input_kind, device)
     )
     runner = work.open()
     builder = feature_store(out_path, config, runner.backbone, runner.source, device)

@@ -96,8 +96,13 @@ def probe(path: str | Path) -> Probe:
         raise MediaError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise MediaError(f"empty file (0 bytes): {path}")
+    # One ffprobe for streams and packets: a process start costs about as much as reading a short video's packets.
     raw = _run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        [
+            "ffprobe",
+            *("-v", "error", "-show_format", "-show_streams"),
+            *("-show_entries", "packet=stream_index,pts_time,dts_time,flags", "-of", "json", str(path)),
+        ],
         PROBE_TIMEOUT_S,
         "ffprobe",
     )
@@ -120,7 +125,7 @@ def probe(path: str | Path) -> Probe:
         empty = np.zeros(0)
         return Probe(duration, start_time, False, True, 0, 0, 0.0, 0, empty, empty)
 
-    frame_times, keyframe_times, packets, seekable = _packet_times(path, int(video.get("index", 0)))
+    frame_times, keyframe_times, packets, seekable = _packet_times(info.get("packets", []), video.get("index", 0))
     if len(frame_times) == 0:
         raise MediaError("video stream has no frames")
     declared = int(_float(video.get("nb_frames"), 0) or 0)  # from the container's index, where it has one
@@ -152,44 +157,31 @@ def probe(path: str | Path) -> Probe:
     )
 
 
-def _packet_times(path: Path, stream_index: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
+def _packet_times(packets: list[dict], stream_index: int) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """Frame and keyframe times, packets read, and whether every packet had a presentation time.
 
     Packets cost no decoding. Where a packet has no presentation time its decode time stands in:
     one per frame, on the same grid, which is all a sorted list of frame times needs.
     """
-    raw = _run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            str(stream_index),
-            "-show_entries",
-            "packet=pts_time,dts_time,flags",
-            "-of",
-            "compact=p=0",
-            str(path),
-        ],
-        PROBE_TIMEOUT_S,
-        "ffprobe packets",
-    )
     times, keys = [], []
     seekable = True
-    lines = raw.decode("ascii", "replace").splitlines()
-    for line in lines:
-        fields = dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
-        t = _float(fields.get("pts_time"), None)
+    read = 0
+    for packet in packets:
+        if packet.get("stream_index") != stream_index:
+            continue
+        read += 1
+        t = _float(packet.get("pts_time"), None)
         if t is None:
             seekable = False
-            t = _float(fields.get("dts_time"), None)
-        if t is None or "D" in fields.get("flags", ""):
+            t = _float(packet.get("dts_time"), None)
+        flags = str(packet.get("flags", ""))
+        if t is None or "D" in flags:
             continue
         times.append(t)
-        if "K" in fields.get("flags", ""):
+        if "K" in flags:
             keys.append(t)
     unique_times = np.unique(np.asarray(times, dtype=np.float64))
-    return unique_times, np.unique(np.asarray(keys, dtype=np.float64)), len(lines), seekable
+    return unique_times, np.unique(np.asarray(keys, dtype=np.float64)), read, seekable
 
 
 def _float(value: object, default: float | None) -> float | None:

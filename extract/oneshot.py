@@ -21,7 +21,7 @@ from extract.backbones import VideoInput, backbone_config, default_device
 from extract.decode import Task, decode_video
 from extract.errors import Failure, StepFailed
 from extract.executor import make_executor
-from extract.features import DEFAULT_BATCH, ExtractRunner, Source, feature_store, run_features, store_result
+from extract.features import ExtractRunner, Source, default_batch, feature_store, run_features, store_result
 from extract.manifest import write_csv
 from extract.store import BuildSummary
 from extract.views import ConfigError, View, view_config_json
@@ -79,7 +79,7 @@ def run_one_shot(
     )
     backbone = entry.build(config, device)
     backbone.check_input(source.row_shape, source.recipe)
-    runner = ExtractRunner(backbone, source, batch_size or DEFAULT_BATCH[entry.input_kind])
+    runner = ExtractRunner(backbone, source, batch_size or default_batch(entry.input_kind, device))
     builder = feature_store(out_dir / key, config, backbone, source, device)
     default_workers, threads = decode_workers(device)
     tasks = [

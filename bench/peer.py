@@ -1,0 +1,222 @@
+"""reelfeat against v-iashin/video_features, the extractor most people in this field use.
+
+    python bench/peer.py --vf PATH/video_features --vf-python PATH/venv/bin/python [--repeats 3]
+                         [--sets generated real long] [--features resnet50 vggish]
+
+video_features is not on PyPI. Get it with `git clone https://github.com/v-iashin/video_features`
+and give it a virtual environment with torch, torchvision, opencv-python-headless, omegaconf,
+numpy and tqdm (`python -m venv vfenv && vfenv/bin/pip install ...`; to reuse this project's
+torch instead of installing another, put a `.pth` file naming `.venv/lib/python3.11/site-packages`
+into the new venv's site-packages and install only opencv-python-headless and omegaconf).
+
+Both tools get the same clips and the same random weights (ResNet50 under the torch hub name
+video_features downloads, VGGish with its PCA), and run on the CPU. Every figure is the wall time of
+whole processes, start-up included, from empty outputs; the sides alternate within each repeat and
+the median of the repeats is reported. The sides:
+- video_features: its own CLI (`main.py feature_type=resnet model_name=resnet50 extraction_total=10
+  on_extraction=save_numpy device=cpu`; VGGish likewise);
+- reelfeat one-shot: `python -m extract run resnet50 VIDEO... --frames 10` (also `--seek fast`);
+- reelfeat stages: `python -m extract prepare`, `decode`, `features` in a project, as `dvc repro`
+  runs them (DVC's own bookkeeping not counted).
+Outputs are checked to have the same number of rows per video. Sets: 13 generated 4 s 720x1280
+clips (2 s keyframe interval, with audio), the real clips in ../shared/media (VGGish: those with
+audio), and one generated 5-minute 720x1280 clip. Prints one JSON line per set, feature and side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from bench.clips import RESULTS, generated_clip  # noqa: E402
+from bench.weights import torchvision_file, vggish_folder  # noqa: E402
+
+MEDIA = ROOT.parent / "shared" / "media"
+# video_features loads these torch hub names; reelfeat reads the same files by path
+HUB_NAMES = {"resnet50": "resnet50-0676ba61.pth"}  # IMAGENET1K_V1, which video_features asks for
+
+
+def clip_sets(names: list[str]) -> dict[str, list[Path]]:
+    sets = {}
+    if "generated" in names:
+        folder = RESULTS / "peer"
+        sets["generated"] = [
+            generated_clip(folder / f"short{i:02d}.mp4", 4, "720x1280", tone_hz=300 + 40 * i, gop=60) for i in range(13)
+        ]
+    if "real" in names and MEDIA.is_dir():
+        sets["real"] = sorted(p for p in MEDIA.iterdir() if p.suffix in (".mp4", ".mkv", ".avi"))
+    if "long" in names:
+        sets["long"] = [generated_clip(RESULTS / "peer" / "long300.mp4", 300, "720x1280", tone_hz=440, gop=60)]
+    return sets
+
+
+def has_audio(path: Path) -> bool:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=index",
+            "-of",
+            "csv=p=0",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return bool(out.strip())
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 3):
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    return seconds
+
+
+class Sides:
+    """The commands of each side for one feature, and where each leaves its rows."""
+
+    def __init__(self, feature: str, videos: list[Path], work: Path, weights: Path, vf: Path, vf_python: str):
+        self.feature, self.videos, self.work, self.vf, self.vf_python = feature, videos, work, vf, vf_python
+        self.weights = (
+            weights / "vggish" if feature == "vggish" else weights / "hub" / "checkpoints" / HUB_NAMES[feature]
+        )
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(weights), "REELFEAT_DEVICE": "cpu"}
+        self.vf_env = {**os.environ, "TORCH_HOME": str(weights), "CUDA_VISIBLE_DEVICES": ""}
+        (work / "videos.txt").write_text("".join(f"{v}\n" for v in videos))
+
+    def run(self, side: str) -> float:
+        out = self.work / side
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        if side == "video_features":
+            vf_type = "resnet" if self.feature.startswith("resnet") else "vggish"
+            args = [f"feature_type={vf_type}", "device=cpu", "on_extraction=save_numpy"]
+            args += [
+                f"output_path={out}",
+                f"tmp_path={out / 'tmp'}",
+                f"file_with_video_paths={self.work / 'videos.txt'}",
+            ]
+            if vf_type == "resnet":
+                args += [f"model_name={self.feature}", "extraction_total=10"]
+            return timed([self.vf_python, "main.py", *args], self.vf, self.vf_env)
+        if side.startswith("one-shot"):
+            seek = side.split(" ", 1)[1] if " " in side else "exact"
+            command = [sys.executable, "-m", "extract", "run", self.feature, *map(str, self.videos)]
+            command += ["--weights", str(self.weights), "--frames", "10", "--seek", seek, "--out", str(out)]
+            return timed(command, out, self.env)
+        return self.run_stages(out)
+
+    def run_stages(self, project: Path) -> float:
+        audio = self.feature == "vggish"
+        view = (
+            {"type": "audio", "sample_rate": 16000}
+            if audio
+            else {"type": "frames", "num_frames": 10, "max_seconds": None}
+        )
+        params = {
+            "prepare": {"manifest": "manifest.csv"},
+            "decode": {"views": {"input": view}},
+            "backbones": {self.feature: {"input": "data/decoded/input", "weights": str(self.weights)}},
+        }
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        (project / "manifest.csv").write_text("video\n" + "".join(f"{v}\n" for v in self.videos))
+        python = [sys.executable, "-m", "extract"]
+        return sum(
+            timed(python + step, project, self.env) for step in (["prepare"], ["decode"], ["features", self.feature])
+        )
+
+    def rows(self, side: str) -> dict[str, int]:
+        """Rows per video (by file stem) that a side wrote."""
+        out = self.work / side
+        if side == "video_features":
+            vf_type = "resnet" if self.feature.startswith("resnet") else "vggish"
+            folder = out / vf_type / (self.feature if vf_type == "resnet" else "")
+            suffix = f"_{vf_type}.npy"
+            return {p.name[: -len(suffix)]: len(np.load(p)) for p in folder.glob(f"*{suffix}")}
+        from extract.store import StoreReader
+
+        store = StoreReader(out / self.feature if side.startswith("one-shot") else out / "data/features" / self.feature)
+        return {Path(vid).name: len(store.get(vid)[0]) for vid in store.ids}
+
+
+def make_weights(folder: Path, vf: Path) -> Path:
+    """Random weights under the names both tools look for (video_features' VGGish keeps its own hub)."""
+    hub = folder / "hub" / "checkpoints"
+    hub.mkdir(parents=True, exist_ok=True)
+    for name, file in HUB_NAMES.items():
+        if not (hub / file).exists():
+            shutil.move(torchvision_file(folder, name), hub / file)
+    vf_hub = vf / "models" / "vggish" / "hub" / "checkpoints"
+    vf_hub.mkdir(parents=True, exist_ok=True)
+    for file in vggish_folder(folder).iterdir():  # fetched by video_features' VGGish under the same names
+        shutil.copy(file, vf_hub / file.name)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vf", type=Path, required=True, help="a checkout of v-iashin/video_features")
+    parser.add_argument("--vf-python", required=True, help="the python of a venv that runs video_features")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sets", nargs="+", default=["generated", "real", "long"])
+    parser.add_argument("--features", nargs="+", default=["resnet50", "vggish"])
+    parser.add_argument("--sides", nargs="+", default=["video_features", "one-shot", "one-shot fast", "stages"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="reelfeat-peer-") as tmp:
+        weights = make_weights(Path(tmp) / "weights", args.vf.resolve())
+        for set_name, videos in clip_sets(args.sets).items():
+            for feature in args.features:
+                chosen = [v for v in videos if v.suffix == ".mp4" and has_audio(v)] if feature == "vggish" else videos
+                sides = [s for s in args.sides if feature != "vggish" or s != "one-shot fast"]
+                work = Path(tmp) / set_name / feature
+                work.mkdir(parents=True)
+                bench = Sides(feature, chosen, work, weights, args.vf.resolve(), args.vf_python)
+                times: dict[str, list[float]] = {side: [] for side in sides}
+                for repeat in range(args.repeats):
+                    order = sides[repeat % len(sides) :] + sides[: repeat % len(sides)]  # alternate who goes first
+                    for side in order:
+                        times[side].append(bench.run(side))
+                counts = {side: bench.rows(side) for side in sides}
+                reference = counts[sides[0]]
+                peer = statistics.median(times["video_features"]) if "video_features" in times else None
+                for side in sides:
+                    median = statistics.median(times[side])
+                    record = {
+                        "set": set_name,
+                        "feature": feature,
+                        "side": side,
+                        "videos": len(chosen),
+                        "seconds": round(median, 2),
+                        "runs": [round(t, 2) for t in times[side]],
+                        "faster_than_video_features": round(peer / median, 2) if peer else None,
+                        "same_rows_per_video": counts[side] == reference,
+                        "rows": sum(counts[side].values()),
+                    }
+                    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
