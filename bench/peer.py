@@ -200,10 +200,15 @@ def main() -> None:
                     for side in order:
                         times[side].append(bench.run(side))
                 counts = {side: bench.rows(side) for side in sides}
-                reference = counts[sides[0]]
+                expected = {v.stem for v in chosen}
                 peer = statistics.median(times["video_features"]) if "video_features" in times else None
                 for side in sides:
                     median = statistics.median(times[side])
+                    # rows are compared on the videos both sides extracted; a video one side failed is named
+                    others = [counts[other] for other in sides if other != side]
+                    differ = sorted(
+                        {v for o in others for v in counts[side].keys() & o.keys() if counts[side][v] != o[v]}
+                    )
                     record = {
                         "set": set_name,
                         "feature": feature,
@@ -212,8 +217,9 @@ def main() -> None:
                         "seconds": round(median, 2),
                         "runs": [round(t, 2) for t in times[side]],
                         "faster_than_video_features": round(peer / median, 2) if peer else None,
-                        "same_rows_per_video": counts[side] == reference,
                         "rows": sum(counts[side].values()),
+                        "rows_differ_on": differ,
+                        "no_output_for": sorted(expected - counts[side].keys()),
                     }
                     print(json.dumps(record), flush=True)
 

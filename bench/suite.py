@@ -4,7 +4,8 @@ Writes bench/results/suite.md with the machine, the library versions and each be
 decode (sampled against full), extraction (end to end against model only), reelfeat against the
 naive seed-style pipeline, head training against re-running the backbones every epoch, scaling
 with clip count (local and Ray, Ray's start-up apart) and the peak memory of one 10-minute 1080p
-clip, the cost of growing a DVC project by 1%, heads at scale, and views kept as JPEG. Figures of
+clip, the cost of growing a DVC project by 1%, heads at scale, views kept as JPEG, the seek modes,
+and (given `--vf` and `--vf-python`) the comparison with video_features. Figures of
 the first benchmarks are medians of 3 runs (5 for extraction). `--quick` runs small sizes, once
 each, to check the suite itself.
 """
@@ -82,6 +83,8 @@ def table(rows: list[dict], columns: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the suite, not the machine")
+    parser.add_argument("--vf", help="a video_features checkout, for bench/peer.py (skipped without)")
+    parser.add_argument("--vf-python", help="the python of its virtual environment")
     args = parser.parse_args()
     q = args.quick
     repeats = "1" if q else "3"
@@ -166,6 +169,21 @@ def main() -> None:
         *table(jpeg, list(jpeg[0])),
         "",
     ]
+    report += [
+        "## Seek modes: decode seconds per video",
+        "",
+        run("seek.py", "--repeats", repeats).strip(),
+        "",
+    ]
+    if args.vf and args.vf_python:
+        peer_args = ["--vf", args.vf, "--vf-python", args.vf_python, "--repeats", repeats]
+        peer = records_of(run("peer.py", *peer_args, *(["--sets", "generated"] if q else [])))
+        report += [
+            "## Against video_features (whole processes, start-up included)",
+            "",
+            *table(peer, ["set", "feature", "side", "videos", "seconds", "faster_than_video_features", "runs"]),
+            "",
+        ]
     out = BENCH / "results" / "suite.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(report) + "\n")

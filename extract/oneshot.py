@@ -33,15 +33,19 @@ CPU_TURN_VIDEOS = 8
 def decode_plan(device: torch.device) -> tuple[int, int, int | None]:
     """(decode processes, ffmpeg threads each, videos per turn or None to overlap) beside the model.
 
-    With a GPU the cores are free: one decode process per core, overlapped with the model. On the
-    CPU, decoding and the model take turns at every core, a few videos at a time: sharing the cores
-    measured slower than taking turns (16.2 s against 15.1 s for the stages' two processes on 13
-    clips, 2 cores), since oneDNN's threads wait for the slowest and a core busy decoding slows every
-    convolution. REELFEAT_WORKERS sets the processes.
+    With a GPU the cores are free: one decode process per core, one ffmpeg thread each, overlapped
+    with the model. On the CPU, decoding and the model take turns at every core, a few videos at a
+    time: sharing the cores measured slower than taking turns (16.2 s against 15.1 s for the stages'
+    two processes on 13 clips, 2 cores), since oneDNN's threads wait for the slowest and a core busy
+    decoding slows every convolution. Each ffmpeg may then use every core, so that one long video
+    does not hold up its turn on one core (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on
+    two). REELFEAT_WORKERS sets the processes.
     """
     cores = os.cpu_count() or 1
     workers = int(os.environ.get("REELFEAT_WORKERS", cores))
-    return workers, 1, None if device.type == "cuda" else CPU_TURN_VIDEOS
+    if device.type == "cuda":
+        return workers, 1, None
+    return workers, cores, CPU_TURN_VIDEOS
 
 
 def run_one_shot(
