@@ -76,6 +76,9 @@ class Probe:
     # decoder then guesses frame times, so frames are picked by their number in presentation order
     # (frame i is at frame_times[i]: the decode-time grid holds the same times, in order).
     seekable: bool = True
+    # Whether frames are reordered (B-frames): without them every frame is a reference frame, so
+    # skipping non-reference frames saves nothing and `fast` seeking decodes exactly instead.
+    has_b_frames: bool = True
 
     def as_info(self) -> dict[str, float | int | bool]:
         """Per-video facts worth keeping next to the decoded rows."""
@@ -154,6 +157,7 @@ def probe(path: str | Path) -> Probe:
         frame_times=frame_times,
         keyframe_times=keyframe_times if len(keyframe_times) else frame_times[:1],
         seekable=seekable,
+        has_b_frames=int(_float(video.get("has_b_frames"), 1) or 0) > 0,
     )
 
 
@@ -255,15 +259,16 @@ def decode_frames(
     resize: str,
     threads: int = 0,
     seek: str = "exact",
-    max_shift: float = 0.25,
+    max_shift: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames for the indices `wanted` (into meta.frame_times), as uint8 RGB (len(wanted), H, W, 3),
     and the index of the frame each one really is.
 
     `seek` says how exactly (see SEEK_MODES): `exact` gives the wanted frames themselves; `fast`
     decodes reference frames only and gives, for each wanted frame, the nearest decoded one within
-    `max_shift` seconds (the wanted frame itself where none is); `keyframes` gives the keyframe
-    nearest in time, decoding keyframes only.
+    `max_shift` seconds (the wanted frame itself where none is, and every wanted frame of a stream
+    without B-frames, whose frames are all references); `keyframes` gives the keyframe nearest in
+    time, decoding keyframes only.
 
     Few ffmpeg processes (DECODER_BUDGET_BYTES caps each): each run of nearby frames is an input that
     seeks to the run's first frame, `select` passes only the frames around wanted ones to the scaler,
@@ -282,7 +287,7 @@ def decode_frames(
     if seek == "keyframes":
         wanted = nearest_keyframe(meta, wanted)
     order = np.unique(wanted)
-    if seek == "fast":
+    if seek == "fast" and meta.has_b_frames:
         found, got = _decode_fast(path, meta, order, size, resize, threads, max_shift)
         missing = order[got < 0]
         if len(missing):  # no reference frame near enough: decode those exactly

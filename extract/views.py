@@ -62,7 +62,7 @@ class FramesView:
     storage: str = "raw"  # raw | jpeg: frames kept as JPEG (about a tenth of the bytes; see the README)
     jpeg_quality: int = 90
     seek: str = "exact"  # exact | fast | keyframes: how exactly frames are found (see the README)
-    max_shift: float = 0.25  # fast: seconds a frame may move to the nearest decoded reference frame
+    max_shift: float = 0.1  # fast: seconds a frame may move to the nearest decoded reference frame
 
     def validate(self, where: str) -> None:
         if (self.num_frames is None) == (self.fps is None):
@@ -106,7 +106,7 @@ class ClipsView:
     storage: str = "raw"  # raw | jpeg
     jpeg_quality: int = 90
     seek: str = "exact"  # exact | fast (frames spread out, as with fps: null, gain most)
-    max_shift: float = 0.25
+    max_shift: float = 0.1
 
     def validate(self, where: str) -> None:
         if self.num_clips < 1 or self.clip_len < 1:
