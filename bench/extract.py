@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.weights import torchvision_file  # noqa: E402
-from extract.backbones import build_backbone  # noqa: E402
+from extract.backbones import build_backbone, compute_dtype  # noqa: E402
 from extract.features import run_features  # noqa: E402
 from extract.store import StoreWriter  # noqa: E402
 
@@ -62,7 +63,7 @@ def model_only(values: dict, store: Path, batch: int, device: torch.device) -> f
 
 
 def end_to_end(values: dict, store: Path, batch: int, device: torch.device, out: Path) -> float:
-    out.unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
     load_start = time.perf_counter()
     build_backbone("resnet50", values, device)
     load = time.perf_counter() - load_start  # run_features loads the model once too: not part of throughput
@@ -92,8 +93,9 @@ def main() -> None:
             model.append(model_only(values, store, args.batch, device))
             e2e.append(end_to_end(values, store, args.batch, device, folder / "out"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
+    precision = str(compute_dtype("auto", device)).removeprefix("torch.")
     print(
-        f"device: {name}, {os.cpu_count()} cores, torch {torch.__version__}, torch threads "
+        f"device: {name}, {os.cpu_count()} cores, {precision}, torch {torch.__version__}, torch threads "
         f"{torch.get_num_threads()}; {args.videos} videos x {args.frames} frames, batch {args.batch}, "
         f"median of {args.repeats}"
     )
