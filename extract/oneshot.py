@@ -1,9 +1,9 @@
 """`python -m extract run`: videos in, one backbone's feature store out, in one process, no DVC project.
 
-What video_features users expect: name a model and some videos. The decode and the model overlap:
-the executor's workers decode videos (the same `decode_video` the decode stage runs, each view's
-frames never written to disk) while this process batches their inputs through the model (the
-same `ExtractRunner` the extract stage runs). The store is the one `features` writes, with the
+What video_features users expect: name a model and some videos. The executor's workers decode the
+videos (the same `decode_video` the decode stage runs; frames are never written to disk) and this
+process batches their inputs through the model (the same `ExtractRunner` the extract stage runs),
+overlapped beside a GPU and in turns on the CPU (see `decode_plan`). The store is the one `features` writes, with the
 same recipe, so a head or a DVC project can read it; running again into the same folder reuses
 the videos whose file and recipe are unchanged, and nothing else is reused.
 """
@@ -35,9 +35,9 @@ def decode_plan(device: torch.device) -> tuple[int, int, int | None]:
 
     With a GPU the cores are free: one decode process per core, one ffmpeg thread each, overlapped
     with the model. On the CPU, decoding and the model take turns at every core, a few videos at a
-    time: sharing the cores measured slower than taking turns (16.2 s against 15.1 s for the stages'
-    two processes on 13 clips, 2 cores), since oneDNN's threads wait for the slowest and a core busy
-    decoding slows every convolution. Each ffmpeg may then use every core, so that one long video
+    time: sharing the cores measured slower than taking turns (16.2 s against 14.7 s on 13 clips,
+    2 cores), since oneDNN's threads wait for the slowest and a core busy decoding slows every
+    convolution. Each ffmpeg may then use every core, so that one long video
     does not hold up its turn on one core (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on
     two). REELFEAT_WORKERS sets the processes.
     """
@@ -73,7 +73,8 @@ def run_one_shot(
     device = device or default_device()
     manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
     if entry.input_kind == "text":
-        return run_features(key, {**values, "input": str(manifest)}, out_dir / key, device=device, workers=0)
+        values = {**values, "input": str(manifest)}
+        return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, backend=backend)
     if view is None or view.kind != entry.input_kind:
         raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
     source = Source(

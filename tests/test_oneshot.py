@@ -85,3 +85,12 @@ def test_one_shot_audio_backbone_reads_16khz_audio(tmp_path, videos, vggish_fold
 def test_one_shot_usage_errors_are_one_line(tmp_path, capsys, args, message):
     assert run_in(tmp_path, "run", *args) == EXIT_ERROR
     assert message in capsys.readouterr().err
+
+
+def test_one_shot_text_backbone_reads_the_tables_column(tmp_path, videos, bert_folder, capsys):
+    (tmp_path / "m.csv").write_text('video,text\nclips/a.mp4,a cat on a mat\nclips/b.mp4,"rain, then sun"\n')
+    flags = ["--manifest", "m.csv", "--weights", str(bert_folder), "--out", "out"]
+    assert run_in(tmp_path, "run", "bert", *flags) == EXIT_OK
+    store = StoreReader(tmp_path / "out" / "bert")
+    assert store.ids == ["clips/a", "clips/b"] and store.get("clips/a")[0].shape[0] == 1
+    assert json.loads(store.attrs["recipe"])["input"] == {"column": "text"}
