@@ -540,3 +540,60 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_does_it_natively(tmp_path
     run_features("r18", config, tmp_path / "f", workers=0, device=torch.device("cpu"))
     attrs = StoreReader(tmp_path / "f").attrs
     assert attrs["precision"] == ("bfloat16" if native else "float32") and attrs["device"] == "cpu"
+
+
+@pytest.fixture(scope="session")
+def clip_folder(weights_dir) -> Path:
+    """A tiny random CLIP saved with its processor; the tokenizer is CLIP's byte-level vocabulary (the
+    256 byte symbols and their `</w>` forms plus the two special tokens) with no merges."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    folder = weights_dir / "tiny-clip"
+    folder.mkdir()
+    # the byte-to-symbol table of byte-level BPE (GPT-2, CLIP): printable bytes stand for themselves
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    symbols = [table[b] for b in range(256)]
+    vocab = {token: i for i, token in enumerate(symbols + [s + "</w>" for s in symbols])}
+    start, end = len(vocab), len(vocab) + 1
+    vocab.update({"<|startoftext|>": start, "<|endoftext|>": end})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    text |= {"num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": start, "eos_token_id": end}
+    text |= {"pad_token_id": end}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    vision |= {"image_size": 32, "patch_size": 8}
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_clip_rows_equal_transformers_image_and_text_features(tmp_path, clip_folder):
+    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+    video = frames(3, 48)
+    source = write_input(tmp_path / "frames", "frames", {"v": video})
+    config = {"input": str(source), "weights": str(clip_folder), "dtype": "float32", "precision": "float32"}
+    run_features("clip", config, tmp_path / "img", workers=0)
+    manifest = write_manifest(tmp_path / "m.csv", {"a": "a dog on a beach", "b": "cooking pasta at night"})
+    config = {**config, "input": str(manifest)}
+    run_features("clip_text", config, tmp_path / "txt", workers=0)
+
+    model = CLIPModel.from_pretrained(clip_folder).eval()
+    processor, tokenizer = CLIPImageProcessor.from_pretrained(clip_folder), AutoTokenizer.from_pretrained(clip_folder)
+    with torch.inference_mode():
+        pixels = processor(images=list(video), return_tensors="pt")["pixel_values"]  # PIL resize
+        image = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        ids = tokenizer(["a dog on a beach"], padding="max_length", max_length=77, return_tensors="pt")
+        text = torch.nn.functional.normalize(model.get_text_features(**ids).pooler_output, dim=-1)
+    rows = StoreReader(tmp_path / "img").get("v")[0]
+    assert rows.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, rtol=1e-5)
+    # tensors instead of PIL: the same sizes, mean and std, a slightly different bicubic kernel
+    assert ((rows * image.numpy()).sum(1)).min() > 0.99
+    np.testing.assert_allclose(StoreReader(tmp_path / "txt").get("a")[0][0], text[0].numpy(), rtol=1e-4, atol=1e-5)
+    recipe = json.loads(StoreReader(tmp_path / "img").attrs["recipe"])
+    assert recipe["preprocessing"]["resize"] == [32] and recipe["preprocessing"]["center_crop"] == [32, 32]

@@ -25,7 +25,7 @@ import torch
 from extract.backbones.weights import ResolvedWeights
 from extract.views import ConfigError, build_config
 
-FAMILY_MODULES = ("image", "video", "videomae", "text", "vggish", "whisper")
+FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper")
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 

@@ -1,0 +1,137 @@
+"""CLIP-family image-text models (transformers): rows in the model's shared space, L2-normalised.
+
+`clip` reads a frames view (one row per frame, `get_image_features`); `clip_text` reads captions
+or Whisper transcripts (one row per video, `get_text_features`). Any checkpoint that
+`transformers.AutoModel` loads with those two methods works (CLIP, SigLIP, SigLIP2), by Hugging
+Face name or local folder. Images are prepared as the checkpoint's image processor says (its
+sizes, crop, mean and std) but on tensors, without PIL, so a batch of frames is one resize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones.text import huggingface_weights
+from extract.views import ConfigError
+
+DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch32"
+
+
+@dataclass(frozen=True)
+class ClipTextConfig(BackboneConfig):
+    column: str = "text"  # manifest column read when `input` is the prepared manifest
+    max_tokens: int = 77  # CLIP's context; a checkpoint with a shorter one caps it
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.max_tokens < 2:
+            raise ConfigError(f"{where}.max_tokens: need room for at least the start and end tokens")
+
+
+def _projected(output: Any) -> torch.Tensor:
+    """The projected embeddings: transformers 5 returns them as `pooler_output`, older releases bare."""
+    return output.pooler_output if hasattr(output, "pooler_output") else output
+
+
+class _ClipModel(Backbone):
+    """Loads the model and the processor settings both towers need."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        from transformers import AutoModel
+
+        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, f"backbone {config.model}")
+        self.folder = folder
+        self.model = AutoModel.from_pretrained(folder).eval().to(device)
+        dim = getattr(self.model.config, "projection_dim", None) or self.model.config.text_config.hidden_size
+        super().__init__(config, weights, int(dim), device)
+
+
+class ClipImageBackbone(_ClipModel):
+    input_kind = "frames"
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        from transformers import AutoImageProcessor
+
+        super().__init__(config, device)
+        processor = AutoImageProcessor.from_pretrained(self.folder).to_dict()
+        size = processor.get("size") or {}
+        crop = processor.get("crop_size") if processor.get("do_center_crop", False) else None
+        # CLIP resizes the short side then crops the centre; SigLIP resizes to a fixed height and width
+        self.resize = [size["shortest_edge"]] if "shortest_edge" in size else [size["height"], size["width"]]
+        self.crop = [crop["height"], crop["width"]] if crop else None
+        self.scale = float(processor.get("rescale_factor", 1 / 255))
+        self.mean = torch.tensor(processor.get("image_mean", [0.5] * 3)).view(3, 1, 1)
+        self.std = torch.tensor(processor.get("image_std", [0.5] * 3)).view(3, 1, 1)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "resize": self.resize,
+            "interpolation": "bicubic, antialiased",
+            "center_crop": self.crop,
+            "rescale": self.scale,
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+        }
+
+    def units(self, video: VideoInput) -> Units:
+        from torchvision.transforms.v2 import functional as TF
+
+        frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        resized = TF.resize(frames, self.resize, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        if self.crop:
+            resized = TF.center_crop(resized, self.crop)
+        pixels = (resized.float() * self.scale - self.mean) / self.std
+        return Units(list(pixels), video.timestamps)
+
+    @torch.inference_mode()
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            features = _projected(self.model.get_image_features(pixel_values=batch.to(self.device)))
+        return F.normalize(features.float(), dim=-1)
+
+
+class ClipTextBackbone(_ClipModel):
+    input_kind = "text"
+
+    def __init__(self, config: ClipTextConfig, device: torch.device) -> None:
+        from transformers import AutoTokenizer
+
+        super().__init__(config, device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.max_tokens = min(config.max_tokens, int(self.model.config.text_config.max_position_embeddings))
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": type(self.tokenizer).__name__, "max_tokens": self.max_tokens}
+
+    def units(self, video: VideoInput) -> Units:
+        encoded = self.tokenizer(
+            video.text or "", truncation=True, max_length=self.max_tokens, padding="max_length", return_tensors="pt"
+        )
+        return Units([(encoded["input_ids"][0], encoded["attention_mask"][0])], np.zeros(1, np.float32))
+
+    @torch.inference_mode()
+    def embed(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        ids, mask = (t.to(self.device) for t in batch)
+        with self.autocast():
+            features = _projected(self.model.get_text_features(input_ids=ids, attention_mask=mask))
+        return F.normalize(features.float(), dim=-1)
+
+
+register_backbone(
+    "clip",
+    ClipImageBackbone,
+    config_cls=BackboneConfig,
+    about=f"transformers CLIP/SigLIP image tower (default {DEFAULT_CHECKPOINT}), L2-normalised, per frame",
+)
+register_backbone(
+    "clip_text",
+    ClipTextBackbone,
+    config_cls=ClipTextConfig,
+    about="the same models' text tower on captions or transcripts, L2-normalised, per video",
+)
