@@ -4,7 +4,7 @@
 or Whisper transcripts (one row per video, `get_text_features`). Any checkpoint that
 `transformers.AutoModel` loads with those two methods works (CLIP, SigLIP, SigLIP2), by Hugging
 Face name or local folder. Images are prepared as the checkpoint's image processor says (its
-sizes, crop, mean and std) but on tensors, without PIL, so a batch of frames is one resize.
+sizes, crop, mean and std) but on tensors, without PIL (`extract.backbones.pixels`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
 from extract.views import ConfigError
 
@@ -59,35 +60,14 @@ class ClipImageBackbone(_ClipModel):
         from transformers import AutoImageProcessor
 
         super().__init__(config, device)
-        processor = AutoImageProcessor.from_pretrained(self.folder).to_dict()
-        size = processor.get("size") or {}
-        crop = processor.get("crop_size") if processor.get("do_center_crop", False) else None
-        # CLIP resizes the short side then crops the centre; SigLIP resizes to a fixed height and width
-        self.resize = [size["shortest_edge"]] if "shortest_edge" in size else [size["height"], size["width"]]
-        self.crop = [crop["height"], crop["width"]] if crop else None
-        self.scale = float(processor.get("rescale_factor", 1 / 255))
-        self.mean = torch.tensor(processor.get("image_mean", [0.5] * 3)).view(3, 1, 1)
-        self.std = torch.tensor(processor.get("image_std", [0.5] * 3)).view(3, 1, 1)
+        self.pixels = TensorImageProcessor(AutoImageProcessor.from_pretrained(self.folder).to_dict())
 
     def preprocessing(self) -> dict[str, Any]:
-        return {
-            "resize": self.resize,
-            "interpolation": "bicubic, antialiased",
-            "center_crop": self.crop,
-            "rescale": self.scale,
-            "mean": self.mean.flatten().tolist(),
-            "std": self.std.flatten().tolist(),
-        }
+        return self.pixels.describe()
 
     def units(self, video: VideoInput) -> Units:
-        from torchvision.transforms.v2 import functional as TF
-
         frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-        resized = TF.resize(frames, self.resize, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        if self.crop:
-            resized = TF.center_crop(resized, self.crop)
-        pixels = (resized.float() * self.scale - self.mean) / self.std
-        return Units(list(pixels), video.timestamps)
+        return Units(list(self.pixels(frames)), video.timestamps)
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,19 @@
 """VideoMAE (transformers) on clip views: the mean-pooled encoder output, one row per clip.
 
 Default checkpoint MCG-NJU/videomae-base-finetuned-kinetics; any VideoMAE checkpoint by Hugging
-Face name or local folder (the TikTokActions seed pretrained a VideoMAE-v2 ViT-B).
+Face name or local folder (the TikTokActions seed pretrained a VideoMAE-v2 ViT-B). Its processor's
+steps run on tensors (`extract.backbones.pixels`), a clip at a time instead of a PIL image at a time.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
 from extract.views import ConfigError
 
@@ -24,7 +27,7 @@ class VideoMAEBackbone(Backbone):
         from transformers import VideoMAEImageProcessor, VideoMAEModel
 
         folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, f"backbone {config.model}")
-        self.processor = VideoMAEImageProcessor.from_pretrained(folder)
+        self.pixels = TensorImageProcessor(VideoMAEImageProcessor.from_pretrained(folder).to_dict())
         self.model = VideoMAEModel.from_pretrained(folder).eval().to(device)
         super().__init__(config, weights, self.model.config.hidden_size, device)
 
@@ -37,11 +40,11 @@ class VideoMAEBackbone(Backbone):
             )
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"processor": self.processor.to_dict()}
+        return self.pixels.describe()
 
     def units(self, video: VideoInput) -> Units:
-        pixels = [self.processor(list(clip), return_tensors="pt")["pixel_values"][0] for clip in video.rows]
-        return Units(pixels, video.timestamps)  # each (L, 3, h, w)
+        clips = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W) uint8
+        return Units([self.pixels(clip) for clip in clips], video.timestamps)  # each (L, 3, h, w)
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
