@@ -171,8 +171,14 @@ class ExtractRunner:
         waiting: deque[_Pending] = deque()  # videos in arrival order, finished when all their inputs are through
 
         def finished() -> Iterator[tuple[str, Rows | Failure]]:
+            ready = []
             while waiting and waiting[0].done:
-                done = waiting.popleft()
+                ready.append(waiting.popleft())
+            # videos finished together are handed over together (Whisper decodes their transcripts in one batch)
+            self.backbone.before_assemble(
+                [(done.video, done.outputs, done.units) for done in ready if not done.failure]
+            )
+            for done in ready:
                 yield done.vid, done.failure or self._assemble(done)
 
         for vid, item in prepared:

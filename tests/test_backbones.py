@@ -263,8 +263,9 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
     run_features("whisper", config, tmp_path / "w", workers=0)
     store = StoreReader(tmp_path / "w")
     model = whisper.load_model(str(whisper_file), device="cpu")
-    with torch.inference_mode():
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(audio["v"])))
+    with torch.inference_mode():  # the spectrogram as transcribe makes it: whole audio, padded with zero frames
+        mel = whisper.log_mel_spectrogram(torch.from_numpy(audio["v"]), padding=whisper.audio.N_SAMPLES)
+        mel = whisper.pad_or_trim(mel[:, : mel.shape[-1] - whisper.audio.N_FRAMES], whisper.audio.N_FRAMES)
         expected = model.encoder(mel[None])[0].numpy()
     rows, times = store.get("v")
     assert rows.shape == (125, 32)  # 2.5 s of 20 ms rows: the padding rows are gone
@@ -600,3 +601,23 @@ def test_clip_rows_equal_transformers_image_and_text_features(tmp_path, clip_fol
     np.testing.assert_allclose(StoreReader(tmp_path / "txt").get("a")[0][0], text[0].numpy(), rtol=1e-4, atol=1e-5)
     recipe = json.loads(StoreReader(tmp_path / "img").attrs["recipe"])
     assert recipe["preprocessing"]["resize"] == [32] and recipe["preprocessing"]["center_crop"] == [32, 32]
+
+
+def test_whisper_transcripts_decoded_in_a_batch_equal_transcribe(shared_media):
+    weights = SHARED / "weights" / "whisper-tiny.en.pt"
+    if not weights.is_file():
+        pytest.skip("../shared/weights/whisper-tiny.en.pt is absent")
+    from extract import media
+    from extract.backbones import VideoInput, backbone_config
+    from extract.features import ExtractRunner, Source
+
+    files = sorted((shared_media / "speech").glob("*.wav")) + [shared_media / "tiktok_talking.mp4"]
+    audio = {f.name: media.decode_audio(f, 16000, None) for f in files}
+    entry, config = backbone_config("whisper", {"input": "-", "weights": str(weights), "precision": "float32"})
+    backbone = entry.build(config, torch.device("cpu"))
+    runner = ExtractRunner(backbone, Source(Path("-"), "audio", list(audio), list(audio), {}), batch_size=16)
+    rows = dict(runner.run((vid, runner.units_for(VideoInput(vid, samples))) for vid, samples in audio.items()))
+    assert backbone.transcripts_batched == len(audio)  # none fell back to transcribe
+    for vid, samples in audio.items():
+        assert rows[vid].columns == backbone._transcribe(VideoInput(vid, samples)), vid  # text, language, segments
+    assert "Barbie" in rows["tiktok_talking.mp4"].columns["transcript"]

@@ -147,7 +147,7 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
     import whisper.model
 
     def transcribe(model, audio, **kwargs):
-        if len(audio) == 8000:
+        if len(audio) == 31 * 16000:
             raise RuntimeError("decoder ran out of memory")
         return {"text": " hello", "segments": [], "language": "en"}
 
@@ -155,7 +155,8 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
     audio = tmp_path / "audio"
     view = {"view": {"type": "audio", "sample_rate": 16000}}
     with StoreWriter(audio, row_shape=(), dtype=np.float32, attrs={"kind": "audio", "config": json.dumps(view)}) as w:
-        for vid, n in [("fine", 16000), ("breaks", 8000)]:
+        # over 30 s each: such audio is transcribed by `transcribe` (shorter is decoded in a batch)
+        for vid, n in [("fine", 32 * 16000), ("breaks", 31 * 16000)]:
             w.add(vid, np.zeros(n, np.float32) + 0.01, np.arange(n, dtype=np.float32) / 16000, f"sha-{vid}")
     config = {"model": "whisper", "input": str(audio), "weights": str(whisper_file)}
     summary = run_features("whisper", config, tmp_path / "w", workers=0)

@@ -123,6 +123,9 @@ class Backbone:
     def embed(self, batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
+    def before_assemble(self, finished: list[tuple[VideoInput, list[np.ndarray], Units]]) -> None:
+        """Work over several finished videos at once before each is assembled; must not raise."""
+
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
         if not outputs:  # no audio, or too short for one window: zero rows, not a failure
             return Rows(np.zeros((0, self.dim), np.float32), units.timestamps)

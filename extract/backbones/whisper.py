@@ -31,7 +31,20 @@ from extract.errors import step
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
+HOP_SAMPLES = 160  # 10 ms per mel frame
+FRAMES_PER_WINDOW = WINDOW_SAMPLES // HOP_SAMPLES
 SAMPLES_PER_ROW = 320  # 10 ms mel hop x encoder stride 2 = 20 ms per encoder row
+# transcribe's defaults: a decode past these limits is retried hotter, or (no speech) skipped
+COMPRESSION_RATIO_LIMIT, LOGPROB_LIMIT, NO_SPEECH_LIMIT = 2.4, -1.0, 0.6
+
+
+@dataclass
+class WindowState:
+    """Per video: encoder rows kept per window, mel frames of real audio, and a transcript decoded in a batch."""
+
+    keep: list[int]
+    content_frames: int
+    transcript: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,62 +88,144 @@ class WhisperBackbone(Backbone):
             raise WeightsError(f"{what}: {path} is not a whisper checkpoint: {str(exc).splitlines()[0]}") from None
         weights = ResolvedWeights(config.weights or "base", source, (path,))
         super().__init__(config, weights, self.model.dims.n_audio_state, device)
+        self.transcripts_batched = 0  # videos whose transcript came from the batched decode
 
     def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
         require_sample_rate(self, source_config, SAMPLE_RATE)
 
     def preprocessing(self) -> dict[str, Any]:
         return {
-            "mel": f"whisper.log_mel_spectrogram, n_mels={self.model.dims.n_mels}, 30 s windows",
+            "mel": f"whisper.log_mel_spectrogram, n_mels={self.model.dims.n_mels}, over the whole audio as "
+            "transcribe makes it, in 30 s windows (the last padded with zeros)",
             "rows": "encoder output trimmed to the audio's length, 20 ms each",
             "language": self.config.language,
             "transcribe": self.config.transcribe,
         }
 
     def units(self, video: VideoInput) -> Units:
+        """30 s windows of the log-mel spectrogram, made as `transcribe` makes them (the whole audio's
+        spectrogram, cut into windows, the last one padded with zeros), so one encoder pass serves
+        both the rows and the transcript."""
         import whisper
 
-        samples = np.asarray(video.rows, np.float32)
-        windows, keep = [], []
-        for start in range(0, len(samples), WINDOW_SAMPLES):
-            chunk = samples[start : start + WINDOW_SAMPLES]
-            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(torch.from_numpy(chunk)), self.model.dims.n_mels)
-            windows.append(mel)
-            keep.append(math.ceil(len(chunk) / SAMPLES_PER_ROW))
+        samples = torch.from_numpy(np.asarray(video.rows, np.float32))
+        mel = whisper.log_mel_spectrogram(samples, self.model.dims.n_mels, padding=WINDOW_SAMPLES)
+        content_frames = mel.shape[-1] - FRAMES_PER_WINDOW
+        windows, keep, starts = [], [], []
+        for seek in range(0, content_frames, FRAMES_PER_WINDOW):
+            size = min(FRAMES_PER_WINDOW, content_frames - seek)  # real audio only; the rest zeros
+            windows.append(whisper.pad_or_trim(mel[:, seek : seek + size], FRAMES_PER_WINDOW))
+            start = seek * HOP_SAMPLES
+            keep.append(math.ceil(min(WINDOW_SAMPLES, len(samples) - start) / SAMPLES_PER_ROW))
+            starts.append(start)
         times = [
             start / SAMPLE_RATE + np.arange(n) * SAMPLES_PER_ROW / SAMPLE_RATE
-            for start, n in zip(range(0, len(samples), WINDOW_SAMPLES), keep, strict=True)
+            for start, n in zip(starts, keep, strict=True)
         ]
         timestamps = np.concatenate(times).astype(np.float32) if times else np.zeros(0, np.float32)
-        return Units(windows, timestamps, state=keep)
+        return Units(windows, timestamps, state=WindowState(keep, content_frames))
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             return self.model.encoder(batch.to(self.device)).float()
 
+    def before_assemble(self, finished: list[tuple[VideoInput, list[np.ndarray], Units]]) -> None:
+        """Transcripts of the finished videos that fit one window, decoded in one batch from the encoder
+        output already computed. A video whose decode `transcribe` would not stop at (a retry at a
+        higher temperature, or an unfinished last segment) is left to `assemble`, which transcribes it
+        the long way; so is every video if the batch fails (each then fails or succeeds alone)."""
+        import whisper
+
+        short = [(units.state, outputs[0]) for _, outputs, units in finished if len(outputs) == 1]
+        if not self.config.transcribe or not short:
+            return
+        half = self.device.type == "cuda"
+        features = torch.from_numpy(np.stack([out for _, out in short])).to(self.device)
+        # as transcribe: English-only models are told their language; others detect it per video
+        language = self.config.language or (None if self.model.is_multilingual else "en")
+        options = whisper.DecodingOptions(language=language, temperature=0.0, fp16=half)
+        try:
+            results = whisper.decode(self.model, features.half() if half else features, options)
+        except Exception:  # noqa: BLE001 - left to the per-video path, where a failure is recorded
+            return
+        for (state, _), result in zip(short, results, strict=True):
+            state.transcript = self._as_transcribe_would(result, state.content_frames)
+            self.transcripts_batched += state.transcript is not None
+
+    def _as_transcribe_would(self, result: Any, content_frames: int) -> dict[str, str] | None:
+        """The columns `model.transcribe` gives for audio of one window whose first decode is `result`
+        (openai-whisper's transcribe loop for that case), or None where it would decode again."""
+        from whisper.tokenizer import get_tokenizer
+
+        silence = result.no_speech_prob > NO_SPEECH_LIMIT and result.avg_logprob < LOGPROB_LIMIT
+        if (result.compression_ratio > COMPRESSION_RATIO_LIMIT or result.avg_logprob < LOGPROB_LIMIT) and not silence:
+            return None  # transcribe retries at a higher temperature
+        language = result.language or ""
+        if result.no_speech_prob > NO_SPEECH_LIMIT and not result.avg_logprob > LOGPROB_LIMIT:
+            return {"transcript": "", "language": language, "segments": "[]"}  # silence: skipped
+        tokenizer = get_tokenizer(
+            self.model.is_multilingual, num_languages=self.model.num_languages, language=language, task="transcribe"
+        )
+        tokens = torch.tensor(result.tokens)
+        is_time = tokens.ge(tokenizer.timestamp_begin)
+        single_ending = is_time[-2:].tolist() == [False, True]
+        consecutive = (torch.where(is_time[:-1] & is_time[1:])[0] + 1).tolist()
+        if consecutive:
+            if not single_ending:
+                return None  # transcribe would seek to the last timestamp and decode again
+            cuts = [0, *consecutive, len(tokens)]
+            pieces = [tokens[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            spans = [
+                ((p[0].item() - tokenizer.timestamp_begin) * 0.02, (p[-1].item() - tokenizer.timestamp_begin) * 0.02)
+                for p in pieces
+            ]
+        else:
+            end = content_frames * HOP_SAMPLES / SAMPLE_RATE
+            stamps = tokens[is_time.nonzero().flatten()]
+            if len(stamps) and stamps[-1].item() != tokenizer.timestamp_begin:
+                end = (stamps[-1].item() - tokenizer.timestamp_begin) * 0.02
+            pieces, spans = [tokens], [(0.0, end)]
+        segments, kept = [], []
+        for piece, (start, end) in zip(pieces, spans, strict=True):
+            text = tokenizer.decode([t for t in piece.tolist() if t < tokenizer.eot])
+            if start == end or not text.strip():  # transcribe clears these
+                piece, text = piece[:0], ""
+            kept += piece.tolist()
+            segments.append({"start": round(start, 3), "end": round(end, 3), "text": text.strip()})
+        return {
+            "transcript": tokenizer.decode(kept).strip(),
+            "language": language,
+            "segments": json.dumps(segments, ensure_ascii=False),
+        }
+
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
-        parts = [out[:n] for out, n in zip(outputs, units.state, strict=True)]
+        state = units.state
+        parts = [out[:n] for out, n in zip(outputs, state.keep, strict=True)]
         feats = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
         columns = {"transcript": "", "language": "", "segments": "[]"}
         if self.config.transcribe and len(video.rows):
-            with step("transcription"):
-                result = self.model.transcribe(
-                    np.asarray(video.rows, np.float32),
-                    language=self.config.language,
-                    fp16=self.device.type == "cuda",
-                    verbose=None,
-                )
-            segments = [
-                {"start": round(s["start"], 3), "end": round(s["end"], 3), "text": s["text"].strip()}
-                for s in result["segments"]
-            ]
-            columns = {
-                "transcript": result["text"].strip(),
-                "language": result.get("language") or "",
-                "segments": json.dumps(segments, ensure_ascii=False),
-            }
+            columns = state.transcript or self._transcribe(video)
         return Rows(feats, units.timestamps, columns)
+
+    def _transcribe(self, video: VideoInput) -> dict[str, str]:
+        """The long-form path: `model.transcribe` over the whole audio (it encodes the audio again)."""
+        with step("transcription"):
+            result = self.model.transcribe(
+                np.asarray(video.rows, np.float32),
+                language=self.config.language,
+                fp16=self.device.type == "cuda",
+                verbose=None,
+            )
+        segments = [
+            {"start": round(s["start"], 3), "end": round(s["end"], 3), "text": s["text"].strip()}
+            for s in result["segments"]
+        ]
+        return {
+            "transcript": result["text"].strip(),
+            "language": result.get("language") or "",
+            "segments": json.dumps(segments, ensure_ascii=False),
+        }
 
 
 register_backbone(
