@@ -6,6 +6,12 @@ import subprocess
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+
+
+def real_clips() -> list[Path]:
+    """The real videos in ../shared/media (none where it is absent)."""
+    return sorted(p for p in MEDIA.iterdir() if p.suffix in (".mp4", ".mkv", ".avi")) if MEDIA.is_dir() else []
 
 
 def generated_clip(

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench.clips import real_clips  # noqa: E402
 from bench.weights import torchvision_file  # noqa: E402
 from extract.decode import run_decode, views_from_params  # noqa: E402
 from extract.features import run_features  # noqa: E402
@@ -39,9 +40,8 @@ BACKBONES = {"frames": "resnet50", "clips": "r2plus1d_18"}
 
 def video_sets() -> dict[str, list[Path]]:
     sets = {"demo": sorted((ROOT / "data" / "demo" / "clips").glob("*.mp4"))}
-    media = ROOT.parent / "shared" / "media"
-    if media.is_dir():
-        sets["real"] = sorted(p for p in media.iterdir() if p.suffix in (".mp4", ".avi", ".mkv"))
+    if real := real_clips():
+        sets["real"] = real
     return sets
 
 

@@ -42,10 +42,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.clips import RESULTS, generated_clip  # noqa: E402
+from bench.clips import RESULTS, generated_clip, real_clips  # noqa: E402
 from bench.weights import torchvision_file, vggish_folder  # noqa: E402
 
-MEDIA = ROOT.parent / "shared" / "media"
 # video_features loads these torch hub names; reelfeat reads the same files by path
 HUB_NAMES = {"resnet50": "resnet50-0676ba61.pth"}  # IMAGENET1K_V1, which video_features asks for
 
@@ -57,8 +56,8 @@ def clip_sets(names: list[str]) -> dict[str, list[Path]]:
         sets["generated"] = [
             generated_clip(folder / f"short{i:02d}.mp4", 4, "720x1280", tone_hz=300 + 40 * i, gop=60) for i in range(13)
         ]
-    if "real" in names and MEDIA.is_dir():
-        sets["real"] = sorted(p for p in MEDIA.iterdir() if p.suffix in (".mp4", ".mkv", ".avi"))
+    if "real" in names and (real := real_clips()):
+        sets["real"] = real
     if "long" in names:
         sets["long"] = [generated_clip(RESULTS / "peer" / "long300.mp4", 300, "720x1280", tone_hz=440, gop=60)]
     return sets

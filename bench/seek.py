@@ -27,11 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.clips import RESULTS  # noqa: E402
+from bench.clips import RESULTS, real_clips  # noqa: E402
 from extract import media  # noqa: E402
 from extract.views import FramesView  # noqa: E402
-
-MEDIA = ROOT.parent / "shared" / "media"
 
 
 def tiktok_like() -> Path:
@@ -60,9 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    clips = [tiktok_like()]
-    if MEDIA.is_dir():
-        clips += sorted(p for p in MEDIA.iterdir() if p.suffix in (".mp4", ".mkv", ".avi"))
+    clips = [tiktok_like(), *real_clips()]
     view = FramesView(num_frames=args.frames, max_seconds=None, size=(224, 224))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {args.threads} thread(s)")
     print("| clip | length | keyframes | every frame | exact | fast (max shift) | keyframes (max shift) |")

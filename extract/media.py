@@ -375,10 +375,10 @@ def _decode_fast(
     times, bounds = meta.frame_times, _frame_windows(meta)
     target = times[order]
     key_before = meta.keyframe_times[np.clip(np.searchsorted(meta.keyframe_times, target, "right") - 1, 0, None)]
-    low = np.maximum(target - max_shift, key_before - 1e-6)
-    low = np.maximum(low, np.concatenate([[-np.inf], (target[1:] + target[:-1]) / 2]))
+    halfway = (target[1:] + target[:-1]) / 2  # between neighbouring wanted frames
+    low = np.maximum.reduce([target - max_shift, key_before - 1e-6, np.concatenate([[-np.inf], halfway])])
     low = np.minimum(low, bounds[order])  # a window always holds its own frame
-    high = np.minimum(target + max_shift, np.concatenate([(target[1:] + target[:-1]) / 2, [np.inf]]))
+    high = np.minimum(target + max_shift, np.concatenate([halfway, [np.inf]]))
     high = np.maximum(high, bounds[order + 1])
     windows = np.stack([low, high], axis=1)
     height, width = size

@@ -34,6 +34,7 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE
 HOP_SAMPLES = 160  # 10 ms per mel frame
 FRAMES_PER_WINDOW = WINDOW_SAMPLES // HOP_SAMPLES
 SAMPLES_PER_ROW = 320  # 10 ms mel hop x encoder stride 2 = 20 ms per encoder row
+SECONDS_PER_ROW = SAMPLES_PER_ROW / SAMPLE_RATE  # also the step of whisper's timestamp tokens
 # transcribe's defaults: a decode past these limits is retried hotter, or (no speech) skipped
 COMPRESSION_RATIO_LIMIT, LOGPROB_LIMIT, NO_SPEECH_LIMIT = 2.4, -1.0, 0.6
 
@@ -118,10 +119,7 @@ class WhisperBackbone(Backbone):
             start = seek * HOP_SAMPLES
             keep.append(math.ceil(min(WINDOW_SAMPLES, len(samples) - start) / SAMPLES_PER_ROW))
             starts.append(start)
-        times = [
-            start / SAMPLE_RATE + np.arange(n) * SAMPLES_PER_ROW / SAMPLE_RATE
-            for start, n in zip(starts, keep, strict=True)
-        ]
+        times = [start / SAMPLE_RATE + np.arange(n) * SECONDS_PER_ROW for start, n in zip(starts, keep, strict=True)]
         timestamps = np.concatenate(times).astype(np.float32) if times else np.zeros(0, np.float32)
         return Units(windows, timestamps, state=WindowState(keep, content_frames))
 
@@ -168,6 +166,10 @@ class WhisperBackbone(Backbone):
             self.model.is_multilingual, num_languages=self.model.num_languages, language=language, task="transcribe"
         )
         tokens = torch.tensor(result.tokens)
+
+        def seconds(token: torch.Tensor) -> float:
+            return (token.item() - tokenizer.timestamp_begin) * SECONDS_PER_ROW
+
         is_time = tokens.ge(tokenizer.timestamp_begin)
         single_ending = is_time[-2:].tolist() == [False, True]
         consecutive = (torch.where(is_time[:-1] & is_time[1:])[0] + 1).tolist()
@@ -176,15 +178,12 @@ class WhisperBackbone(Backbone):
                 return None  # transcribe would seek to the last timestamp and decode again
             cuts = [0, *consecutive, len(tokens)]
             pieces = [tokens[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-            spans = [
-                ((p[0].item() - tokenizer.timestamp_begin) * 0.02, (p[-1].item() - tokenizer.timestamp_begin) * 0.02)
-                for p in pieces
-            ]
+            spans = [(seconds(p[0]), seconds(p[-1])) for p in pieces]
         else:
             end = content_frames * HOP_SAMPLES / SAMPLE_RATE
             stamps = tokens[is_time.nonzero().flatten()]
             if len(stamps) and stamps[-1].item() != tokenizer.timestamp_begin:
-                end = (stamps[-1].item() - tokenizer.timestamp_begin) * 0.02
+                end = seconds(stamps[-1])
             pieces, spans = [tokens], [(0.0, end)]
         segments, kept = [], []
         for piece, (start, end) in zip(pieces, spans, strict=True):
