@@ -31,7 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = head_config(args.head, configured(args))
     path = train(config, args.out or head_dir(args.head))
-    print(f"{args.head}: trained {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
+    done = "embedded the labels of a zero-shot" if config.kind == "zero_shot" else "trained"
+    print(f"{args.head}: {done} {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ from extract.views import ConfigError, build_config
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn")
 TASKS = ("binary", "multi_label", "multi_class", "regression", "multi_regression", "quantile")
+KINDS = ("trained", "zero_shot")
+ZERO_SHOT_TASKS = ("binary", "multi_label", "multi_class")
 # The losses each task trains with; the first is its default. All take logits and average over the batch.
 LOSSES = {
     "binary": ("bce",),
@@ -70,6 +72,13 @@ class HeadConfig:
     batch_size: int = 32
     seed: int = 0
     bootstrap: int = 1000  # resamples for the 95% intervals of headline metrics
+    # zero_shot: nothing is trained; each label's prompt is embedded by an image-text model's text tower
+    # and a video scores the scaled cosine of its pooled rows with it (heads/models.py ZeroShotHead)
+    kind: str = "trained"  # trained | zero_shot
+    prompt: str = "a video of {label}"  # zero_shot: the text embedded per label
+    label_text: dict[str, str] = dataclasses.field(default_factory=dict)  # zero_shot: label -> what {label} becomes
+    negative: str = "a video"  # zero_shot binary: the prompt the label is weighed against
+    text_model: str | None = None  # zero_shot: CLIP/SigLIP name or folder; default: the first input's weights
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -82,6 +91,10 @@ class HeadConfig:
     def validate(self, where: str) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"{where}.task: {self.task!r} is not one of {list(TASKS)}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"{where}.kind: {self.kind!r} is not one of {list(KINDS)}")
+        if self.kind == "zero_shot":
+            self._validate_zero_shot(where)
         if self.loss_name not in LOSSES[self.task]:
             raise ConfigError(f"{where}.loss: {self.task} trains with one of {list(LOSSES[self.task])}")
         if (self.task == "multi_regression") != (len(self.targets) > 1):
@@ -97,6 +110,20 @@ class HeadConfig:
                 raise ConfigError(f"{where}.inputs: guide {spec.guide!r} must be a pooled input among {sorted(pooled)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"{where}: epochs, batch_size and lr must be positive")
+
+    def _validate_zero_shot(self, where: str) -> None:
+        if self.task not in ZERO_SHOT_TASKS:
+            raise ConfigError(
+                f"{where}.task: a zero_shot head scores labels, so its task is one of {list(ZERO_SHOT_TASKS)}"
+            )
+        if "{label}" not in self.prompt:
+            raise ConfigError(f"{where}.prompt: {self.prompt!r} has no {{label}} to put each label's text in")
+        for i, spec in enumerate(self.inputs):
+            if spec.pool != "mean":
+                raise ConfigError(
+                    f"{where}.inputs[{i}].pool: a zero_shot head compares mean-pooled rows with the labels; "
+                    "set pool: mean"
+                )
 
 
 def head_config(name: str, values: dict[str, Any]) -> HeadConfig:
@@ -132,6 +159,7 @@ def config_from_dict(values: dict[str, Any]) -> HeadConfig:
     values = dict(values)
     values["inputs"] = tuple(InputConfig(**{**i, "windows": tuple(i["windows"])}) for i in values["inputs"])
     values["hidden"] = tuple(values["hidden"])
+    values.setdefault("kind", "trained")  # checkpoints written before zero_shot heads existed
     if isinstance(values["target"], list):
         values["target"] = tuple(values["target"])
     return HeadConfig(**values)

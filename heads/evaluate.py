@@ -17,7 +17,7 @@ from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict
 from heads.data import HeadData, store_schema
 from heads.metrics import evaluate_split
-from heads.models import HeadModel
+from heads.models import HeadModel, ZeroShotHead, build_head
 from heads.tasks import Task
 from heads.train import CHECKPOINT, predict_scores
 
@@ -26,7 +26,7 @@ class CheckpointError(UserError):
     """A checkpoint that does not fit the feature stores it would read."""
 
 
-def load_head(head_dir: str | Path) -> tuple[HeadModel, dict]:
+def load_head(head_dir: str | Path) -> tuple[HeadModel | ZeroShotHead, dict]:
     """The trained model and its checkpoint (config, task, thresholds, input schemas)."""
     path = Path(head_dir) / CHECKPOINT
     if not path.is_file():
@@ -38,7 +38,7 @@ def load_head(head_dir: str | Path) -> tuple[HeadModel, dict]:
     try:
         config = config_from_dict(checkpoint["config"])
         task = Task(**checkpoint["task"])
-        model = HeadModel(config, {key: schema["dim"] for key, schema in checkpoint["inputs"].items()}, task)
+        model = build_head(config, {key: schema["dim"] for key, schema in checkpoint["inputs"].items()}, task)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, RuntimeError):
         raise older from None

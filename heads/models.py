@@ -1,5 +1,5 @@
 """Head architectures: one encoder per input, concatenated with a missing flag per input, then an
-MLP (or a linear probe).
+MLP (or a linear probe); and the zero-shot head, which learns nothing.
 
 Encoders: mean/max (pooled once in data.py), attention pooling, BiLSTM with self- or text-guided
 attention (PaddleVideo MultimodalVideoTag: alpha_t = softmax_t(v^T tanh(W [h_t ; s]))), a
@@ -144,3 +144,56 @@ class HeadModel(nn.Module):
         parts.append(x["missing"])
         logits = self.mlp(torch.cat(parts, dim=1))
         return logits, (self.task.loss(logits, targets) if targets is not None else None)
+
+
+class ZeroShotHead(nn.Module):
+    """Scores labels by the cosine between a video's mean-pooled rows and each label's text embedding,
+    both in an image-text model's shared space (CLIP, SigLIP), averaged over the inputs the video has.
+
+    Logits are the model's own scale (and bias) applied to those cosines, so `Task.scores` turns them
+    into probabilities as for a trained head: multi_class takes CLIP's softmax over labels; binary weighs
+    the label against a negative prompt (a two-way softmax, as a sigmoid of the difference);
+    multi_label takes a sigmoid per label, with SigLIP's trained bias where the model has one. CLIP
+    was trained without one, and its scaled cosines (about 20-30) saturate a sigmoid, so each video's
+    cosines are centred on their mean over the labels instead.
+    """
+
+    def __init__(self, config: HeadConfig, dims: dict[str, int], task: Task) -> None:
+        super().__init__()
+        self.config, self.task = config, task
+        width = {dims[spec.key] for spec in config.inputs}
+        if len(width) != 1:
+            raise ValueError(f"zero-shot inputs must share one embedding width, got {sorted(width)}")
+        labels = task.out_dim + (1 if task.kind == "binary" else 0)  # binary: the label, then the negative
+        self.register_buffer("labels", torch.zeros(labels, width.pop()))
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("bias", torch.tensor(0.0))
+        self.register_buffer("centred", torch.tensor(False))
+
+    def set_labels(self, embeddings: torch.Tensor, scale: float, bias: float | None) -> None:
+        """Label embeddings (L2-normalised here) and the model's logit scale and bias (None: centre)."""
+        self.labels.copy_(nn.functional.normalize(embeddings.float(), dim=-1))
+        self.scale.fill_(scale)
+        self.bias.fill_(bias or 0.0)
+        self.centred.fill_(bias is None)
+
+    def forward(self, x: dict[str, object], targets: torch.Tensor | None = None):
+        """(logits, None): there is nothing to train, so no loss."""
+        present = 1.0 - x["missing"]  # (B, inputs)
+        cosines = torch.zeros(present.shape[0], self.labels.shape[0])
+        for j, spec in enumerate(self.config.inputs):
+            pooled = nn.functional.normalize(x[spec.key].float(), dim=-1)
+            cosines += present[:, j : j + 1] * (pooled @ self.labels.T)
+        cosines /= present.sum(1, keepdim=True).clamp(min=1)
+        if self.task.kind == "binary":
+            return self.scale * (cosines[:, :1] - cosines[:, 1:]), None
+        if self.task.kind == "multi_label" and self.centred:
+            cosines = cosines - cosines.mean(1, keepdim=True)
+        return self.scale * cosines + (0.0 if self.task.kind == "multi_class" else self.bias), None
+
+
+def build_head(config: HeadConfig, dims: dict[str, int], task: Task) -> HeadModel | ZeroShotHead:
+    """The head a config describes, its parameters freshly initialised (or label buffers empty)."""
+    if config.kind == "zero_shot":
+        return ZeroShotHead(config, dims, task)
+    return HeadModel(config, dims, task)

@@ -99,7 +99,7 @@ class InputMaker:
             if isinstance(values, dict)
             and values.get("model", key) == model
             and values.get("weights")
-            and is_local_path(str(values["weights"]))
+            and is_local_path(str(values["weights"]), repo_ids=True)
         ]
         if not local:
             raise UserError(

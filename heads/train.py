@@ -17,15 +17,18 @@ from extract.files import atomic_write, write_text
 from heads.config import HeadConfig, config_to_dict
 from heads.data import HeadData
 from heads.metrics import tune_thresholds
-from heads.models import HeadModel
+from heads.models import HeadModel, ZeroShotHead, build_head
 from heads.tasks import Task
+from heads.zero_shot import embed_labels
 
 CHECKPOINT = "model.pt"
 EVAL_BATCH = 256  # videos per forward pass where nothing is learned (validation loss, scores)
 
 
 @torch.inference_mode()
-def predict_scores(model: HeadModel, data: HeadData, videos: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+def predict_scores(
+    model: HeadModel | ZeroShotHead, data: HeadData, videos: np.ndarray, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
     """Scores (probabilities, or values in original units) of the given videos, in order."""
     model.eval()
     logits = [model(data.batch(videos[i : i + batch_size]))[0].numpy() for i in range(0, len(videos), batch_size)]
@@ -49,14 +52,19 @@ def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None)
     task = Task.fit(config, data.rows, [data.rows[i] for i in train_idx])
     targets = torch.from_numpy(task.encode(data.rows))
 
-    # model and optimizer
-    model = HeadModel(config, data.dims(), task)
-    # fused: one kernel per step for all parameters (its step ran 9x faster than the per-tensor loop on this CPU)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    # model and optimizer; a zero-shot head learns nothing: its labels' text embeddings are the model
+    model = build_head(config, data.dims(), task)
+    epochs = config.epochs
+    if config.kind == "zero_shot":
+        model.set_labels(*embed_labels(config, task, data.schema()))
+        epochs = 0
+    else:
+        # fused: one kernel per step for all parameters (its step ran 9x faster than the per-tensor loop on this CPU)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
     # loop: shuffled minibatches, one pass per epoch, validation loss after each
     history = []
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         model.train()
         order = rng.permutation(train_idx)
         losses = []

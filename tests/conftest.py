@@ -144,3 +144,37 @@ def assert_same_rows(store, other, rtol: float = 0.0, atol: float = 0.0) -> None
         theirs, their_times = other.get(vid)
         np.testing.assert_allclose(rows, theirs, rtol=rtol, atol=atol, err_msg=vid)
         np.testing.assert_array_equal(times, their_times)
+
+
+def save_tiny_clip(folder: Path) -> Path:
+    """A tiny random CLIP saved with its processor; the tokenizer is CLIP's byte-level vocabulary (the
+    256 byte symbols and their `</w>` forms plus the two special tokens) with no merges."""
+    import json
+
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    folder.mkdir(parents=True)
+    # the byte-to-symbol table of byte-level BPE (GPT-2, CLIP): printable bytes stand for themselves
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    symbols = [table[b] for b in range(256)]
+    vocab = {token: i for i, token in enumerate(symbols + [s + "</w>" for s in symbols])}
+    start, end = len(vocab), len(vocab) + 1
+    vocab.update({"<|startoftext|>": start, "<|endoftext|>": end})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    text |= {"num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": start, "eos_token_id": end}
+    text |= {"pad_token_id": end}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    vision |= {"image_size": 32, "patch_size": 8}
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def clip_folder(weights_dir) -> Path:
+    return save_tiny_clip(weights_dir / "tiny-clip")

@@ -546,35 +546,6 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_does_it_natively(tmp_path
     assert attrs["precision"] == ("bfloat16" if native else "float32") and attrs["device"] == "cpu"
 
 
-@pytest.fixture(scope="session")
-def clip_folder(weights_dir) -> Path:
-    """A tiny random CLIP saved with its processor; the tokenizer is CLIP's byte-level vocabulary (the
-    256 byte symbols and their `</w>` forms plus the two special tokens) with no merges."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    folder = weights_dir / "tiny-clip"
-    folder.mkdir()
-    # the byte-to-symbol table of byte-level BPE (GPT-2, CLIP): printable bytes stand for themselves
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    others = [b for b in range(256) if b not in printable]
-    table = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
-    symbols = [table[b] for b in range(256)]
-    vocab = {token: i for i, token in enumerate(symbols + [s + "</w>" for s in symbols])}
-    start, end = len(vocab), len(vocab) + 1
-    vocab.update({"<|startoftext|>": start, "<|endoftext|>": end})
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
-    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
-    text |= {"num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": start, "eos_token_id": end}
-    text |= {"pad_token_id": end}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    vision |= {"image_size": 32, "patch_size": 8}
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
 def test_clip_rows_equal_transformers_image_and_text_features(tmp_path, clip_folder):
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
@@ -621,3 +592,14 @@ def test_whisper_transcripts_decoded_in_a_batch_equal_transcribe(shared_media):
     for vid, samples in audio.items():
         assert rows[vid].columns == backbone._transcribe(VideoInput(vid, samples)), vid  # text, language, segments
     assert "Barbie" in rows["tiktok_talking.mp4"].columns["transcript"]
+
+
+def test_hugging_face_repository_ids_are_names_and_paths_are_paths(tmp_path):
+    from extract.backbones.weights import is_local_path
+
+    assert not is_local_path("openai/clip-vit-base-patch32", repo_ids=True)
+    assert not is_local_path("bert-base-uncased", repo_ids=True)
+    assert is_local_path("openai/clip-vit-base-patch32")  # torchvision, whisper: no names with a slash
+    assert is_local_path("weights/clip/v1", repo_ids=True) and is_local_path("./clip", repo_ids=True)
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert is_local_path(str(tmp_path / "org" / "name"), repo_ids=True)

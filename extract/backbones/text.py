@@ -39,7 +39,7 @@ class TextConfig(BackboneConfig):
 
 def huggingface_weights(weights: str, what: str) -> tuple[Any, ResolvedWeights]:
     """(local model folder, resolved weights) for a Hugging Face name or a local folder."""
-    if is_local_path(weights):
+    if is_local_path(weights, repo_ids=True):
         folder, source = local_files(weights, what)[0], "path"
     else:
         folder, source = huggingface_folder(weights, what), f"huggingface:{weights}"

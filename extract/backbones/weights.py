@@ -45,9 +45,12 @@ class ResolvedWeights:
         return {"name": self.name, "source": self.source, "sha256": self.sha256}
 
 
-def is_local_path(name: str) -> bool:
-    """A weights value naming a file or folder (rather than a library name)."""
-    return os.sep in name or name.startswith(".") or Path(name).exists()
+def is_local_path(name: str, repo_ids: bool = False) -> bool:
+    """A weights value naming a file or folder (rather than a library name). With `repo_ids` (Hugging
+    Face families) `org/name` with one slash is a repository id unless such a folder exists here."""
+    if Path(name).expanduser().exists() or name.startswith((".", "~", os.sep)):
+        return True
+    return name.count(os.sep) > (1 if repo_ids else 0)
 
 
 def local_files(name: str, what: str) -> tuple[Path, ...]:

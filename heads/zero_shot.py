@@ -1,0 +1,63 @@
+"""The label side of a zero-shot head: each label's prompt embedded by the text tower of the image-text
+model (CLIP, SigLIP) that made the head's input stores, through the `clip_text` backbone.
+
+The model is the configured `text_model`, else the library name recorded in the first input store's
+recipe (a local folder must be named: recipes keep no paths). Either way its sha256 must equal the
+weights of every input store, since cosines between two different models' spaces mean nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import default_collate
+
+from extract.backbones import VideoInput, get_backbone
+from extract.views import ConfigError
+from heads.config import HeadConfig
+from heads.tasks import Task
+
+
+def label_prompts(config: HeadConfig, task: Task) -> list[str]:
+    """One text per output: the prompt around each label's text; binary adds the negative prompt last."""
+    prompts = [config.prompt.format(label=config.label_text.get(name, name)) for name in task.classes]
+    return prompts + [config.negative] if task.kind == "binary" else prompts
+
+
+def made_with(recipe: dict) -> str:
+    weights = recipe["weights"]
+    return repr(weights["name"]) if weights["name"] else f"from a local folder (sha256 {weights['sha256'][:12]}...)"
+
+
+def embed_labels(config: HeadConfig, task: Task, schemas: dict[str, dict]) -> tuple[torch.Tensor, float, float | None]:
+    """(label embeddings (labels, D), logit scale, logit bias or None) from the inputs' own model."""
+    where = "heads zero_shot"
+    recipes = {key: schema["recipe"] for key, schema in schemas.items()}
+    for key, recipe in recipes.items():
+        if not isinstance(recipe.get("weights"), dict):
+            raise ConfigError(
+                f"{where}: input {key!r} was not made by an image-text backbone (clip, clip_text): "
+                "a zero-shot head compares its rows with label text embedded by the same model"
+            )
+    first, recipe = next(iter(recipes.items()))
+    name = config.text_model or recipe["weights"]["name"]
+    if not name:  # recipes keep no paths: a store made from a local folder does not say where it was
+        raise ConfigError(
+            f"{where}: input {first!r} was made with weights {made_with(recipe)}: set the head's text_model "
+            "to that folder"
+        )
+    entry = get_backbone("clip_text")
+    settings = entry.config_cls(model="clip_text", input="label prompts", weights=name, dtype="float32")
+    backbone = entry.build(settings, torch.device("cpu"))
+    for key, recipe in recipes.items():
+        if recipe["weights"]["sha256"] != backbone.weights.sha256:
+            raise ConfigError(
+                f"{where}: input {key!r} was made with weights {made_with(recipe)} but the labels would "
+                f"be embedded with {name!r}, another model: set text_model to the weights that made {key!r}"
+            )
+    prompts = label_prompts(config, task)
+    units = [backbone.units(VideoInput(vid=str(i), text=text)).items[0] for i, text in enumerate(prompts)]
+    embeddings = backbone.embed(default_collate(units))
+    model = backbone.model
+    scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 1.0
+    bias = float(model.logit_bias.detach()) if getattr(model, "logit_bias", None) is not None else None
+    return embeddings, scale, bias

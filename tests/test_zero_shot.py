@@ -1,0 +1,137 @@
+"""Zero-shot heads: labels embedded by a tiny random CLIP through the production loader, scored by the
+cosine with the videos' rows, through the same train / evaluate / predict path as trained heads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import save_tiny_clip
+
+from extract.features import run_features
+from extract.views import ConfigError
+from heads.config import head_config
+from heads.data import HeadData
+from heads.evaluate import evaluate, load_head
+from heads.predict import predict
+from heads.train import predict_scores, train
+
+LABELS = ["cat", "dog", "boat", "tree"]
+
+
+def write_rows(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def captions_store(tmp_path: Path, rows: list[dict[str, str]], weights: Path) -> tuple[Path, Path]:
+    """(manifest, clip_text store of its `text` column), made by the real backbone."""
+    manifest = write_rows(tmp_path / "manifest.csv", rows)
+    store = tmp_path / "features" / "clip_text"
+    config = {"input": str(manifest), "weights": str(weights), "dtype": "float32", "precision": "float32"}
+    run_features("clip_text", config, store, workers=0)
+    return manifest, store
+
+
+def zero_shot(manifest: Path, store: Path, task: str, text_model: Path | None, **extra):
+    values = {"kind": "zero_shot", "task": task, "target": "label", "manifest": str(manifest), "bootstrap": 0}
+    values |= {"text_model": str(text_model) if text_model else None}
+    return head_config("z", {**values, "inputs": [{"store": str(store), "pool": "mean"}], **extra})
+
+
+def test_planted_labels_rank_first_and_scores_equal_clip_cosines(tmp_path, clip_folder):
+    """Each caption is exactly one label's prompt, so its row is that label's text embedding: the label
+    must rank first, and every score must equal sigmoid(scale * centred cosine) from transformers."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    rows = [
+        {"id": f"v{i}", "video": f"v{i}.mp4", "split": ["train", "val", "test"][i % 3], "label": label}
+        | {"text": f"a video of {label}"}
+        for i, label in enumerate(LABELS * 3)
+    ]
+    manifest, store = captions_store(tmp_path, rows, clip_folder)
+    config = zero_shot(manifest, store, "multi_label", clip_folder)
+    train(config, tmp_path / "head")
+    metrics = evaluate(tmp_path / "head")
+    assert metrics["test"]["hit@1"] == 1.0 and metrics["val"]["hit@1"] == 1.0
+    assert json.loads((tmp_path / "head" / "history.json").read_text()) == []
+
+    model, checkpoint = load_head(tmp_path / "head")
+    assert checkpoint["state_dict"]["labels"].shape == (len(LABELS), 16)
+    data = HeadData.load(config)
+    scores = predict_scores(model, data, np.arange(len(data.ids)))
+
+    clip = CLIPModel.from_pretrained(clip_folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(clip_folder)
+
+    def embedded(texts: list[str]) -> torch.Tensor:
+        ids = tokenizer(texts, padding="max_length", max_length=77, return_tensors="pt")
+        with torch.inference_mode():
+            return torch.nn.functional.normalize(clip.get_text_features(**ids).pooler_output, dim=-1)
+
+    classes = sorted(LABELS)  # the task's output order
+    cosines = embedded([row["text"] for row in rows]) @ embedded([f"a video of {c}" for c in classes]).T
+    logits = clip.logit_scale.exp().item() * (cosines - cosines.mean(1, keepdim=True))
+    np.testing.assert_allclose(scores, torch.sigmoid(logits).numpy(), rtol=1e-4, atol=1e-5)
+    planted = [classes.index(row["label"]) for row in rows]
+    assert (scores.argmax(1) == planted).all()
+
+
+def test_binary_weighs_the_label_against_the_negative_prompt_and_predict_uses_it(tmp_path, clip_folder):
+    rows = [
+        {"id": f"v{i}", "video": f"v{i}.mp4", "split": ["train", "val", "test"][i % 3], "label": str(i % 2)}
+        | {"text": "a video of smoking" if i % 2 else "a video"}
+        for i in range(12)
+    ]
+    manifest, store = captions_store(tmp_path, rows, clip_folder)
+    config = zero_shot(manifest, store, "binary", clip_folder, label_text={"label": "smoking"})
+    train(config, tmp_path / "head")
+    model, _ = load_head(tmp_path / "head")
+    data = HeadData.load(config)
+    scores = predict_scores(model, data, np.arange(len(data.ids)))[:, 0]
+    positive = np.array([row["label"] == "1" for row in rows])
+    assert (scores[positive] > 0.5).all() and (scores[~positive] < 0.5).all()
+    assert evaluate(tmp_path / "head")["test"]["roc_auc"] == 1.0
+
+    # predict remakes the caption rows from the checkpoint's recipe, with params.yaml's local weights
+    params = {"backbones": {"clip_text": {"input": "x", "weights": str(clip_folder)}}}
+    new = write_rows(tmp_path / "new.csv", [{"video": "n.mp4", "text": "a video of smoking"}])
+    out = io.StringIO()
+    predict(tmp_path / "head", params, [], str(new), out)
+    line = json.loads(out.getvalue())
+    assert line["labels"] == ["label"] and line["scores"]["label"] == pytest.approx(scores[positive][0], abs=1e-5)
+
+
+def test_labels_embedded_by_another_model_are_refused_naming_the_input(tmp_path, clip_folder):
+    rows = [{"id": f"v{i}", "video": f"v{i}.mp4", "split": "train", "label": "cat", "text": "x"} for i in range(3)]
+    manifest, store = captions_store(tmp_path, rows, clip_folder)
+    other = save_tiny_clip(tmp_path / "other-clip")  # the same architecture, other random weights
+    config = zero_shot(manifest, store, "multi_class", other)
+    with pytest.raises(ConfigError, match=r"input 'clip_text' was made with weights .* set text_model"):
+        train(config, tmp_path / "head")
+    # a store made from a local folder does not record where: the head must be told
+    with pytest.raises(ConfigError, match=r"input 'clip_text' was made with weights from a local folder"):
+        train(zero_shot(manifest, store, "multi_class", None), tmp_path / "head")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"task": "regression"}, "a zero_shot head scores labels"),
+        ({"prompt": "a video"}, "has no {label}"),
+        ({"inputs": [{"store": "s", "pool": "lstm"}]}, r"inputs\[0\].pool: a zero_shot head compares mean-pooled"),
+        ({"kind": "zeroshot"}, "kind: 'zeroshot' is not one of"),
+    ],
+)
+def test_bad_zero_shot_params_name_the_key(extra, message):
+    values = {"kind": "zero_shot", "task": "multi_label", "target": "t", "inputs": [{"store": "s"}], **extra}
+    with pytest.raises(ConfigError, match=message):
+        head_config("z", values)
