@@ -85,22 +85,42 @@ def cmd_features(args: argparse.Namespace) -> int:
     from extract.features import run_features
     from extract.store import print_summary
 
-    backbones = load_section(args.params, "backbones")
+    backbones = load_section(args.params, args.section)
     if args.backbone not in backbones:
-        raise ConfigError(f"{args.params}: no backbones.{args.backbone}; configured: {sorted(backbones)}")
+        raise ConfigError(f"{args.params}: no {args.section}.{args.backbone}; configured: {sorted(backbones)}")
+    values = backbones[args.backbone]
+    if args.section == "encoders":  # a trained encoder's weights are what train-encoder wrote
+        from extract.backbones.convlstm import encoder_checkpoint
+
+        values = {"weights": str(encoder_checkpoint(args.backbone)), **(values or {})}
     out = Path(args.out or f"data/features/{args.backbone}")
     with progress_bar(0, f"extract@{args.backbone}") as bar:
         summary = run_features(
             args.backbone,
-            backbones[args.backbone],
+            values,
             out,
             batch_size=args.batch_size,
             workers=args.workers,
             progress=bar,
             backend=args.backend,
+            section=args.section,
         )
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    from extract.backbones import backbone_config
+    from extract.backbones.convlstm import encoder_checkpoint
+    from extract.train_encoder import train_encoder
+
+    encoders = load_section(args.params, "encoders")
+    if args.encoder not in encoders:
+        raise ConfigError(f"{args.params}: no encoders.{args.encoder}; configured: {sorted(encoders)}")
+    _, config = backbone_config(args.encoder, encoders[args.encoder], "encoders")
+    path = train_encoder(config, args.out or encoder_checkpoint(args.encoder).parent)
+    print(f"train-encoder@{args.encoder}: {config.epochs} epochs on {config.input} -> {path}")
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -241,7 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
+    p.add_argument(
+        "--section",
+        default="backbones",
+        choices=("backbones", "encoders"),
+        help="params.yaml section of the name: backbones, or encoders (trained by train-encoder)",
+    )
     p.set_defaults(run=cmd_features)
+
+    p = sub.add_parser(
+        "train-encoder", help="train encoders.<name> (a ConvLSTM autoencoder) on the train split of its frames view"
+    )
+    p.add_argument("encoder", help="a key of `encoders` in params.yaml")
+    p.add_argument("--out", default=None, help="folder (default: data/encoders/<name>)")
+    p.set_defaults(run=cmd_train_encoder)
 
     p = sub.add_parser(
         "run",

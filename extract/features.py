@@ -121,7 +121,7 @@ def open_source(config: BackboneConfig) -> Source:
 
 def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> dict:
     """The recipe of a backbone's rows (see `extract.recipe`)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "weights")}
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in config.not_in_recipe}
     weights = backbone.weights.describe()
     if weights["source"] == "path":
         weights["name"] = None  # a local file: its sha256 says what it is, its path is this machine's
@@ -280,9 +280,10 @@ def run_features(
     workers: int | None = None,
     progress: tqdm | None = None,
     backend: str | None = None,
+    section: str = "backbones",
 ) -> BuildSummary:
-    """Extract `backbones.<key>` into out_path, reusing unchanged videos' rows."""
-    entry, config = backbone_config(key, values)
+    """Extract `<section>.<key>` into out_path, reusing unchanged videos' rows."""
+    entry, config = backbone_config(key, values, section)
     device = device or default_device()
     executor = make_executor(backend, loader_workers(device) if workers is None else workers)
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns

@@ -61,6 +61,8 @@ def project(tmp_path: Path) -> Path:
             "inputs": [{"store": "data/features/resnet18", "pool": "mean"}],
         }
     }
+    small = {"size": [16, 16], "channels": [4, 8], "hidden": [8], "epochs": 2, "input": "data/decoded/frames_small"}
+    params["encoders"] = {"convlstm_ae": small}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")
     sh(repo, "git", "init", "-q")
@@ -115,3 +117,27 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
         assert f"Stage '{stage}' didn't change" in head_only
     metrics = sh(project, "dvc", "metrics", "show")
     assert "data/heads/risky/metrics.json" in metrics and "test.accuracy" in metrics
+
+
+def test_an_encoder_param_retrains_and_re_embeds_and_a_head_param_touches_neither(project):
+    set_param(project, "heads", ["risky", "inputs"], [{"store": "data/features/convlstm_ae", "pool": "transformer"}])
+    first = sh(project, "dvc", "repro")
+    for stage in ["train-encoder@convlstm_ae", "encode@convlstm_ae", "train@risky"]:
+        assert f"Running stage '{stage}'" in first
+    encoder = project / "data/encoders/convlstm_ae"
+    assert (encoder / "model.pt").is_file() and len(list((encoder / "strips").glob("*.png"))) == 1  # one val video
+    assert len(yaml.safe_load((encoder / "history.json").read_text())) == 2
+    assert StoreReader(project / "data/features/convlstm_ae").row_shape == (8,)
+
+    set_param(project, "encoders", ["convlstm_ae", "epochs"], 3)
+    retrained = sh(project, "dvc", "repro")
+    for stage in ["train-encoder@convlstm_ae", "encode@convlstm_ae", "train@risky"]:
+        assert f"Running stage '{stage}'" in retrained
+    for stage in ["decode", "extract@resnet18"]:
+        assert f"Stage '{stage}' didn't change" in retrained
+
+    set_param(project, "heads", ["risky", "lr"], 0.01)
+    head_only = sh(project, "dvc", "repro")
+    assert "Running stage 'train@risky'" in head_only
+    for stage in ["train-encoder@convlstm_ae", "encode@convlstm_ae", "extract@resnet18"]:
+        assert f"Stage '{stage}' didn't change" in head_only

@@ -25,7 +25,7 @@ import torch
 from extract.backbones.weights import ResolvedWeights
 from extract.views import ConfigError, build_config
 
-FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper")
+FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper", "convlstm")
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
@@ -40,6 +40,8 @@ class BackboneConfig:
     dtype: str = "float16"  # of the stored features: float16 or float32
     # the model's compute precision; auto: what the hardware does fast (see `compute_dtype`)
     precision: str = "auto"
+    # keys left out of a store's recipe: paths (what they point at is recorded by content instead)
+    not_in_recipe: ClassVar[tuple[str, ...]] = ("input", "weights")
 
     def validate(self, where: str) -> None:
         if not self.input:
@@ -206,11 +208,13 @@ def get_backbone(name: str) -> BackboneEntry:
     )
 
 
-def backbone_config(key: str, values: dict[str, Any]) -> tuple[BackboneEntry, BackboneConfig]:
-    """Entry and validated config of `backbones.<key>` in params.yaml."""
+def backbone_config(
+    key: str, values: dict[str, Any], section: str = "backbones"
+) -> tuple[BackboneEntry, BackboneConfig]:
+    """Entry and validated config of `<section>.<key>` in params.yaml (`backbones`, or `encoders`)."""
     values = {"model": key, **(values or {})}
     entry = get_backbone(values["model"])
-    return entry, build_config(entry.config_cls, values, f"params.yaml backbones.{key}")
+    return entry, build_config(entry.config_cls, values, f"params.yaml {section}.{key}")
 
 
 def default_device() -> torch.device:
