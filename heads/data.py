@@ -11,13 +11,12 @@ flag for that input, so the head can tell "nothing there" from a real value.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from extract.manifest import read_prepared
 from extract.store import StoreReader
 from extract.views import ConfigError
 from heads.config import HeadConfig, InputConfig
@@ -63,11 +62,6 @@ def load_input(spec: InputConfig) -> FeatureInput:
     return FeatureInput(spec, reader, position, counts, pooled, counts == 0, store_schema(reader))
 
 
-def read_manifest(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
 class HeadData:
     """The videos a head can use, their manifest rows, and batches of their features."""
 
@@ -81,7 +75,7 @@ class HeadData:
     @classmethod
     def load(cls, config: HeadConfig, rows: list[dict[str, str]] | None = None) -> HeadData:
         return cls(
-            [load_input(spec) for spec in config.inputs], rows if rows is not None else read_manifest(config.manifest)
+            [load_input(spec) for spec in config.inputs], rows if rows is not None else read_prepared(config.manifest)
         )
 
     def split(self, name: str) -> np.ndarray:
