@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from extract.errors import UserError
 from extract.media import SEEK_MODES
+from extract.runlog import StageClock
 from extract.views import AudioView, ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
@@ -50,6 +51,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     prepared = prepare(config, hashes=hashes)
     out = write_prepared(prepared, args.out)
     hashes.save()
+    args.clock.count(len(prepared.rows))
     for problem in prepared.rejected:
         print(f"warning: skipped {problem}", file=sys.stderr)
     if prepared.unwatched:
@@ -76,6 +78,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     rows = read_prepared(args.manifest)
     with progress_bar(len(rows), "decode") as bar:
         summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update, backend=args.backend)
+    # every view of a video comes from one decode of it
+    args.clock.count(
+        max((s.computed for s in summaries.values()), default=0), max((s.reused for s in summaries.values()), default=0)
+    )
     failed = print_summary(summaries, "decoded")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
 
@@ -105,6 +111,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             backend=args.backend,
             section=args.section,
         )
+    args.clock.count(summary.computed, summary.reused)
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
 
@@ -160,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             backend=args.backend,
             progress=bar.update,
         )
+    args.clock.count(summary.computed, summary.reused)
     failed = print_summary({args.backbone: summary}, "extracted")
     return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
 
@@ -215,6 +223,22 @@ def cmd_export_paddle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_numpy(args: argparse.Namespace) -> int:
+    from extract.numpy_files import export_numpy
+
+    count = export_numpy(args.store, args.out, args.feature_type)
+    print(f"{args.out}: {count} videos as <id>_<feature type>.npy and <id>_timestamps_ms.npy")
+    return EXIT_OK
+
+
+def cmd_import_numpy(args: argparse.Namespace) -> int:
+    from extract.numpy_files import import_numpy
+
+    store, count = import_numpy(args.folder, args.feature_type, args.out, args.dtype)
+    print(f"{store}: {count} videos imported from {args.folder}")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from extract.store import describe
 
@@ -223,13 +247,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The extraction commands, for `python -m extract` and for `reelfeat`."""
     p = sub.add_parser("prepare", help="check the manifest, assign ids and splits, hash videos")
     p.add_argument("--out", default="data/prepared", help="output folder (default: data/prepared)")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop bad rows with a warning instead of stopping")
@@ -340,18 +359,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.set_defaults(run=cmd_export_paddle)
 
+    p = sub.add_parser("export-numpy", help="a feature store -> NumPy files per video, as video_features writes them")
+    p.add_argument("store", help="a feature store folder, e.g. data/features/resnet50")
+    p.add_argument("--out", required=True, help="folder for <id>_<feature type>.npy and <id>_timestamps_ms.npy")
+    p.add_argument("--feature-type", default=None, help="the files' suffix (default: the store folder's name)")
+    p.set_defaults(run=cmd_export_numpy)
+
+    p = sub.add_parser("import-numpy", help="NumPy files per video (video_features output) -> a feature store")
+    p.add_argument("folder", help="folder of <id>_<feature type>.npy files (and <id>_timestamps_ms.npy)")
+    p.add_argument("--feature-type", required=True, help="the files' suffix: resnet, vggish, r21d, i3d's rgb, ...")
+    p.add_argument("--out", required=True, help="store folder to write")
+    p.add_argument("--dtype", default=None, help="of the stored rows (default: the files'), e.g. float16")
+    p.set_defaults(run=cmd_import_numpy)
+
     p = sub.add_parser("info", help="print a store's provenance, sizes and failures")
     p.add_argument("stores", nargs="+")
     p.set_defaults(run=cmd_info)
 
+
+def command_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A parser with the common `--params` flag, and the place its commands go."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = command_parser("python -m extract", __doc__)
+    add_commands(sub)
     return run_command(parser.parse_args(argv))
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command. A user error (bad params, table or store, a missing file; each message
-    names the file and the fix) is one line and exit 1; anything else is a bug and keeps its traceback."""
+    names the file and the fix) is one line and exit 1; anything else is a bug and keeps its traceback.
+    Under `dvc repro` a finished command records its time for the report (`extract.runlog`)."""
+    args.clock = StageClock()  # commands count their videos on it
     try:
-        return args.run(args)
+        code = args.run(args)
+        if code != EXIT_ERROR:
+            args.clock.record()
+        return code
     except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

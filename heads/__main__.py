@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, load_section, run_command
+from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, load_section, run_command
 from extract.views import ConfigError
 
 
@@ -79,13 +79,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m heads", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """The head commands, for `python -m heads` and for `reelfeat`."""
     p = sub.add_parser("train", help="train heads.<name> on its feature stores -> data/heads/<name>/model.pt")
     p.add_argument("head")
     p.add_argument("--out", default=None, help="folder (default: data/heads/<name>)")
@@ -107,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("list", help="the heads configured in params.yaml")
     p.set_defaults(run=cmd_list)
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = command_parser("python -m heads", __doc__)
+    add_commands(sub)
     return run_command(parser.parse_args(argv))
 
 

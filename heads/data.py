@@ -62,6 +62,18 @@ def load_input(spec: InputConfig) -> FeatureInput:
     return FeatureInput(spec, reader, position, counts, pooled, counts == 0, store_schema(reader))
 
 
+def pad_sequences(seqs: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences of (T_i, dim) rows as one zero-padded (B, L, dim) float32 tensor and its (B, L)
+    mask, true on real rows; L is the longest sequence, at least 1."""
+    length = max(1, max((len(s) for s in seqs), default=0))
+    padded = np.zeros((len(seqs), length, dim), np.float32)
+    mask = np.zeros((len(seqs), length), bool)
+    for i, seq in enumerate(seqs):
+        padded[i, : len(seq)] = seq
+        mask[i, : len(seq)] = True
+    return torch.from_numpy(padded), torch.from_numpy(mask)
+
+
 class HeadData:
     """The videos a head can use, their manifest rows, and batches of their features."""
 
@@ -103,25 +115,24 @@ class HeadData:
                 out[inp.spec.key] = torch.from_numpy(inp.pooled[positions])
                 continue
             seqs = [self._rows(inp, self.ids[v], p, rng) for v, p in zip(videos, positions, strict=True)]
-            length = max(1, max(len(s) for s in seqs))
-            padded = np.zeros((len(seqs), length, inp.dim), np.float32)
-            mask = np.zeros((len(seqs), length), bool)
-            for i, seq in enumerate(seqs):
-                padded[i, : len(seq)] = seq
-                mask[i, : len(seq)] = True
-            out[inp.spec.key] = (torch.from_numpy(padded), torch.from_numpy(mask))
+            out[inp.spec.key] = pad_sequences(seqs, inp.dim)
         out["missing"] = torch.from_numpy(missing)
         return out
 
     @staticmethod
-    def _rows(inp: FeatureInput, vid: str, position: int, rng: np.random.Generator | None) -> np.ndarray:
-        """At most max_len rows of one video, read from its shard; only the rows kept are read."""
-        count, cap = int(inp.counts[position]), inp.spec.max_len
+    def kept_rows(count: int, cap: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
+        """Which of a video's `count` rows a batch holds: None for all of them when they fit in `cap`."""
         if count <= cap:
-            return inp.reader.read(vid)
+            return None
         if rng is not None:
-            kept = np.sort(rng.choice(count, cap, replace=False))
-        else:
-            kept = np.linspace(0, count - 1, cap).round().astype(np.int64)
+            return np.sort(rng.choice(count, cap, replace=False))
+        return np.linspace(0, count - 1, cap).round().astype(np.int64)
+
+    @classmethod
+    def _rows(cls, inp: FeatureInput, vid: str, position: int, rng: np.random.Generator | None) -> np.ndarray:
+        """At most max_len rows of one video, read from its shard; only the rows kept are read."""
+        kept = cls.kept_rows(int(inp.counts[position]), inp.spec.max_len, rng)
+        if kept is None:
+            return inp.reader.read(vid)
         rows, back = np.unique(kept, return_inverse=True)  # h5py reads increasing row numbers
         return inp.reader.read(vid, rows)[back]

@@ -33,13 +33,16 @@ class AttentionPool(nn.Module):
         self.proj = nn.Linear(dim + guide_dim, hidden)
         self.v = nn.Linear(hidden, 1, bias=False)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+    def weights(self, h: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        """alpha (B, L): how much each row counts (the report draws them over the video's frames)."""
         if guide is not None:
             h_in = torch.cat([h, guide.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
         else:
             h_in = h
-        alpha = masked_softmax(self.v(torch.tanh(self.proj(h_in))).squeeze(-1), mask)
-        return (alpha.unsqueeze(-1) * h).sum(1)
+        return masked_softmax(self.v(torch.tanh(self.proj(h_in))).squeeze(-1), mask)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.weights(h, mask, guide).unsqueeze(-1) * h).sum(1)
 
 
 class LSTMEncoder(nn.Module):

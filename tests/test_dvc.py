@@ -33,7 +33,7 @@ def sh(cwd: Path, *args: str) -> str:
 def project(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ["extract", "heads", "dvc.yaml", "params.yaml"]:
+    for name in ["extract", "heads", "reelfeat", "dvc.yaml", "params.yaml"]:
         src = ROOT / name
         copy = shutil.copytree if src.is_dir() else shutil.copy
         copy(src, repo / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
@@ -90,6 +90,8 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
     assert len(frames) == 4 and frames.row_shape == (224, 224, 3)
     assert StoreReader(project / "data/features/resnet18").row_shape == (512,)
 
+    assert "Running stage 'report'" in first
+
     second = sh(project, "dvc", "repro")
     assert "Running stage" not in second and "Data and pipelines are up to date" in second
 
@@ -115,6 +117,7 @@ def test_repro_twice_does_nothing_and_each_param_reruns_only_its_stages(project)
     assert "Running stage 'train@risky'" in head_only and "Running stage 'evaluate@risky'" in head_only
     for stage in ["prepare", "decode", "extract@resnet18"]:
         assert f"Stage '{stage}' didn't change" in head_only
+    assert "Running stage 'report'" in head_only  # it shows the head
     metrics = sh(project, "dvc", "metrics", "show")
     assert "data/heads/risky/metrics.json" in metrics and "test.accuracy" in metrics
 

@@ -42,7 +42,7 @@ def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("workflow")
     repo = root / "repo"
     repo.mkdir()
-    for name in ["extract", "heads", "dvc.yaml", "params.yaml"]:
+    for name in ["extract", "heads", "reelfeat", "dvc.yaml", "params.yaml"]:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -86,14 +86,15 @@ def ran(output: str) -> set[str]:
 def test_the_workflow(project, tmp_path):
     # 1. the whole pipeline, then nothing the second time
     first = sh(project, "dvc", "repro")
-    assert ran(first) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky"}
+    assert ran(first) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky", "report"}
+    assert (project / "data" / "report" / "index.html").is_file()
     assert ran(sh(project, "dvc", "repro")) == set()
     git(project, "add", "-A")
     git(project, "commit", "-qm", "repro")
 
-    # 2. a heads-only experiment reruns the head's stages only
+    # 2. a heads-only experiment reruns the head's stages only (and the report, which shows the head)
     experiment = sh(project, "dvc", "exp", "run", "-S", "heads.risky.lr=0.01")
-    assert ran(experiment) == {"train@risky", "evaluate@risky"}
+    assert ran(experiment) == {"train@risky", "evaluate@risky", "report"}
     for stage in ["prepare", "decode", "extract@resnet18"]:
         assert f"Stage '{stage}' didn't change, skipping" in experiment
     assert "0.01" in sh(project, "dvc", "exp", "show", "--csv")  # the experiment is listed with its lr
@@ -118,7 +119,7 @@ def test_the_workflow(project, tmp_path):
     add_clip(project, 6)
     add_clip(project, 7)
     grown = sh(project, "dvc", "repro")
-    assert ran(grown) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky"}
+    assert ran(grown) == {"prepare", "decode", "extract@resnet18", "train@risky", "evaluate@risky", "report"}
     assert "frames: data/decoded/frames written: 2 decoded, 6 reused, 0 failed" in grown
     assert "resnet18: data/features/resnet18 written: 2 extracted, 6 reused, 0 failed" in grown
     new = {name: data for name, data in cached(project).items() if name not in before}

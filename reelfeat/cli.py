@@ -1,0 +1,41 @@
+"""`reelfeat COMMAND`: every command of `python -m extract` and `python -m heads`, and `report`.
+
+Exit codes: 0 done; 1 the run could not start or stopped (the message names the file and the
+fix); 3 the run finished but some videos failed (they are listed above the exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from extract.__main__ import EXIT_OK, command_parser, load_section, run_command
+from extract.__main__ import add_commands as add_extract_commands
+from heads.__main__ import add_commands as add_head_commands
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reelfeat.report.config import REPORT, report_config
+    from reelfeat.report.page import write_page
+
+    path = write_page(report_config(load_section(args.params, "report")), args.out or REPORT)
+    print(f"report: {path} ({path.stat().st_size:,} bytes, self-contained)")
+    return EXIT_OK
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML page of the heads, stores and last run")
+    p.add_argument("--out", default=None, help="the page (default: data/report/index.html)")
+    p.set_defaults(run=cmd_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = command_parser("reelfeat", __doc__)
+    add_extract_commands(sub)
+    add_head_commands(sub)
+    add_commands(sub)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The report's figures, drawn with matplotlib (Agg, no display) into data URIs for inline <img>:
+PNG for charts, JPEG for strips of frames (a tenth of the bytes). Neither carries a timestamp or a
+version, so the same inputs give the same page byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display on a server or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn import metrics as sk  # noqa: E402
+
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100})
+
+
+def data_uri(fig: Figure, kind: str = "png") -> str:
+    """The figure as a base64 data URI (PNG for charts, JPEG for frames); the figure is closed."""
+    buffer = io.BytesIO()
+    options = {"metadata": {"Software": None}} if kind == "png" else {"pil_kwargs": {"quality": 85}}
+    fig.savefig(buffer, format=kind, bbox_inches="tight", **options)
+    plt.close(fig)
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def roc_and_pr(truth: np.ndarray, scores: np.ndarray, classes: list[str]) -> str:
+    """ROC and precision-recall of every (video, label) pair pooled (micro), and per label."""
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(8, 3.4))
+    y, p = truth.reshape(len(truth), -1), scores.reshape(len(scores), -1)
+    curves = [("all labels", y.ravel(), p.ravel(), 2.0)]
+    if y.shape[1] > 1:
+        curves += [(name, y[:, j], p[:, j], 0.8) for j, name in enumerate(classes)]
+    for name, yj, pj, width in curves:
+        if len(np.unique(yj)) < 2:
+            continue  # a label with no positives (or no negatives) in test has no curve
+        fpr, tpr, _ = sk.roc_curve(yj, pj)
+        precision, recall, _ = sk.precision_recall_curve(yj, pj)
+        roc.plot(fpr, tpr, lw=width, label=f"{name} (AUC {sk.auc(fpr, tpr):.2f})")
+        pr.step(
+            recall, precision, where="post", lw=width, label=f"{name} (AP {sk.average_precision_score(yj, pj):.2f})"
+        )
+    roc.plot([0, 1], [0, 1], color="grey", lw=0.5, ls="--")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.02))
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall (test)", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in (roc, pr):
+        ax.legend(fontsize=6, loc="lower right")
+    return data_uri(fig)
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> str:
+    """Counts of (true class, predicted class) on test."""
+    counts = sk.confusion_matrix(truth, predicted, labels=range(len(classes)))
+    size = 1.6 + 0.45 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    image = ax.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion (test)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return data_uri(fig)
+
+
+def predicted_vs_true(truth: np.ndarray, predicted: np.ndarray, columns: list[str]) -> str:
+    """One scatter per target, with the diagonal where predictions would be perfect."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
+    for j, (ax, name) in enumerate(zip(axes[0], columns, strict=True)):
+        t, p = truth[:, j], predicted[:, j]
+        low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+        ax.plot([low, high], [low, high], color="grey", lw=0.5, ls="--")
+        ax.scatter(t, p, s=14)
+        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"{name} (test)")
+    return data_uri(fig)
+
+
+def losses(history: list[dict]) -> str:
+    """Train and val loss per epoch."""
+    fig, ax = plt.subplots(figsize=(4, 2.6))
+    epochs = [entry["epoch"] for entry in history]
+    for key in ("train_loss", "val_loss"):
+        if any(key in entry for entry in history):
+            ax.plot(epochs, [entry.get(key, np.nan) for entry in history], marker=".", label=key.replace("_", " "))
+    ax.set(xlabel="epoch", ylabel="loss", title="training")
+    ax.legend(fontsize=6)
+    return data_uri(fig)
+
+
+def strip(
+    frames: np.ndarray, times: np.ndarray, attention: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+) -> str:
+    """Decoded frames side by side, each labelled with its time; under them, where given, each attention
+    input's weight per row, placed by the row's time on the strip (between two frames' times in
+    proportion), so one sees which moments the head looked at. A JPEG: frames are photographs."""
+    count, height, width = frames.shape[:3]
+    rows = 2 if attention else 1
+    strip_height = 9.0 / count * height / width
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(9, strip_height + 0.4 + (1.5 if attention else 0)), squeeze=False, sharex=True,
+        gridspec_kw={"height_ratios": [strip_height, 1.5][:rows], "hspace": 0.08},
+    )  # fmt: skip
+    top = axes[0, 0]
+    top.imshow(np.concatenate(list(frames), axis=1), extent=(0, count, 0, 1), aspect="auto")
+    top.set(yticks=[], xlim=(0, count))
+    slots = np.arange(count) + 0.5
+    axes[-1, 0].set_xticks(slots, [f"{t:.1f} s" for t in times])
+    if attention:
+        ax = axes[1, 0]
+        for name, (row_times, weights) in attention.items():
+            where = np.interp(row_times, times, slots) if count > 1 else np.full(len(row_times), 0.5)
+            gap = float(np.min(np.diff(where))) if len(where) > 1 else 1.0
+            ax.bar(where, weights, width=max(gap, 0.02) * 0.8, alpha=0.6, label=name)
+        ax.set(ylabel="attention")
+        ax.legend(fontsize=6, loc="upper right")
+    return data_uri(fig, "jpeg")

@@ -1,0 +1,299 @@
+"""The report page: HTML written directly (no template engine, no script), every image inline."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from extract.errors import UserError
+from extract.files import write_text
+from extract.manifest import read_prepared
+from extract.runlog import read_runs
+from extract.store import StoreError, StoreReader
+from reelfeat.report import figures
+from reelfeat.report.config import ReportConfig
+from reelfeat.report.review import HeadReview, Mistake, review_head
+
+# metrics in the order people look for them; any others follow, sorted
+METRIC_ORDER = (
+    "roc_auc f1 precision recall accuracy top1_accuracy f1_macro f1_micro f1_micro_global exact_match "
+    "map gap hit@1 hit@2 hit@3 hit@5 pearson mse mae"
+).split()
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; } h3 { margin-top: 1.5em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ci { color: #777; font-size: 11px; } .baseline { background: #fff8e5; } .error { color: #b00020; }
+.video { border: 1px solid #e3e3e3; border-radius: 4px; padding: 0.5em 0.8em; margin: 0.8em 0; }
+.video h4 { margin: 0.2em 0; } .video p { margin: 0.25em 0; } img { max-width: 100%; }
+.muted { color: #777; } nav a { margin-right: 0.8em; } code { font-size: 12px; }
+"""
+
+
+def write_page(config: ReportConfig, out: str | Path) -> Path:
+    """Write the page to `out`; returns its path."""
+    rows = {row["id"]: row for row in read_prepared(config.manifest)}
+    reviews, failed = [], {}
+    for head_dir in sorted(Path(config.heads).glob("*/model.pt")):
+        if not (head_dir.parent / "metrics.json").is_file():
+            continue  # trained, not yet evaluated: its stage has not finished
+        try:
+            reviews.append(review_head(head_dir.parent, config.worst))
+        except UserError as exc:  # one head whose stores changed does not hide the others
+            failed[head_dir.parent.name] = str(exc)
+    frames = _open(config.frames)
+    transcripts = _transcripts(config.transcripts)
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>reelfeat report</title>',
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>reelfeat report</h1>",
+        _overview(rows, reviews),
+        '<nav><a href="#heads">heads</a><a href="#stores">stores</a><a href="#run">last run</a></nav>',
+        _metrics_tables(reviews, failed),
+    ]
+    parts += [_head_section(review, rows, frames, transcripts, config) for review in reviews]
+    parts += [_stores_section(config.stores), _run_section(config.runs), "</body></html>"]
+    return write_text(out, "\n".join(parts) + "\n")
+
+
+def _open(path: str | None) -> StoreReader | None:
+    if not path or not Path(path).exists():
+        return None
+    return StoreReader(path)
+
+
+def _transcripts(path: str | None) -> dict[str, str]:
+    reader = _open(path)
+    if reader is None or "transcript" not in reader.info_names():
+        return {}
+    return dict(zip(reader.ids, reader.text("transcript"), strict=True))
+
+
+def _overview(rows: dict[str, dict], reviews: list[HeadReview]) -> str:
+    splits = {s: sum(r.get("split") == s for r in rows.values()) for s in ("train", "val", "test")}
+    counts = ", ".join(f"{n} {s}" for s, n in splits.items())
+    return f'<p class="muted">{len(rows)} videos in the manifest ({counts}); {len(reviews)} heads evaluated.</p>'
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def _metric_names(metrics: dict) -> list[str]:
+    names = [k for k in metrics if k not in ("n", "ci95") and "/" not in k]
+    return sorted(names, key=lambda k: (METRIC_ORDER.index(k) if k in METRIC_ORDER else len(METRIC_ORDER), k))
+
+
+def _metrics_tables(reviews: list[HeadReview], failed: dict[str, str]) -> str:
+    """One table per task and target: the heads that answer the same question, side by side."""
+    groups: dict[tuple[str, tuple[str, ...]], list[HeadReview]] = {}
+    for review in reviews:
+        groups.setdefault((review.task.kind, tuple(review.task.columns)), []).append(review)
+    out = ['<section id="heads"><h2>Heads: test metrics</h2>']
+    out.append('<p class="muted">Each value is on the test split; its 95% bootstrap interval is in brackets.</p>')
+    for (kind, columns), members in sorted(groups.items()):
+        members.sort(key=lambda r: (r.config.kind == "zero_shot", r.name))
+        names: list[str] = []
+        for review in members:
+            names += [n for n in _metric_names(review.metrics.get("test", {})) if n not in names]
+        out.append(f"<h3>{escape(', '.join(columns))} <span class='muted'>({escape(kind)})</span></h3>")
+        header = "".join(f"<th>{escape(n)}</th>" for n in names)
+        out.append(f"<table><tr><th>head</th><th>inputs</th><th>n</th>{header}</tr>")
+        for review in members:
+            test = review.metrics.get("test", {})
+            ci = test.get("ci95", {})
+            cells = []
+            for name in names:
+                interval = ci.get(name)
+                shown = _value(test.get(name))
+                if interval:
+                    shown += f' <span class="ci">[{interval[0]:.3g}, {interval[1]:.3g}]</span>'
+                cells.append(f'<td class="num">{shown}</td>')
+            baseline = review.config.kind == "zero_shot"
+            label = f'<a href="#head-{escape(review.name)}">{escape(review.name)}</a>'
+            label += " <span class='muted'>(zero-shot baseline)</span>" if baseline else ""
+            row_class = ' class="baseline"' if baseline else ""
+            out.append(
+                f"<tr{row_class}><td>{label}</td><td>{escape(_inputs(review))}</td>"
+                f'<td class="num">{_value(test.get("n"))}</td>{"".join(cells)}</tr>'
+            )
+        out.append("</table>")
+    for name, error in sorted(failed.items()):
+        out.append(f'<p class="error">{escape(name)}: not shown: {escape(error)}</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _inputs(review: HeadReview) -> str:
+    return ", ".join(f"{Path(i.store).name}:{i.pool}" for i in review.config.inputs)
+
+
+def _head_section(
+    review: HeadReview,
+    rows: dict[str, dict],
+    frames: StoreReader | None,
+    transcripts: dict[str, str],
+    config: ReportConfig,
+) -> str:
+    task = review.task
+    out = [f'<section id="head-{escape(review.name)}" class="head"><h2>{escape(review.name)}</h2>']
+    kind = "zero-shot (nothing trained)" if review.config.kind == "zero_shot" else "trained"
+    out.append(
+        f"<p>{escape(task.kind)} on <code>{escape(', '.join(task.columns))}</code>, {kind}; inputs "
+        f"<code>{escape(_inputs(review))}</code>; {len(review.ids)} test videos. "
+        f"<a href='#heads'>back to the table</a></p>"
+    )
+    if len(review.ids):
+        if task.kind in ("binary", "multi_label"):
+            out.append(_img(figures.roc_and_pr(review.truth, review.scores, task.classes), "ROC and precision-recall"))
+        elif task.kind in ("multi_class", "quantile"):
+            chart = figures.confusion(review.truth.astype(np.int64), review.scores.argmax(1), task.classes)
+            out.append(_img(chart, "confusion matrix"))
+        else:
+            out.append(_img(figures.predicted_vs_true(review.truth, review.scores, task.classes), "predicted vs true"))
+    if review.history:
+        out.append(_img(figures.losses(review.history), "loss per epoch"))
+    if review.per_class:
+        out.append(_per_class(review))
+    out.append(f"<h3>Worst test videos</h3>{_what_worst(task.kind)}")
+    for mistake in review.worst:
+        out.append(_video(mistake, rows.get(mistake.vid, {}), frames, transcripts, config))
+    if not review.worst:
+        out.append('<p class="muted">No test videos.</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _what_worst(kind: str) -> str:
+    if kind in ("regression", "multi_regression"):
+        why = "the largest errors, in units of the test targets' spread"
+    else:
+        why = "wrong answers first (false positives and negatives), then the closest calls"
+    return f'<p class="muted">Ordered by how wrong the head was: {why}.</p>'
+
+
+def _per_class(review: HeadReview) -> str:
+    with_cut = review.task.kind == "multi_label"
+    out = ["<h3>Per class (test)</h3><table><tr><th>class</th><th>support</th><th>AP</th>"]
+    out.append("<th>F1 at the tuned threshold</th><th>threshold</th></tr>" if with_cut else "<th>F1</th></tr>")
+    for entry in review.per_class:
+        cells = [entry["class"], entry["support"], entry["ap"], entry["f1"]] + (
+            [entry["threshold"]] if with_cut else []
+        )
+        out.append("<tr>" + "".join(f'<td class="num">{_value(c)}</td>' for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _video(
+    mistake: Mistake, row: dict, frames: StoreReader | None, transcripts: dict[str, str], config: ReportConfig
+) -> str:
+    out = [f'<div class="video"><h4>{escape(mistake.vid)}</h4><p>{escape(mistake.what)}</p>']
+    if frames is not None and mistake.vid in frames:
+        images, times = frames.get(mistake.vid)
+        if images.ndim == 4 and len(images):
+            keep = np.unique(np.linspace(0, len(images) - 1, min(config.strip_frames, len(images))).round().astype(int))
+            strip = figures.strip(images[keep], times[keep].astype(np.float64), mistake.attention or None)
+            what = "decoded frames" + (" and the head's attention over its rows" if mistake.attention else "")
+            out.append(_img(strip, what))
+    else:
+        out.append(f'<p class="muted">no decoded frames in {escape(str(config.frames))}</p>')
+    caption = row.get(config.caption, "")
+    out.append(f"<p><b>caption</b>: {escape(caption) if caption else '<span class=muted>none</span>'}</p>")
+    if transcripts:
+        spoken = transcripts.get(mistake.vid, "")
+        out.append(f"<p><b>transcript</b>: {escape(spoken) if spoken else '<span class=muted>none</span>'}</p>")
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def _img(uri: str, alt: str) -> str:
+    return f'<p><img src="{uri}" alt="{escape(alt)}"></p>'
+
+
+def _stores_section(folders: tuple[str, ...]) -> str:
+    out = ['<section id="stores"><h2>Stores</h2><table><tr><th>store</th><th>videos</th><th>failures</th>']
+    out.append("<th>rows</th><th>bytes per video</th><th>backbone</th><th>weights</th><th>preprocessing</th></tr>")
+    failures = []
+    for folder in folders:
+        for index in sorted(Path(folder).glob("*/index.json")):
+            try:
+                reader = StoreReader(index.parent)
+            except StoreError as exc:
+                failures.append((str(index.parent), "the whole store", str(exc)))
+                continue
+            recipe = reader.recipe
+            size = sum(facts["bytes"] for facts in reader.shards.values())
+            backbone = recipe.get("backbone") or recipe.get("view") or recipe
+            weights = recipe.get("weights") or {}
+            if weights:
+                origin = weights.get("name") or f"a local {weights.get('source', 'file')}"
+                weights_text = f"{origin}, sha256 {str(weights.get('sha256', ''))[:12]}"
+            else:
+                weights_text = "—"
+            cells = [
+                f"<td><code>{escape(str(reader.path))}</code></td>",
+                f'<td class="num">{len(reader)}</td>',
+                f'<td class="num">{len(reader.failures)}</td>',
+                f'<td class="num">{reader.num_rows} <span class="ci">of {escape(str(reader.row_shape))}</span></td>',
+                f'<td class="num">{size // max(1, len(reader)):,}</td>',
+                f"<td><code>{escape(_short_json(backbone))}</code></td>",
+                f"<td>{escape(weights_text)}</td>",
+                f"<td><code>{escape(_short_json(recipe.get('preprocessing', '—')))}</code></td>",
+            ]
+            out.append("<tr>" + "".join(cells) + "</tr>")
+            failures += [(str(reader.path), vid, why) for vid, why in reader.failures.items()]
+    out.append("</table><h3>Failures</h3>")
+    if failures:
+        out.append("<table><tr><th>store</th><th>video</th><th>reason</th></tr>")
+        out += [f"<tr><td>{escape(s)}</td><td>{escape(v)}</td><td>{escape(w)}</td></tr>" for s, v, w in failures]
+        out.append("</table>")
+    else:
+        out.append('<p class="muted">None: every video made it into every store.</p>')
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _short_json(value: object, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_section(folder: str) -> str:
+    runs = read_runs(folder)
+    out = ['<section id="run"><h2>Last run</h2>']
+    if not runs:
+        out.append(
+            f'<p class="muted">No timings in {escape(folder)}: stages record them under <code>dvc repro</code>.</p>'
+        )
+        return "\n".join(out + ["</section>"])
+    out.append(
+        f'<p class="muted">Each stage as it last ran ({escape(runs[-1]["machine"])}); a stage DVC skipped keeps the '
+        "time of the run that made its outputs. Videos per second counts the videos a stage computed, not "
+        "those it reused.</p>"
+    )
+    out.append("<table><tr><th>stage</th><th>finished</th><th>seconds</th><th>videos computed</th>")
+    out.append("<th>reused</th><th>videos per second</th></tr>")
+    for run in runs:
+        videos, seconds = run.get("videos"), float(run["seconds"])
+        rate = f"{videos / seconds:.2f}" if videos and seconds > 0 else "—"
+        out.append(
+            f"<tr><td>{escape(run['stage'])}</td><td>{escape(run['finished'])}</td>"
+            f'<td class="num">{seconds:.1f}</td><td class="num">{_value(videos)}</td>'
+            f'<td class="num">{_value(run.get("reused"))}</td><td class="num">{rate}</td></tr>'
+        )
+    total = sum(float(r["seconds"]) for r in runs)
+    out.append(f'<tr><th>all stages</th><td></td><td class="num">{total:.1f}</td><td></td><td></td><td></td></tr>')
+    out.append("</table></section>")
+    return "\n".join(out)

@@ -1,0 +1,185 @@
+"""What the report shows of one trained head: its test scores, per-class table, worst test videos and,
+for heads that pool with attention, the attention weights over those videos' rows.
+
+The head is run again on the test split through the same loader `evaluate` uses (`load_head`,
+`check_stores`, `HeadData`), so the report never shows scores of a store the head was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import metrics as sk
+
+from heads.config import HeadConfig
+from heads.data import HeadData
+from heads.evaluate import check_stores, load_head
+from heads.models import AttentionPool, HeadModel, ZeroShotHead
+from heads.tasks import Task
+from heads.train import predict_scores
+
+
+@dataclass
+class Mistake:
+    """One test video the head got (most) wrong: why, and how wrong (larger is worse)."""
+
+    vid: str
+    error: float
+    what: str
+    attention: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # input -> (times, weights)
+
+
+@dataclass
+class HeadReview:
+    name: str
+    config: HeadConfig
+    task: Task
+    metrics: dict
+    history: list[dict]
+    thresholds: dict
+    ids: list[str]  # test videos, in the order of truth and scores
+    truth: np.ndarray
+    scores: np.ndarray
+    per_class: list[dict]  # class, support, ap, f1 (and threshold for multi-label)
+    worst: list[Mistake]
+
+
+def review_head(head_dir: Path, worst: int) -> HeadReview:
+    model, checkpoint = load_head(head_dir)
+    config, task = model.config, model.task
+    check_stores(config, checkpoint)
+    data = HeadData.load(config)
+    test = data.split("test")
+    truth = task.truth([data.rows[i] for i in test])
+    scores = predict_scores(model, data, test)
+    ids = [data.ids[i] for i in test]
+    thresholds = checkpoint["thresholds"]
+    mistakes = worst_videos(task, thresholds, ids, truth, scores)[:worst]
+    index = {vid: i for i, vid in enumerate(data.ids)}
+    for mistake in mistakes:
+        mistake.attention = attention_weights(model, data, index[mistake.vid])
+    history_file = head_dir / "history.json"
+    return HeadReview(
+        name=head_dir.name,
+        config=config,
+        task=task,
+        metrics=json.loads((head_dir / "metrics.json").read_text(encoding="utf-8")),
+        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else [],
+        thresholds=thresholds,
+        ids=ids,
+        truth=truth,
+        scores=scores,
+        per_class=per_class_table(task, thresholds, truth, scores),
+        worst=mistakes,
+    )
+
+
+def per_class_table(task: Task, thresholds: dict, truth: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """Per label (multi-label) or class (multi-class, quantile): test support, average precision, and
+    F1 at the decision the head makes (the label's tuned threshold, or the top-scored class)."""
+    if task.kind == "multi_label":
+        cuts = thresholds.get("per_class") or [thresholds.get("global", 0.5)] * len(task.classes)
+        y, decided = truth > 0, scores >= np.asarray(cuts)
+    elif task.kind in ("multi_class", "quantile"):
+        y = np.eye(len(task.classes), dtype=bool)[truth.astype(np.int64)]
+        decided = np.eye(len(task.classes), dtype=bool)[scores.argmax(1)]
+        cuts = [None] * len(task.classes)
+    else:
+        return []
+    table = []
+    for j, name in enumerate(task.classes):
+        support = int(y[:, j].sum())
+        table.append(
+            {
+                "class": name,
+                "support": support,
+                "ap": float(sk.average_precision_score(y[:, j], scores[:, j])) if support else None,
+                "f1": float(sk.f1_score(y[:, j], decided[:, j], zero_division=0)) if len(y) else None,
+                "threshold": cuts[j],
+            }
+        )
+    return table
+
+
+def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray, scores: np.ndarray) -> list[Mistake]:
+    """Test videos ordered from the worst: classification by how far the score of a wrong answer is
+    from the truth (false positives and negatives first, then the closest calls); regression by the
+    absolute error in units of the test targets' spread."""
+    mistakes = []
+    if task.kind == "binary":
+        cut = thresholds.get("global", 0.5)
+        for vid, y, p in zip(ids, truth.reshape(-1), scores[:, 0], strict=True):
+            wrong = (p >= cut) != bool(y)
+            kind = ("false positive" if p >= cut else "false negative") if wrong else "correct, a close call"
+            truth_name = "yes" if y else "no"
+            mistakes.append(
+                Mistake(vid, abs(float(y) - p) + wrong, f"{kind}: score {p:.2f} (cut {cut:.2f}), truth {truth_name}")
+            )
+    elif task.kind == "multi_label":
+        cuts = np.asarray(thresholds.get("per_class") or [thresholds.get("global", 0.5)] * len(task.classes))
+        for vid, y, p in zip(ids, truth, scores, strict=True):
+            wrong = (p >= cuts) != (y > 0)
+            positives = [f"{task.classes[j]} ({p[j]:.2f})" for j in np.flatnonzero(wrong & (y == 0))]
+            negatives = [f"{task.classes[j]} ({p[j]:.2f})" for j in np.flatnonzero(wrong & (y > 0))]
+            parts = [f"false positives: {', '.join(positives)}"] * bool(positives)
+            parts += [f"false negatives: {', '.join(negatives)}"] * bool(negatives)
+            true_labels = ", ".join(task.classes[j] for j in np.flatnonzero(y > 0)) or "none"
+            what = "; ".join(parts) or "all labels right"
+            mistakes.append(
+                Mistake(vid, float(np.abs(y - p).max()) + wrong.any(), f"{what} (true labels: {true_labels})")
+            )
+    elif task.kind in ("multi_class", "quantile"):
+        for vid, y, p in zip(ids, truth.astype(np.int64), scores, strict=True):
+            guess = int(p.argmax())
+            verdict = "wrong" if guess != y else "right"
+            what = f"{verdict}: predicted {task.classes[guess]} ({p[guess]:.2f}), true {task.classes[y]} ({p[y]:.2f})"
+            mistakes.append(Mistake(vid, 1.0 - float(p[y]) + (guess != y), what))
+    else:
+        spread = truth.std(0) if len(truth) > 1 else np.ones(truth.shape[1])
+        spread = np.where(spread > 0, spread, 1.0)
+        for vid, y, p in zip(ids, truth, scores, strict=True):
+            what = "; ".join(
+                f"{c}: predicted {b:.3g}, true {a:.3g}" for c, a, b in zip(task.classes, y, p, strict=True)
+            )
+            mistakes.append(Mistake(vid, float(np.abs((p - y) / spread).mean()), what))
+    return sorted(mistakes, key=lambda m: -m.error)
+
+
+@torch.inference_mode()
+def attention_weights(
+    model: HeadModel | ZeroShotHead, data: HeadData, video: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each input pooled with attention (attention pooling, LSTM attention): the weight of each row
+    the head read for this video, at the row's time in seconds."""
+    if not isinstance(model, HeadModel):
+        return {}
+    captured: dict[str, np.ndarray] = {}
+    hooks = []
+    for key, encoder in model.encoders.items():
+        pool = encoder if isinstance(encoder, AttentionPool) else getattr(encoder, "pool", None)
+        if isinstance(pool, AttentionPool):
+
+            def keep(module, inputs, output, key=key):
+                captured[key] = module.weights(*inputs)[0].numpy()
+
+            hooks.append(pool.register_forward_hook(keep))
+    try:
+        model.eval()
+        model(data.batch(np.array([video])))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    weights = {}
+    for inp in data.inputs:
+        if inp.spec.key not in captured:
+            continue
+        vid = data.ids[video]
+        times = inp.reader.get(vid)[1]
+        kept = HeadData.kept_rows(len(times), inp.spec.max_len)
+        times = times if kept is None else times[kept]
+        weights[inp.spec.key] = (times.astype(np.float64), captured[inp.spec.key][: len(times)].astype(np.float64))
+    return weights
