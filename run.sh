@@ -2,8 +2,8 @@
 # reelfeat on a fresh machine, two commands:
 #   ./run.sh demo   set up, then run the whole pipeline on the embedded demo data (dvc repro)
 #   ./run.sh test   set up, then run the linter and the test suite
-# Setup: system ffmpeg (apt-get, when missing), a virtual environment in .venv with the pinned
-# requirements (reinstalled only when a requirements file changes).
+# Setup: system ffmpeg (apt-get, when missing; for tests also chromium), a virtual environment in .venv
+# with the pinned requirements (reinstalled only when a requirements file changes).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,6 +14,15 @@ install_ffmpeg() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+}
+
+install_chromium() {  # tests only: the report test screenshots the page headless, and skips without it
+  command -v chromium >/dev/null && return
+  echo "run.sh: installing chromium with apt-get (for the report's screenshot test)" >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; } ||
+    echo "run.sh: chromium could not be installed; the screenshot test will skip" >&2
 }
 
 python_311() {
@@ -32,10 +41,11 @@ setup_venv() {  # $1: requirements file
   [ -x .venv/bin/python ] || "$(python_311)" -m venv .venv
   local stamp=.venv/.requirements.sha256
   local want
-  want=$(cat "$1" requirements.txt | sha256sum | cut -d' ' -f1)
+  want=$(cat "$1" requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -r "$1"
+    .venv/bin/python -m pip install -q --no-deps -e .  # the `reelfeat` command, running this checkout
     echo "$want" >"$stamp"
   fi
   # shellcheck disable=SC1091
@@ -50,6 +60,7 @@ case "${1:-}" in
     ;;
   test)
     install_ffmpeg
+    install_chromium
     setup_venv requirements-dev.txt
     ruff check .
     python -m pytest

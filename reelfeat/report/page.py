@@ -271,7 +271,7 @@ def _short_json(value: object, limit: int = 300) -> str:
 
 
 def _run_section(folder: str) -> str:
-    runs = read_runs(folder)
+    runs = [run for run in read_runs(folder) if run["stage"] != "report"]  # a page cannot time its own making
     out = ['<section id="run"><h2>Last run</h2>']
     if not runs:
         out.append(
