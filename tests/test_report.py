@@ -206,3 +206,14 @@ def test_the_report_is_rebuilt_only_when_what_it_shows_changes(project, tmp_path
     params["heads"]["risky"]["lr"] = 0.01
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran(sh(project, "dvc", "repro")) == {"train@risky", "evaluate@risky", "report"}
+
+
+def test_report_params_are_checked_by_name():
+    from extract.views import ConfigError
+    from reelfeat.report.config import report_config
+
+    assert report_config({"worst": 2}).worst == 2 and report_config(None).frames == "data/decoded/frames"
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['wrost'\]"):
+        report_config({"wrost": 2})
+    with pytest.raises(ConfigError, match="report.strip_frames: 0"):
+        report_config({"strip_frames": 0})
