@@ -29,7 +29,7 @@ class StageClock:
         self.reused: int | None = None
 
     def count(self, computed: int, reused: int = 0) -> None:
-        self.videos, self.reused = (self.videos or 0) + computed, (self.reused or 0) + reused
+        self.videos, self.reused = computed, reused
 
     def record(self) -> Path | None:
         """Write the stage's timing under DVC_ROOT/data/runs when DVC runs it; returns the file."""

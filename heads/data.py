@@ -21,7 +21,7 @@ from extract.store import StoreReader
 from extract.views import ConfigError
 from heads.config import HeadConfig, InputConfig
 
-POOLED = ("mean", "max")
+POOLED = {"mean": np.mean, "max": np.max}  # pools applied to a video's rows once, before training
 
 
 @dataclass
@@ -54,7 +54,7 @@ def load_input(spec: InputConfig) -> FeatureInput:
     counts = reader.row_counts
     pooled = None
     if spec.pool in POOLED:
-        reduce = np.mean if spec.pool == "mean" else np.max
+        reduce = POOLED[spec.pool]
         pooled = np.zeros((len(position), reader.row_shape[0]), np.float32)
         for vid, rows in reader.iter_rows():
             if len(rows):

@@ -23,9 +23,9 @@ from torch.utils.data import Dataset
 from extract.manifest import read_prepared
 from extract.store import StoreReader
 from extract.views import ConfigError
-from heads.data import pad_sequences
+from heads.data import POOLED, pad_sequences
 
-POOLS = ("mean", "max", None)
+POOLS = (*POOLED, None)
 
 
 class FeatureDataset(Dataset):
@@ -86,7 +86,7 @@ class FeatureDataset(Dataset):
             elif len(rows) == 0:
                 item[key] = torch.zeros(reader.row_shape[0])
             else:
-                item[key] = torch.from_numpy(rows.mean(0) if self.pool == "mean" else rows.max(0))
+                item[key] = torch.from_numpy(POOLED[self.pool](rows, axis=0))
             item[f"{key}_timestamps"] = torch.from_numpy(timestamps.astype(np.float32))
         item["missing"] = torch.tensor(missing)
         return item

@@ -109,6 +109,11 @@ class StoreReader:
         self.rows_read += entry.rows
         return shard.rows(entry.position), shard.timestamps(entry.position)
 
+    def timestamps(self, vid: str) -> np.ndarray:
+        """Seconds of each row of one video, without reading its rows."""
+        entry = self._entry(vid)
+        return self._shard(entry.shard).timestamps(entry.position)
+
     def read(self, vid: str, select: np.ndarray | None = None) -> np.ndarray:
         """Rows of one video in the store's dtype; `select` (sorted row numbers) reads only those rows."""
         entry = self._entry(vid)

@@ -201,10 +201,11 @@ def _video(
 ) -> str:
     out = [f'<div class="video"><h4>{escape(mistake.vid)}</h4><p>{escape(mistake.what)}</p>']
     if frames is not None and mistake.vid in frames:
-        images, times = frames.get(mistake.vid)
-        if images.ndim == 4 and len(images):
-            keep = np.unique(np.linspace(0, len(images) - 1, min(config.strip_frames, len(images))).round().astype(int))
-            strip = figures.strip(images[keep], times[keep].astype(np.float64), mistake.attention or None)
+        times = frames.timestamps(mistake.vid)
+        if len(frames.row_shape) == 3 and len(times):  # a frames view: read only the frames the strip shows
+            keep = np.unique(np.linspace(0, len(times) - 1, min(config.strip_frames, len(times))).round().astype(int))
+            images = frames.read(mistake.vid, keep)
+            strip = figures.strip(images, times[keep].astype(np.float64), mistake.attention or None)
             what = "decoded frames" + (" and the head's attention over its rows" if mistake.attention else "")
             out.append(_img(strip, what))
     else:

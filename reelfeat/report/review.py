@@ -82,7 +82,7 @@ def per_class_table(task: Task, thresholds: dict, truth: np.ndarray, scores: np.
     """Per label (multi-label) or class (multi-class, quantile): test support, average precision, and
     F1 at the decision the head makes (the label's tuned threshold, or the top-scored class)."""
     if task.kind == "multi_label":
-        cuts = thresholds.get("per_class") or [thresholds.get("global", 0.5)] * len(task.classes)
+        cuts = thresholds["per_class"]
         y, decided = truth > 0, scores >= np.asarray(cuts)
     elif task.kind in ("multi_class", "quantile"):
         y = np.eye(len(task.classes), dtype=bool)[truth.astype(np.int64)]
@@ -111,7 +111,7 @@ def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray
     absolute error in units of the test targets' spread."""
     mistakes = []
     if task.kind == "binary":
-        cut = thresholds.get("global", 0.5)
+        cut = thresholds["global"]
         for vid, y, p in zip(ids, truth.reshape(-1), scores[:, 0], strict=True):
             wrong = (p >= cut) != bool(y)
             kind = ("false positive" if p >= cut else "false negative") if wrong else "correct, a close call"
@@ -120,7 +120,7 @@ def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray
                 Mistake(vid, abs(float(y) - p) + wrong, f"{kind}: score {p:.2f} (cut {cut:.2f}), truth {truth_name}")
             )
     elif task.kind == "multi_label":
-        cuts = np.asarray(thresholds.get("per_class") or [thresholds.get("global", 0.5)] * len(task.classes))
+        cuts = np.asarray(thresholds["per_class"])
         for vid, y, p in zip(ids, truth, scores, strict=True):
             wrong = (p >= cuts) != (y > 0)
             positives = [f"{task.classes[j]} ({p[j]:.2f})" for j in np.flatnonzero(wrong & (y == 0))]
@@ -178,7 +178,7 @@ def attention_weights(
         if inp.spec.key not in captured:
             continue
         vid = data.ids[video]
-        times = inp.reader.get(vid)[1]
+        times = inp.reader.timestamps(vid)
         kept = HeadData.kept_rows(len(times), inp.spec.max_len)
         times = times if kept is None else times[kept]
         weights[inp.spec.key] = (times.astype(np.float64), captured[inp.spec.key][: len(times)].astype(np.float64))
