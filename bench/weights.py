@@ -8,6 +8,7 @@ costs nothing in processes whose peak memory is measured.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,4 +82,19 @@ def whisper_base_file(folder: Path) -> Path:
         n_text_layer=6,
     )
     torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+    return path
+
+
+def clip_vit_b32_folder(folder: Path) -> Path:
+    """CLIP ViT-B/32's shape (transformers' CLIPConfig defaults) and image processor, in a save_pretrained folder."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    path = folder / "clip-vit-b32"
+    if path.exists():
+        return path
+    partial = folder / "clip-vit-b32.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    CLIPModel(CLIPConfig()).save_pretrained(partial)
+    CLIPImageProcessor(crop_size={"height": 224, "width": 224}, size={"shortest_edge": 224}).save_pretrained(partial)
+    partial.rename(path)
     return path

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -197,10 +198,22 @@ class ExtractRunner:
         yield from finished()
 
     def _forward(self, taken: list[tuple[_Pending, object]]) -> None:
-        """Run one batch; if it raises, split it until the input that raises is alone, and fail its video."""
+        """Run one batch; if it raises, split it until the input that raises is alone, and fail its video.
+
+        Out of GPU memory, the batch size itself is halved for the rest of the run (and recorded in
+        the store as `batch_size`), so one big batch does not fail every later one too."""
         try:
             outputs = self.backbone.embed(default_collate([unit for _, unit in taken])).cpu().numpy()
         except Exception as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+                if 1 < len(taken) <= self.batch_size:
+                    self.batch_size = len(taken) // 2
+                    print(
+                        f"reelfeat: {self.backbone.config.model} ran out of GPU memory at a batch of {len(taken)}; "
+                        f"going on with batches of {self.batch_size}",
+                        file=sys.stderr,
+                    )
             if len(taken) > 1:
                 half = len(taken) // 2
                 self._forward(taken[:half])
@@ -303,6 +316,7 @@ def run_features(
             progress.update(1)
     for vid, error in source.failures.items():
         builder.add_failure(vid, f"no input ({source.path}: {error})")
+    builder.set_attr("batch_size", runner.batch_size)  # remote runners halve their own copy; not seen here
     return builder.finish([(vid, hashes[vid]) for vid in source.ids])
 
 

@@ -108,6 +108,7 @@ def run_one_shot(
         store_result(builder, vid, sha_of[vid], result, config.dtype)
         if progress:
             progress(1)
+    builder.set_attr("batch_size", runner.batch_size)
     return builder.finish([(row["id"], row["sha256"]) for row in rows])
 
 

@@ -55,6 +55,21 @@ class FragileBackbone(ImageBackbone):
 
 register_backbone("fragile", FragileBackbone, config_cls=BackboneConfig, about="test: breaks on marked videos")
 
+
+class SmallCardBackbone(ImageBackbone):
+    """ResNet18 on a card that holds two inputs: a bigger batch raises CUDA's out-of-memory error."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        super().__init__(dataclasses.replace(config, model="resnet18"), device)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {len(batch)} GiB")
+        return super().embed(batch)
+
+
+register_backbone("small_card", SmallCardBackbone, config_cls=BackboneConfig, about="test: 2 inputs fit")
+
 GOOD = [f"ok{i}" for i in range(7)]
 EXPECTED = {
     "bad-units": "preparing inputs: ValueError: cannot prepare this one",
@@ -271,3 +286,24 @@ def test_damaged_metadata_counts_as_absent():
     assert _rotation({"side_data_list": [{"rotation": "nan"}]}) == 0
     assert _rotation({"side_data_list": [{"rotation": -90}]}) == 270
     assert _float("inf", None) is None and _float("N/A", 0.0) == 0.0
+
+
+def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store, weights_dir, tmp_path, capsys):
+    config = {**fragile_config(frames_store, weights_dir), "model": "small_card"}
+    good = [vid for vid in GOOD if vid.startswith("ok")]
+    source = StoreReader(frames_store)
+    small = tmp_path / "frames"
+    with StoreWriter(small, row_shape=source.row_shape, dtype=np.uint8, attrs=dict(source.attrs)) as writer:
+        for vid in good:
+            writer.add(vid, *source.get(vid), f"sha-{vid}")
+    config["input"] = str(small)
+    summary = run_features("small_card", config, tmp_path / "f", workers=0, batch_size=8)
+    assert summary.failures == {} and summary.computed == len(good)
+    assert StoreReader(tmp_path / "f").attrs["batch_size"] == 2  # what worked, for the next run to start from
+    said = capsys.readouterr().err
+    assert "at a batch of 8; going on with batches of 4" in said
+    assert "at a batch of 4; going on with batches of 2" in said
+
+    run_features("resnet18", {**config, "model": "resnet18"}, tmp_path / "plain", workers=0, batch_size=2)
+    assert StoreReader(tmp_path / "plain").attrs["batch_size"] == 2
+    assert_same_rows(StoreReader(tmp_path / "f"), StoreReader(tmp_path / "plain"), rtol=1e-4, atol=1e-4)

@@ -203,6 +203,12 @@ class StoreBuilder:
                 (self.path / name).unlink(missing_ok=True)
         self._lock.release()
 
+    def set_attr(self, name: str, value: str | int | float) -> None:
+        """An attribute known only once the work is done (provenance: never part of the reuse key)."""
+        if name == "config":
+            raise ValueError("the config attribute is the reuse key, fixed when the builder is made")
+        self._attrs[name] = value
+
     def finish(self, rows: list[tuple[str, str]]) -> BuildSummary:
         """Index `rows` (id, source sha256), in that order, then drop shards no video needs."""
         self.checkpoint()
