@@ -208,6 +208,12 @@ class GpuSampler:
         }
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a reelfeat subprocess: this checkout first on the path, the carried packages kept."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -422,7 +428,7 @@ def stages(rows: list[dict], args: argparse.Namespace, device: torch.device) -> 
     }
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     (project / "manifest.csv").write_text("id,video\n" + "".join(f"{r['id']},{r['video']}\n" for r in rows))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "REELFEAT_DEVICE": device.type}
+    env = child_env(REELFEAT_DEVICE=device.type)
     times = {}
     for name, cmd in (("prepare", ["prepare"]), ("decode", ["decode"]), ("features", ["features", "resnet50"])):
         start = time.perf_counter()
@@ -495,9 +501,7 @@ def peer(rows: list[dict], args: argparse.Namespace, device: torch.device) -> di
     ]
     (work / "m.csv").write_text("id,video\n" + "".join(f"{r['id']},{r['video']}\n" for r in rows))
     start = time.perf_counter()
-    mine = subprocess.run(
-        env_cmd, cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900
-    )
+    mine = subprocess.run(env_cmd, cwd=work, env=child_env(), capture_output=True, text=True, timeout=900)
     ours = time.perf_counter() - start
     if mine.returncode not in (0, 3):
         raise RuntimeError(f"reelfeat run exited {mine.returncode}: {mine.stderr[-1500:]}")

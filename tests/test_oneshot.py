@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -10,11 +11,31 @@ import pytest
 import torch
 from conftest import make_video, save_torchvision
 
+from extract import oneshot
 from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
+from extract.backbones import BackboneConfig, VideoInput, register_backbone
+from extract.backbones.image import ImageBackbone
 from extract.decode import run_decode, views_from_params
 from extract.features import run_features
 from extract.manifest import read_prepared
 from extract.store import StoreReader
+from extract.views import FramesView
+
+THREADS_SEEN: list[int] = []
+
+
+class ThreadCountingBackbone(ImageBackbone):
+    """ResNet18 that notes how many torch threads prepared each video's inputs."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        super().__init__(dataclasses.replace(config, model="resnet18"), device)
+
+    def units(self, video: VideoInput):
+        THREADS_SEEN.append(torch.get_num_threads())
+        return super().units(video)
+
+
+register_backbone("thread_counting", ThreadCountingBackbone, config_cls=BackboneConfig, about="test: counts threads")
 
 
 def run_in(root, *args: str) -> int:
@@ -94,3 +115,19 @@ def test_one_shot_text_backbone_reads_the_tables_column(tmp_path, videos, bert_f
     store = StoreReader(tmp_path / "out" / "bert")
     assert store.ids == ["clips/a", "clips/b"] and store.get("clips/a")[0].shape[0] == 1
     assert json.loads(store.attrs["recipe"])["input"] == {"column": "text"}
+
+
+def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes(
+    tmp_path, videos, weights_dir, monkeypatch
+):
+    """With decoders on every core, torch ops on many threads each wait for a core (5.1 against 15.9
+    videos/s on the H200 machine); the plan a GPU gets is forced here, on the CPU."""
+    monkeypatch.setattr(oneshot, "decode_plan", lambda device: (2, 1, None))
+    torch.set_num_threads(2)
+    rows = [{"id": v, "video": str(tmp_path / v), "sha256": f"sha-{v}"} for v in videos[:2]]
+    view = FramesView(num_frames=3, max_seconds=None)
+    values = {"weights": str(save_torchvision(weights_dir, "resnet18")), "dtype": "float32"}
+    THREADS_SEEN.clear()
+    summary = oneshot.run_one_shot("thread_counting", values, rows, view, tmp_path / "out", device=torch.device("cpu"))
+    assert summary.computed == 2 and THREADS_SEEN == [1, 1]
+    assert torch.get_num_threads() == 2  # put back afterwards

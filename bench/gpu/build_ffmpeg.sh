@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A small static ffmpeg and ffprobe for the GPU machine (which has neither, and whose glibc may differ).
 #
-#   bench/gpu/build_ffmpeg.sh OUT_DIR     -> OUT_DIR/ffmpeg, OUT_DIR/ffprobe (about 4 MB each)
+#   bench/gpu/build_ffmpeg.sh OUT_DIR     -> OUT_DIR/ffmpeg, OUT_DIR/ffprobe (about 8.6 MB each)
 #
 # Source: Debian's ffmpeg source package (the version this machine's ffmpeg is), from the Debian
 # mirror (needs a deb-src line; see bench/gpu/README.md). Only what reelfeat's decoding reads is
-# enabled: the decoders, demuxers and filters (and the raw encoders its pipes need) of extract/media.py and of the real clips, plus the
-# muxers and bitstream filters that `-c copy` remuxing (bench/gpu.py's video set) needs. Statically
-# linked, so it runs on any x86-64 Linux. Takes about 4 minutes on 2 cores.
+# enabled: the decoders, demuxers and filters of extract/media.py and of the real clips, the raw
+# encoders its pipes need, and the muxers and bitstream filters that `-c copy` remuxing (bench/gpu.py's
+# video set) needs. Statically linked, so it runs on any x86-64 Linux (it ran on the H200 machine's
+# Ubuntu). Takes about 10 minutes on 2 cores.
 set -euo pipefail
 out=$(realpath -m "${1:?usage: build_ffmpeg.sh OUT_DIR}")
 work=$(mktemp -d)
