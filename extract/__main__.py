@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
+from extract.config import ConfigError
 from extract.errors import UserError
 from extract.media import SEEK_MODES
 from extract.runlog import StageClock
-from extract.views import AudioView, ConfigError
+from extract.views import AudioView
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
 
@@ -33,6 +37,19 @@ def load_section(params_path: str, section: str) -> dict:
     if section not in params:
         raise ConfigError(f"{path}: no `{section}` section; see the README for its keys")
     return params[section] or {}
+
+
+def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
+    """The exit code of a stage that made `summaries`: --allow-failures covers some videos failing,
+    never a store where every video failed (a run that made nothing must not pass for done)."""
+    empty = [name for name, s in summaries.items() if s.failures and not (s.computed or s.reused)]
+    if empty:
+        print(
+            f"error: every video failed in {', '.join(empty)}: nothing was made (see the reasons above)",
+            file=sys.stderr,
+        )
+        return EXIT_VIDEOS_FAILED
+    return EXIT_VIDEOS_FAILED if failed and not allow_failures else EXIT_OK
 
 
 def progress_bar(total: int, desc: str) -> tqdm:
@@ -82,8 +99,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     args.clock.count(
         max((s.computed for s in summaries.values()), default=0), max((s.reused for s in summaries.values()), default=0)
     )
-    failed = print_summary(summaries, "decoded")
-    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+    return videos_exit(summaries, print_summary(summaries, "decoded"), args.allow_failures)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
@@ -112,8 +128,8 @@ def cmd_features(args: argparse.Namespace) -> int:
             section=args.section,
         )
     args.clock.count(summary.computed, summary.reused)
-    failed = print_summary({args.backbone: summary}, "extracted")
-    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+    summaries = {args.backbone: summary}
+    return videos_exit(summaries, print_summary(summaries, "extracted"), args.allow_failures)
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
@@ -168,8 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=bar.update,
         )
     args.clock.count(summary.computed, summary.reused)
-    failed = print_summary({args.backbone: summary}, "extracted")
-    return EXIT_VIDEOS_FAILED if failed and not args.allow_failures else EXIT_OK
+    summaries = {args.backbone: summary}
+    return videos_exit(summaries, print_summary(summaries, "extracted"), args.allow_failures)
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -276,7 +292,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 0 on CPU, cores-1 for a GPU)",
+        help="input-preparing processes (default: REELFEAT_LOADER_WORKERS, else 0 on CPU, cores-1 up to 8 for a GPU)",
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
@@ -326,7 +342,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
     p.add_argument(
-        "--workers", type=int, default=None, help="decode processes (default: half the cores on CPU, all beside a GPU)"
+        "--workers", type=int, default=None, help="decode processes (default: REELFEAT_WORKERS, else one per core)"
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
@@ -405,6 +421,24 @@ def run_command(args: argparse.Namespace) -> int:
     except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"error: {no_space(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def no_space(exc: OSError) -> str:
+    """One line for a full disk: the folder being written, the space left there, and that a rerun goes on."""
+    named = exc.filename or re.search(r"filename = '([^']+)'", str(exc))  # h5py names it in its message
+    if not named:
+        return "no space left on the device: free some space and run it again"
+    folder = Path(named if isinstance(named, str) else named.group(1)).parent
+    free = shutil.disk_usage(folder).free / 1e6 if folder.is_dir() else 0.0
+    return (
+        f"no space left on the device writing {folder} ({free:.1f} MB free there): free some space and run "
+        "it again; the stores keep their last finished state and what this run finished is reused"
+    )
 
 
 if __name__ == "__main__":

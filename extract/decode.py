@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from extract import media
+from extract.config import ConfigError
 from extract.errors import Failure, run_step
 from extract.executor import make_executor
 from extract.store import BuildSummary, StoreBuilder, checkpoint_seconds
-from extract.views import ConfigError, View, view_config_json, view_from_params
+from extract.views import View, view_config_json, view_from_params
 
 INFO_DTYPES = {
     "duration": "f8",

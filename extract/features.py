@@ -42,11 +42,11 @@ from extract.backbones import (
     compute_dtype,
     default_device,
 )
+from extract.config import ConfigError
 from extract.errors import Failure, StepFailed, describe, step
 from extract.executor import make_executor
 from extract.recipe import contract_json
 from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
-from extract.views import ConfigError
 
 # Inputs per batch by input kind. On the CPU, ResNet50 ran 25% faster per frame in batches of 4-8
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.

@@ -17,7 +17,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from extract.errors import UserError
+
 TEMP_SUFFIX = ".tmp"
+ID_RULE = "ids are relative paths: folder/name parts, none empty, '.' or '..', and no control characters"
+
+
+def id_problem(vid: str) -> str | None:
+    """Why `vid` cannot name a file under an output folder, or None when it can.
+
+    Writers name files after ids (`export-numpy` writes `<id>_<type>.npy`), so an id that is absolute
+    or climbs with `..` would write outside the folder it was given."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in vid):
+        return "holds a control character"
+    if vid.startswith("/"):
+        return "is an absolute path"
+    if any(part in ("", ".", "..") for part in vid.split("/")):
+        return "has an empty, '.' or '..' part" if vid else "is empty"
+    return None
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused if it would land outside `folder` (a name made from an id)."""
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise UserError(f"{name!r} would be written outside {folder}; {ID_RULE}")
+    return path
 
 
 def temp_path(path: str | Path) -> Path:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.config import ConfigError, build_config
 from extract.errors import UserError
-from extract.files import HashCache, atomic_write, file_sha256
+from extract.files import ID_RULE, HashCache, atomic_write, file_sha256, id_problem
 from extract.split import SPLITS, make_split
-from extract.views import ConfigError, build_config
 
 LABEL_TYPES = ("binary", "multi_label", "multi_class", "number")
 BINARY_VALUES = {"1": "1", "true": "1", "yes": "1", "0": "0", "false": "0", "no": "0"}
@@ -228,6 +228,8 @@ def video_rows(videos: list[str], manifest: str | None, root: Path) -> list[dict
     rows = []
     for video in videos:
         path = (root / video).resolve()
+        if why := id_problem(default_id(video, root)):
+            raise UserError(f"{video}: its id {default_id(video, root)!r} {why}; rename the file or use --manifest")
         rows.append(
             {
                 "id": default_id(video, root),
@@ -311,7 +313,9 @@ def prepare(config: PrepareConfig, root: Path | None = None, hashes: HashCache |
             resolved = Path(values["video"]) if Path(values["video"]).is_absolute() else manifest_dir / values["video"]
             values["id"] = values.get("id") or default_id(values["video"], manifest_dir)
             values["video"] = _display_path(resolved, root)
-            if values["id"] in first_line:
+            if why := id_problem(values["id"]):
+                bad.append(Problem(path, row.line, f"id {values['id']!r} {why}", f"change the id: {ID_RULE}"))
+            elif values["id"] in first_line:
                 used = f"id {values['id']!r} already used on line {first_line[values['id']]}"
                 bad.append(Problem(path, row.line, used, "give each row a unique `id` (or unique video paths)"))
             else:

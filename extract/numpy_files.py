@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from extract.errors import UserError
-from extract.files import atomic_write
+from extract.files import atomic_write, inside
 from extract.store import StoreReader, StoreWriter
 
 TIMESTAMPS = "timestamps_ms"
@@ -49,8 +49,8 @@ def export_numpy(store: str | Path, out: str | Path, feature_type: str | None = 
     out = Path(out)
     for vid in reader.ids:
         rows, timestamps = reader.get(vid)
-        _save(out / f"{vid}_{feature_type}.npy", rows.astype(np.float32))
-        _save(out / f"{vid}_{TIMESTAMPS}.npy", timestamps.astype(np.float64) * 1000.0)
+        _save(inside(out, f"{vid}_{feature_type}.npy"), rows.astype(np.float32))
+        _save(inside(out, f"{vid}_{TIMESTAMPS}.npy"), timestamps.astype(np.float64) * 1000.0)
     return len(reader)
 
 
@@ -63,6 +63,8 @@ def import_numpy(folder: str | Path, feature_type: str, out: str | Path, dtype: 
     if not files:
         raise UserError(f"{folder}: no *{suffix} files; name the feature type the files carry (--feature-type)")
     first = _load(files[0])
+    if first.ndim != 2:
+        raise UserError(f"{files[0]}: an array of shape {first.shape}; each file holds (rows, width) features")
     dtype = np.dtype(dtype or first.dtype)
     # its recipe: another tool made these rows, and nothing more is known of how
     attrs = {"kind": "features", "backbone": feature_type, "config": json.dumps({"numpy_files": feature_type})}

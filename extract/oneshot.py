@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from extract.backbones import VideoInput, backbone_config, default_device
+from extract.config import ConfigError
 from extract.decode import Task, decode_video
 from extract.errors import Failure, StepFailed
 from extract.executor import make_executor
 from extract.features import ExtractRunner, Source, default_batch, feature_store, run_features, store_result
 from extract.manifest import write_csv
 from extract.store import BuildSummary
-from extract.views import ConfigError, View, view_config_json
+from extract.views import View, view_config_json
 
 # Videos decoded per turn on the CPU (bounds the decoded frames held in memory).
 CPU_TURN_VIDEOS = 8

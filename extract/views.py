@@ -14,26 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from extract.errors import UserError
+from extract.config import ConfigError, build_config
 from extract.media import RESIZE_MODES, SEEK_MODES, Probe
-
-
-class ConfigError(UserError):
-    """A params section that is malformed; the message names the key and the fix."""
-
-
-def build_config(cls: type, values: dict[str, Any], where: str):
-    """Instantiate a config dataclass from a params mapping, rejecting unknown keys by name."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {names}")
-    try:
-        config = cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    config.validate(where)
-    return config
 
 
 def _span(meta: Probe, max_seconds: float | None) -> float:
@@ -180,9 +162,6 @@ def view_from_params(name: str, values: dict[str, Any]) -> View:
     kind = values.get("type")
     if kind not in VIEW_TYPES:
         raise ConfigError(f"{where}: type {kind!r} is not one of {sorted(VIEW_TYPES)}")
-    values = dict(values)
-    if "size" in values:
-        values["size"] = tuple(values["size"])
     return build_config(VIEW_TYPES[kind], values, where)
 
 

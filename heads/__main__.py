@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, load_section, run_command
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 
 def head_dir(name: str) -> Path:

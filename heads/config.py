@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extract.views import ConfigError, build_config
+from extract.config import ConfigError, build_config
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn")
 TASKS = ("binary", "multi_label", "multi_class", "regression", "multi_regression", "quantile")
@@ -133,21 +133,9 @@ def head_config(name: str, values: dict[str, Any]) -> HeadConfig:
     raw_inputs = values.get("inputs") or []
     if not isinstance(raw_inputs, list):
         raise ConfigError(f"{where}.inputs: a list of {{store: ..., pool: ...}}")
-    inputs = []
-    for i, item in enumerate(raw_inputs):
-        item = dict(item)
-        if "windows" in item:
-            item["windows"] = tuple(item["windows"])
-        inputs.append(build_config(InputConfig, item, f"{where}.inputs[{i}]"))
-    values["inputs"] = tuple(inputs)
-    for key in ("hidden",):
-        if key in values:
-            values[key] = tuple(values[key])
-    if isinstance(values.get("target"), list):
-        values["target"] = tuple(values["target"])
-    for key in ("lr", "weight_decay", "dropout"):  # YAML reads 2e-5 as a string
-        if isinstance(values.get(key), str):
-            values[key] = float(values[key])
+    values["inputs"] = tuple(
+        build_config(InputConfig, item, f"{where}.inputs[{i}]") for i, item in enumerate(raw_inputs)
+    )
     return build_config(HeadConfig, values, where)
 
 

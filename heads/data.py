@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from extract.config import ConfigError
 from extract.manifest import read_prepared
 from extract.store import StoreReader
-from extract.views import ConfigError
 from heads.config import HeadConfig, InputConfig
 
 POOLED = {"mean": np.mean, "max": np.max}  # pools applied to a video's rows once, before training

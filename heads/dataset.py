@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from extract.config import ConfigError
 from extract.manifest import read_prepared
 from extract.store import StoreReader
-from extract.views import ConfigError
 from heads.data import POOLED, pad_sequences
 
 POOLS = (*POOLED, None)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import default_collate
 
 from extract.backbones import VideoInput, get_backbone
-from extract.views import ConfigError
+from extract.config import ConfigError
 from heads.config import HeadConfig
 from heads.tasks import Task
 
@@ -46,7 +46,11 @@ def embed_labels(config: HeadConfig, task: Task, schemas: dict[str, dict]) -> tu
             "to that folder"
         )
     entry = get_backbone("clip_text")
-    settings = entry.config_cls(model="clip_text", input="label prompts", weights=name, dtype="float32")
+    # the precision the rows were made at (a float32 store gets float32 labels on a bfloat16 CPU too)
+    precision = recipe.get("backbone", {}).get("precision", "auto")
+    settings = entry.config_cls(
+        model="clip_text", input="label prompts", weights=name, dtype="float32", precision=precision
+    )
     backbone = entry.build(settings, torch.device("cpu"))
     for key, recipe in recipes.items():
         if recipe["weights"]["sha256"] != backbone.weights.sha256:

@@ -126,6 +126,12 @@ def test_import_refuses_files_it_cannot_read_naming_them(tmp_path, capsys):
     np.save(folder / "b_vggish.npy", np.array([{"x": 1}], dtype=object))  # a pickle is never loaded
     assert main(["import-numpy", str(folder), "--feature-type", "vggish", "--out", str(tmp_path / "s")]) == EXIT_ERROR
     assert "b_vggish.npy: not a NumPy array of numbers" in capsys.readouterr().err
+    np.save(folder / "a_vggish.npy", np.zeros(128, np.float32))  # the first file 1-D
+    assert main(["import-numpy", str(folder), "--feature-type", "vggish", "--out", str(tmp_path / "s")]) == EXIT_ERROR
+    said = capsys.readouterr().err
+    assert (
+        said == f"error: {folder / 'a_vggish.npy'}: an array of shape (128,); each file holds (rows, width) features\n"
+    )
 
 
 def test_the_api_names_resolve_lazily_to_the_real_classes():

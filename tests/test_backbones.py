@@ -14,9 +14,9 @@ from conftest import SHARED, assert_same_rows, make_video, save_torchvision
 
 from extract.backbones import BackboneConfig, get_backbone, list_backbones
 from extract.backbones.weights import WeightsError
+from extract.config import ConfigError
 from extract.features import run_features
 from extract.store import StoreReader, StoreWriter
-from extract.views import ConfigError
 
 torch.manual_seed(0)
 

@@ -307,3 +307,49 @@ def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store
     run_features("resnet18", {**config, "model": "resnet18"}, tmp_path / "plain", workers=0, batch_size=2)
     assert StoreReader(tmp_path / "plain").attrs["batch_size"] == 2
     assert_same_rows(StoreReader(tmp_path / "f"), StoreReader(tmp_path / "plain"), rtol=1e-4, atol=1e-4)
+
+
+def test_a_stage_where_every_video_failed_exits_non_zero_even_with_allow_failures(tmp_path, monkeypatch, capsys):
+    from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, main
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.mp4").write_bytes(b"not a video " * 10)
+    (tmp_path / "m.csv").write_text("video\na.mp4\nb.mp4\nc.mp4\n")
+    (tmp_path / "params.yaml").write_text(
+        "prepare:\n  manifest: m.csv\ndecode:\n  views:\n    frames: {type: frames, num_frames: 2, size: [16, 16]}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["decode", "--allow-failures"]) == EXIT_VIDEOS_FAILED
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["error: every video failed in frames: nothing was made (see the reasons above)"]
+
+    make_video(tmp_path / "b.mp4", seconds=1)  # one good video: partial failure is what the flag allows
+    assert main(["prepare"]) == EXIT_OK
+    assert main(["decode", "--allow-failures"]) == EXIT_OK
+
+
+def test_a_full_disk_is_one_line_naming_the_store_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
+    from extract.__main__ import EXIT_ERROR, EXIT_OK, main
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a 1 MB tmpfs")
+    try:
+        for i in range(3):
+            make_video(tmp_path / f"v{i}.mp4", seconds=1)
+        (tmp_path / "m.csv").write_text("video\nv0.mp4\nv1.mp4\nv2.mp4\n")
+        view = "{type: frames, num_frames: 8, size: [128, 128]}"  # 393 KB a video: the third does not fit
+        (tmp_path / "params.yaml").write_text(f"prepare:\n  manifest: m.csv\ndecode:\n  views:\n    frames: {view}\n")
+        monkeypatch.chdir(tmp_path)
+        assert main(["prepare"]) == EXIT_OK
+        assert main(["decode", "--out", str(small / "decoded"), "--workers", "0"]) == EXIT_ERROR
+        said = capsys.readouterr().err.splitlines()
+        assert len(said) == 1 and said[0].startswith(f"error: no space left on the device writing {small}/decoded/")
+        assert "free some space and run it again" in said[0]
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert main(["decode", "--out", str(small / "decoded"), "--workers", "0"]) == EXIT_OK  # on the bigger disk
+    assert StoreReader(small / "decoded" / "frames").ids == ["v0", "v1", "v2"]

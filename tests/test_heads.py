@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn import metrics as sk
 
+from extract.config import ConfigError
 from extract.recipe import contract_json
 from extract.store import StoreWriter
-from extract.views import ConfigError
 from heads.config import head_config
 from heads.data import HeadData
 from heads.evaluate import CheckpointError, check_stores, evaluate, load_head
@@ -396,6 +397,32 @@ def test_checkpoint_refuses_stores_made_another_way_naming_the_key(synthetic, tm
 def test_bad_head_params_name_the_key(values, message):
     with pytest.raises(ConfigError, match=message):
         head_config("h", values)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("epochs", "ten", "heads.risky.epochs: 'ten' is not an integer"),
+        ("lr", "fast", "heads.risky.lr: 'fast' is not a number"),
+        ("batch_size", 8.5, "heads.risky.batch_size: 8.5 is not an integer"),
+        ("zscore", "yes", "heads.risky.zscore: 'yes' is not true or false"),
+        ("hidden", 64, "heads.risky.hidden: 64 is not a list"),
+    ],
+)
+def test_params_of_the_wrong_type_are_one_line_from_the_command(tmp_path, monkeypatch, capsys, key, value, message):
+    from heads.__main__ import main
+
+    params = {"heads": {"risky": {"task": "binary", "target": "risky", "inputs": [{"store": "s"}], key: value}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "risky"]) == 1
+    assert capsys.readouterr().err == f"error: params.yaml {message}\n"
+
+
+def test_numbers_yaml_reads_as_strings_and_whole_floats_are_taken():
+    values = {"task": "binary", "target": "x", "inputs": [{"store": "a", "max_len": 32.0}], "lr": "2e-5"}
+    config = head_config("h", {**values, "epochs": 3.0, "hidden": [64, 32]})
+    assert (config.lr, config.epochs, config.hidden, config.inputs[0].max_len) == (2e-5, 3, (64, 32), 32)
 
 
 def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from extract.config import ConfigError
 from extract.manifest import ManifestError, PrepareConfig, prepare, prepare_config, read_table, write_prepared
 from extract.split import iterative_stratification, make_split
-from extract.views import ConfigError
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -193,3 +193,32 @@ def test_a_rerun_hashes_only_the_videos_that_changed(tmp_path, monkeypatch):
     second = run()
     assert hashed == ["b.mp4"]
     assert second["a"] == first["a"] == real(tmp_path / "a.mp4") and second["b"] == real(tmp_path / "b.mp4")
+
+
+def test_ids_that_would_leave_a_folder_are_refused_by_prepare_naming_each_row(tmp_path, monkeypatch, capsys):
+    from extract.__main__ import EXIT_ERROR, main
+
+    write(tmp_path / "params.yaml", "prepare:\n  manifest: m.csv\n")
+    table = 'id,video\n../../escape/x,a.mp4\n/abs/x,b.mp4\n"a\x01b",c.mp4\nx//y,d.mp4\nok/fine,e.mp4\n'
+    write(tmp_path / "m.csv", table)
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare"]) == EXIT_ERROR
+    said = capsys.readouterr().err
+    assert "m.csv:2: id '../../escape/x' has an empty, '.' or '..' part. Fix: change the id" in said
+    assert "m.csv:3: id '/abs/x' is an absolute path" in said
+    assert "m.csv:4: id 'a\\x01b' holds a control character" in said
+    assert "m.csv:5: id 'x//y' has an empty" in said and "m.csv:6" not in said
+    assert not (tmp_path / "data").exists()
+
+
+def test_export_numpy_refuses_a_stored_id_that_would_leave_the_folder(tmp_path, monkeypatch, capsys):
+    from extract.__main__ import EXIT_ERROR, main
+    from extract.store import StoreWriter
+
+    with StoreWriter(tmp_path / "store", row_shape=(4,), dtype=np.float32, attrs={"kind": "features"}) as writer:
+        writer.add("../../escape/x", np.ones((2, 4), np.float32), np.arange(2, dtype=np.float32))
+    monkeypatch.chdir(tmp_path)
+    assert main(["export-numpy", "store", "--out", "deep/out"]) == EXIT_ERROR
+    said = capsys.readouterr().err
+    assert "'../../escape/x_store.npy' would be written outside deep/out" in said and len(said.splitlines()) == 1
+    assert not (tmp_path / "escape").exists()

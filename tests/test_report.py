@@ -209,7 +209,7 @@ def test_the_report_is_rebuilt_only_when_what_it_shows_changes(project, tmp_path
 
 
 def test_report_params_are_checked_by_name():
-    from extract.views import ConfigError
+    from extract.config import ConfigError
     from reelfeat.report.config import report_config
 
     assert report_config({"worst": 2}).worst == 2 and report_config(None).frames == "data/decoded/frames"

@@ -126,9 +126,14 @@ def test_builder_reuses_unchanged_videos_recomputes_changed_ones_and_writes_noth
     store = StoreReader(path)
     assert store.ids == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(store.get("b")[0], rows_for("b2", 2)[0])
+    old_shards = set(StoreReader(path).shards)
     _, computed = build(path, rows, config="other")
     assert computed == ["a", "b", "c"]  # another config reuses nothing
-    assert len(list(path.glob("shard-*.h5"))) == 1  # and the shards of the old config are gone
+    (now,) = StoreReader(path).shards
+    # the old config's shards outlive this run (readers opened before it), and are gone after the next
+    assert {p.name for p in path.glob("shard-*.h5")} == old_shards | {now}
+    build(path, rows, config="other")
+    assert [p.name for p in path.glob("shard-*.h5")] == [now]
 
 
 def test_growing_a_store_adds_shards_and_leaves_the_old_ones_byte_identical(tmp_path):
@@ -225,6 +230,7 @@ def test_a_shard_mostly_dead_is_compacted_and_one_all_dead_deleted(tmp_path, mon
     np.testing.assert_array_equal(store.get("v2")[0], rows_for("v21", 2)[0])
     assert store.text("note") == ["v0", "v1", "v2"]
     build(path, [("w", "1")])
+    build(path, [("w", "1")])  # the shards that left the index the run before are deleted now
     assert len(StoreReader(path).shards) == 1 and len(list(path.glob("shard-*.h5"))) == 1
 
 
@@ -262,3 +268,38 @@ def test_frames_kept_as_jpeg_read_back_as_uint8_close_to_the_original(tmp_path):
     size = {name: sum(f["bytes"] for f in reader.shards.values()) for name, reader in (("raw", raw), ("jpeg", jpeg))}
     assert size["jpeg"] < size["raw"]
     assert "stored as JPEG (quality 90)" in describe(tmp_path / "jpeg")
+
+
+def write_features(path, vids: list[str], config: str) -> None:
+    with StoreWriter(path, row_shape=(4,), dtype=np.float32, attrs={"config": config}) as writer:
+        for i, vid in enumerate(vids):
+            writer.add(vid, np.full((i + 1, 4), i, np.float32), np.arange(i + 1, dtype=np.float32), f"sha-{vid}")
+
+
+def test_a_reader_and_dataloader_workers_keep_reading_across_a_rebuild(tmp_path):
+    """Readers opened before `dvc repro` rebuilds a store (notebooks, DataLoader workers) keep the store
+    as they opened it; a second rebuild deletes what left the index, and the reader says to reopen."""
+    import torch
+
+    from heads.dataset import FeatureDataset
+
+    path = tmp_path / "s"
+    vids = [f"v{i}" for i in range(8)]
+    write_features(path, vids, "one")
+    expected = {vid: StoreReader(path).get(vid)[0] for vid in vids}
+    reader, untouched = StoreReader(path), StoreReader(path)
+    data = FeatureDataset({"x": path}, pool=None)
+    batches = iter(torch.utils.data.DataLoader(data, batch_size=2, num_workers=2, collate_fn=data.collate))
+    seen = [next(batches)]  # the workers are reading
+    write_features(path, ["w"], "two")  # rebuilt: every old shard left the index
+    seen += list(batches)
+    got = {vid: b["x"][i][: int(b["x_mask"][i].sum())].numpy() for b in seen for i, vid in enumerate(b["ids"])}
+    assert sorted(got) == sorted(expected)
+    for vid, want in expected.items():
+        np.testing.assert_array_equal(got[vid], want)
+        np.testing.assert_array_equal(reader.get(vid)[0], want)
+    assert StoreReader(path).ids == ["w"]
+
+    write_features(path, ["w"], "two")  # the next rebuild deletes the shards that left
+    with pytest.raises(StoreError, match="rebuilt twice since this reader opened it: open it again"):
+        untouched.get("v3")

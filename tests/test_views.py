@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from extract.config import ConfigError
 from extract.media import Probe
-from extract.views import AudioView, ClipsView, ConfigError, FramesView, view_config_json, view_from_params
+from extract.views import AudioView, ClipsView, FramesView, view_config_json, view_from_params
 
 
 def fake_probe(frames: int, fps: float = 10.0, start: float = 0.0) -> Probe:
@@ -60,7 +61,8 @@ def test_clip_without_fps_spreads_over_the_span_like_the_dads_seed():
         ({"type": "frames", "num_frame": 3}, r"unknown key\(s\) \['num_frame'\]"),
         ({"type": "frames", "fps": 2}, "exactly one of num_frames and fps"),
         ({"type": "frames", "resize": "squash"}, "resize 'squash' is not one of"),
-        ({"type": "clips", "size": [112]}, "size must be"),
+        ({"type": "clips", "size": [112]}, r"views\.v\.size: \[112\] needs 2 values"),
+        ({"type": "frames", "num_frames": "ten"}, "num_frames: .ten. is not an integer or null"),
         ({"type": "frames", "seek": "nearest"}, "seek 'nearest' is not one of"),
         ({"type": "clips", "seek": "keyframes"}, "keyframes would fill a clip with one frame"),
         ({"type": "frames", "seek": "fast", "max_shift": -1}, "max_shift must be 0 or more"),

@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import save_tiny_clip
 
+from extract.config import ConfigError
 from extract.features import run_features
-from extract.views import ConfigError
 from heads.config import head_config
 from heads.data import HeadData
 from heads.evaluate import evaluate, load_head

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from extract.backbones.weights import ResolvedWeights
-from extract.views import ConfigError, build_config
+from extract.config import ConfigError, build_config
 
 FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper", "convlstm")
 INPUT_KINDS = ("frames", "clips", "audio", "text")

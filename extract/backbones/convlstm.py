@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.weights import ResolvedWeights, WeightsError, local_files
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 ENCODERS_ROOT = Path("data/encoders")
 CHECKPOINT = "model.pt"

@@ -22,7 +22,7 @@ from extract.backbones import (
     register_family,
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 
 def load_torchvision(name: str, weights: str | None, what: str) -> tuple[nn.Module, Any, ResolvedWeights]:

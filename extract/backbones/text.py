@@ -14,7 +14,7 @@ import torch
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.weights import ResolvedWeights, huggingface_folder, is_local_path, local_files, model_files
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 POOLINGS = ("cls", "pooler", "mean")
 OUTPUTS = ("pooled", "tokens")

@@ -10,7 +10,7 @@ import torch
 
 from extract.backbones import BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.image import TorchvisionBackbone
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 # Frames per clip each model accepts: (minimum, whether exactly that). MViT's temporal position
 # embedding fixes 16 and S3D needs 14; the others accept any length (all were trained on 16).

@@ -15,7 +15,7 @@ import torch
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
-from extract.views import ConfigError
+from extract.config import ConfigError
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
 

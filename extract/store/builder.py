@@ -233,8 +233,11 @@ class StoreBuilder:
         summary.unchanged = current.is_file() and current.read_text(encoding="utf-8") == text
         if not summary.unchanged:
             write_text(current, text)
+        # A shard that leaves the index now is deleted by the next run, not this one: a reader opened
+        # before this rebuild (a notebook, DataLoader workers) still finds every row it was shown.
+        left_now = set(self._previous.shards) if self._previous else set()
         for file in self.path.glob("shard-*.h5"):
-            if file.name not in used:
+            if file.name not in used and file.name not in left_now:
                 file.unlink()
         self._lock.release()
         return summary

@@ -16,7 +16,8 @@ from extract.store.shard import Shard
 class StoreReader:
     """Reads a store folder. A shard's ids and offsets are read the first time one of its videos is;
     rows are then read with one `preadv` each, so no file stays open and reading one video's rows
-    touches one shard."""
+    touches one shard. The index is read once: a reader keeps showing the store as it was when it
+    was opened, across one rebuild (a rebuild deletes the shards that left the index the run before)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -34,6 +35,8 @@ class StoreReader:
 
     def _shard(self, name: str) -> Shard:
         if name not in self._shards:
+            if not (self.path / name).is_file():  # rebuilt twice: the shard left the index a run ago
+                raise StoreError(f"{self.path} was rebuilt twice since this reader opened it: open it again")
             self._shards[name] = Shard(self.path / name)
         return self._shards[name]
 

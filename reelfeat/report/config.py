@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract.views import ConfigError
+from extract.config import ConfigError, build_config
 
 REPORT = Path("data/report/index.html")
 
@@ -22,17 +22,12 @@ class ReportConfig:
     strip_frames: int = 8
     runs: str = "data/runs"
 
+    def validate(self, where: str) -> None:
+        for key in ("worst", "strip_frames"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key}: {getattr(self, key)!r}; write a whole number of at least 1")
+
 
 def report_config(values: dict | None) -> ReportConfig:
-    """The `report` section of params.yaml; unknown keys are refused by name."""
-    values = dict(values or {})
-    known = set(ReportConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"report: unknown key(s) {unknown}; known: {sorted(known)}")
-    if "stores" in values:
-        values["stores"] = tuple(values["stores"] or ())
-    for key in ("worst", "strip_frames"):
-        if key in values and (not isinstance(values[key], int) or values[key] < 1):
-            raise ConfigError(f"report.{key}: {values[key]!r}; write a whole number of at least 1")
-    return ReportConfig(**values)
+    """The `report` section of params.yaml, every key checked by name and type."""
+    return build_config(ReportConfig, dict(values or {}), "params.yaml report")
