@@ -9,34 +9,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import os
-import re
-import shutil
 import sys
 from pathlib import Path
 
-import yaml
-from tqdm import tqdm
-
+from extract.cli import (
+    EXIT_OK,
+    EXIT_VIDEOS_FAILED,
+    command_parser,
+    load_section,
+    progress_bar,
+    run_command,
+)
 from extract.config import ConfigError
-from extract.errors import UserError
 from extract.media import SEEK_MODES
-from extract.runlog import StageClock
 from extract.views import AudioView
-
-EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
-
-
-def load_section(params_path: str, section: str) -> dict:
-    """One top-level section of params.yaml: each stage reads only its own."""
-    path = Path(params_path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found; run from the project root or pass --params")
-    params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if section not in params:
-        raise ConfigError(f"{path}: no `{section}` section; see the README for its keys")
-    return params[section] or {}
 
 
 def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
@@ -50,11 +37,6 @@ def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
         )
         return EXIT_VIDEOS_FAILED
     return EXIT_VIDEOS_FAILED if failed and not allow_failures else EXIT_OK
-
-
-def progress_bar(total: int, desc: str) -> tqdm:
-    """A progress bar for terminals; in CI logs and pipes it stays quiet."""
-    return tqdm(total=total, desc=desc, unit="video", disable=None, file=sys.stderr)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -393,52 +375,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_info)
 
 
-def command_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
-    """A parser with the common `--params` flag, and the place its commands go."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    return parser, parser.add_subparsers(dest="command", required=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser, sub = command_parser("python -m extract", __doc__)
     add_commands(sub)
     return run_command(parser.parse_args(argv))
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command. A user error (bad params, table or store, a missing file; each message
-    names the file and the fix) is one line and exit 1; anything else is a bug and keeps its traceback.
-    Under `dvc repro` a finished command records its time for the report (`extract.runlog`)."""
-    args.clock = StageClock()  # commands count their videos on it
-    try:
-        code = args.run(args)
-        if code != EXIT_ERROR:
-            args.clock.record()
-        return code
-    except (UserError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        print(f"error: {no_space(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-def no_space(exc: OSError) -> str:
-    """One line for a full disk: the folder being written, the space left there, and that a rerun goes on."""
-    named = exc.filename or re.search(r"filename = '([^']+)'", str(exc))  # h5py names it in its message
-    if not named:
-        return "no space left on the device: free some space and run it again"
-    folder = Path(named if isinstance(named, str) else named.group(1)).parent
-    free = shutil.disk_usage(folder).free / 1e6 if folder.is_dir() else 0.0
-    return (
-        f"no space left on the device writing {folder} ({free:.1f} MB free there): free some space and run "
-        "it again; the stores keep their last finished state and what this run finished is reused"
-    )
 
 
 if __name__ == "__main__":

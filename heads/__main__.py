@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, load_section, run_command
+from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, load_section, run_command
 from extract.config import ConfigError
 
 

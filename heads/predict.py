@@ -18,13 +18,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from extract.backbones.weights import is_local_path
-from extract.decode import run_decode
+from extract.decode import run_decode, views_from_params
 from extract.errors import UserError
 from extract.features import run_features
 from extract.manifest import video_rows, write_csv
 from extract.recipe import contract_json
 from extract.store import StoreReader
-from extract.views import View, view_from_params
 from heads.data import HeadData
 from heads.evaluate import check_stores, load_head
 from heads.train import predict_scores
@@ -44,7 +43,7 @@ class InputMaker:
 
     def __init__(self, rows: list[dict[str, str]], work: Path, backbones: dict[str, dict]) -> None:
         self.rows, self.work, self.backbones = rows, work, backbones
-        self.views: dict[str, View] = {}  # view name -> view, one per distinct view recipe
+        self.views: dict[str, dict] = {}  # view name -> its params, one per distinct view recipe
         self.made: dict[str, str] = {}  # recipe JSON -> store path
 
     def plan_views(self, recipe: dict) -> None:
@@ -53,7 +52,7 @@ class InputMaker:
             key = contract_json(recipe)
             if key not in self.made:
                 name = f"view{len(self.views)}"
-                self.views[name] = view_from_params(name, recipe["view"])
+                self.views[name] = recipe["view"]
                 self.made[key] = str(self.work / "decoded" / name)
         for value in recipe.values():
             if isinstance(value, dict):
@@ -61,7 +60,7 @@ class InputMaker:
 
     def decode(self) -> None:
         if self.views:
-            run_decode(self.rows, self.views, self.work / "decoded")
+            run_decode(self.rows, views_from_params({"views": self.views}), self.work / "decoded")
 
     def make(self, recipe: dict) -> str:
         """The path of a store made by `recipe` for the rows (decoded views must be made first)."""

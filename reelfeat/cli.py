@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from extract.__main__ import EXIT_OK, command_parser, load_section, run_command
 from extract.__main__ import add_commands as add_extract_commands
+from extract.cli import EXIT_OK, command_parser, load_section, run_command
 from heads.__main__ import add_commands as add_head_commands
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import reelfeat
-from extract.__main__ import EXIT_ERROR, EXIT_OK
+from extract.cli import EXIT_ERROR, EXIT_OK
 from extract.errors import UserError
 from extract.store import StoreReader, StoreWriter
 from reelfeat.cli import main

@@ -15,7 +15,8 @@ import yaml
 from conftest import ROOT, ffmpeg, make_video
 
 from extract import media
-from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
+from extract.__main__ import main
+from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
 from extract.decode import run_decode, views_from_params
 from extract.manifest import read_prepared
 from extract.store import StoreReader

@@ -264,7 +264,8 @@ def test_stage_processes_that_run_no_model_never_import_torch(tmp_path, command)
 def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, capsys):
     import argparse
 
-    from extract.__main__ import EXIT_ERROR, main, run_command
+    from extract.__main__ import main
+    from extract.cli import EXIT_ERROR, run_command
 
     assert main(["--params", str(tmp_path / "none.yaml"), "decode"]) == EXIT_ERROR
     assert (
@@ -310,7 +311,8 @@ def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store
 
 
 def test_a_stage_where_every_video_failed_exits_non_zero_even_with_allow_failures(tmp_path, monkeypatch, capsys):
-    from extract.__main__ import EXIT_OK, EXIT_VIDEOS_FAILED, main
+    from extract.__main__ import main
+    from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED
 
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.mp4").write_bytes(b"not a video " * 10)
@@ -331,7 +333,8 @@ def test_a_stage_where_every_video_failed_exits_non_zero_even_with_allow_failure
 
 
 def test_a_full_disk_is_one_line_naming_the_store_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
-    from extract.__main__ import EXIT_ERROR, EXIT_OK, main
+    from extract.__main__ import main
+    from extract.cli import EXIT_ERROR, EXIT_OK
 
     small = tmp_path / "small"
     small.mkdir()

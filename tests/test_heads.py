@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT
 from sklearn import metrics as sk
 
 from extract.config import ConfigError
@@ -483,3 +486,12 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
     data = HeadData.load(config)
     pipeline = predict_scores(model, data, np.array([data.ids.index("v0")]))[0, 0]
     assert lines[1]["scores"]["kind"] == pytest.approx(pipeline, abs=1e-4)
+
+
+def test_heads_build_on_the_extract_library_without_decoding_or_its_command_module():
+    code = (
+        "import sys, heads.train, heads.evaluate, heads.dataset, heads.__main__; "
+        "print(sorted(m for m in ('ffmpeg', 'extract.media', 'extract.views', 'extract.__main__') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"

@@ -196,7 +196,8 @@ def test_a_rerun_hashes_only_the_videos_that_changed(tmp_path, monkeypatch):
 
 
 def test_ids_that_would_leave_a_folder_are_refused_by_prepare_naming_each_row(tmp_path, monkeypatch, capsys):
-    from extract.__main__ import EXIT_ERROR, main
+    from extract.__main__ import main
+    from extract.cli import EXIT_ERROR
 
     write(tmp_path / "params.yaml", "prepare:\n  manifest: m.csv\n")
     table = 'id,video\n../../escape/x,a.mp4\n/abs/x,b.mp4\n"a\x01b",c.mp4\nx//y,d.mp4\nok/fine,e.mp4\n'
@@ -212,7 +213,8 @@ def test_ids_that_would_leave_a_folder_are_refused_by_prepare_naming_each_row(tm
 
 
 def test_export_numpy_refuses_a_stored_id_that_would_leave_the_folder(tmp_path, monkeypatch, capsys):
-    from extract.__main__ import EXIT_ERROR, main
+    from extract.__main__ import main
+    from extract.cli import EXIT_ERROR
     from extract.store import StoreWriter
 
     with StoreWriter(tmp_path / "store", row_shape=(4,), dtype=np.float32, attrs={"kind": "features"}) as writer:

@@ -12,9 +12,10 @@ import torch
 from conftest import make_video, save_torchvision
 
 from extract import oneshot
-from extract.__main__ import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED, main
+from extract.__main__ import main
 from extract.backbones import BackboneConfig, VideoInput, register_backbone
 from extract.backbones.image import ImageBackbone
+from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
 from extract.decode import run_decode, views_from_params
 from extract.features import run_features
 from extract.manifest import read_prepared

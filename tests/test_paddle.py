@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract.__main__ import EXIT_ERROR, main
+from extract.__main__ import main
+from extract.cli import EXIT_ERROR
 from extract.paddle import PickleRefused, export_paddle, import_paddle, load_plain_pickle
 from extract.store import StoreReader, StoreWriter
 
