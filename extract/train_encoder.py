@@ -25,6 +25,7 @@ from extract.backbones.convlstm import (
     frames_to_input,
     require_frame_sequences,
 )
+from extract.determinism import deterministic
 from extract.errors import UserError
 from extract.files import atomic_path, write_text
 from extract.manifest import read_prepared
@@ -35,10 +36,11 @@ EVAL_BATCH = 16
 
 def train_encoder(config: ConvLSTMConfig, out_dir: str | Path) -> Path:
     """Train, then write the checkpoint, the loss history and the pictures; returns the checkpoint's path."""
-    # seed: every random choice below comes from these
-    torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    rng = np.random.default_rng(config.seed)
+    with deterministic(config.seed) as rng:  # seed: every random choice comes from these
+        return _train_encoder(config, Path(out_dir), rng)
+
+
+def _train_encoder(config: ConvLSTMConfig, out_dir: Path, rng: np.random.Generator) -> Path:
 
     # data: the view's videos in the manifest's train and val splits, read a batch at a time
     store = StoreReader(config.input)
@@ -85,7 +87,6 @@ def train_encoder(config: ConvLSTMConfig, out_dir: str | Path) -> Path:
         history.append(entry)
 
     # checkpoint: the weights, the architecture they fit, and how they were learned
-    out_dir = Path(out_dir)
     path = out_dir / CHECKPOINT
     with atomic_path(path) as tmp:
         torch.save(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extract.determinism import deterministic
 from extract.errors import UserError
 from extract.files import atomic_write, write_text
 from heads.config import HeadConfig, config_to_dict
@@ -37,11 +38,11 @@ def predict_scores(
 
 def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None) -> Path:
     """Train, tune decision thresholds on `val`, and save the checkpoint; returns its path."""
-    # seed: every random choice below comes from these
-    torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    rng = np.random.default_rng(config.seed)
+    with deterministic(config.seed) as rng:  # seed: every random choice comes from these
+        return _train(config, Path(out_dir), data, rng)
 
+
+def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.random.Generator) -> Path:
     # data: features of the videos every input has; the split comes from the prepared manifest
     data = data or HeadData.load(config)
     train_idx, val_idx = data.split("train"), data.split("val")
@@ -96,7 +97,6 @@ def train(config: HeadConfig, out_dir: str | Path, data: HeadData | None = None)
         thresholds = {"global": 0.5, "per_class": [0.5] * task.out_dim}
 
     # checkpoint: weights plus everything needed to use them (config, task, thresholds, store schemas)
-    out_dir = Path(out_dir)
     path = out_dir / CHECKPOINT
     with atomic_write(path, "wb") as handle:
         torch.save(

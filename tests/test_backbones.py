@@ -603,3 +603,16 @@ def test_hugging_face_repository_ids_are_names_and_paths_are_paths(tmp_path):
     assert is_local_path("weights/clip/v1", repo_ids=True) and is_local_path("./clip", repo_ids=True)
     (tmp_path / "org" / "name").mkdir(parents=True)
     assert is_local_path(str(tmp_path / "org" / "name"), repo_ids=True)
+
+
+def test_the_private_whisper_names_reelfeat_uses_are_still_there():
+    """extract/backbones/whisper.py finds a checkpoint's file through whisper's `_MODELS` and `_download`
+    (no public call returns the file, whose sha256 the recipe records). openai-whisper is pinned in
+    requirements.txt; this fails when an upgrade moves or reshapes either name."""
+    import inspect
+
+    import whisper
+
+    assert set(whisper._MODELS) == set(whisper.available_models()) and "tiny.en" in whisper._MODELS
+    assert all(url.startswith("https://") and url.endswith(".pt") for url in whisper._MODELS.values())
+    assert list(inspect.signature(whisper._download).parameters) == ["url", "root", "in_memory"]

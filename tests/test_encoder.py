@@ -99,8 +99,12 @@ def test_rows_separate_two_motions_better_than_chance(squares, trained, tmp_path
     assert recipe["weights"]["source"] == "path" and "manifest" not in recipe["backbone"]
 
 
-def test_training_is_deterministic(squares, trained, tmp_path):
+def test_training_is_deterministic_and_leaves_the_process_as_it_was(squares, trained, tmp_path):
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
     again = train_encoder(encoder_config(squares), tmp_path / "again")
+    # a notebook that trains keeps its own random state and algorithm setting
+    assert torch.equal(torch.random.get_rng_state(), state) and not torch.are_deterministic_algorithms_enabled()
     first = torch.load(trained, weights_only=True)["state_dict"]
     second = torch.load(again, weights_only=True)["state_dict"]
     assert all(torch.equal(first[k], second[k]) for k in first)

@@ -217,3 +217,14 @@ def test_report_params_are_checked_by_name():
         report_config({"wrost": 2})
     with pytest.raises(ConfigError, match="report.strip_frames: 0"):
         report_config({"strip_frames": 0})
+
+
+def test_drawing_a_figure_leaves_matplotlibs_settings_alone():
+    import matplotlib
+
+    from reelfeat.report import figures
+
+    before, backend = dict(matplotlib.rcParams), matplotlib.get_backend()
+    uri = figures.losses([{"epoch": 1, "train_loss": 0.5, "val_loss": 0.6}, {"epoch": 2, "train_loss": 0.4}])
+    assert uri.startswith("data:image/png;base64,")
+    assert dict(matplotlib.rcParams) == before and matplotlib.get_backend() == backend

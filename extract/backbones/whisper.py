@@ -55,7 +55,10 @@ class WhisperConfig(BackboneConfig):
 
 
 def whisper_checkpoint(weights: str, what: str) -> tuple[Path, str]:
-    """(checkpoint file, source) through whisper's own download root and checksum, or a local file."""
+    """(checkpoint file, source) through whisper's own download root and checksum, or a local file.
+
+    whisper has no public call that returns a model's file (its recipe records the file's sha256), so
+    this uses `whisper._MODELS` and `whisper._download`; a test fails when an upgrade changes them."""
     import whisper
 
     if is_local_path(weights):

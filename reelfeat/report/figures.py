@@ -1,23 +1,41 @@
 """The report's figures, drawn with matplotlib (Agg, no display) into data URIs for inline <img>:
-PNG for charts, JPEG for strips of frames (a tenth of the bytes). Neither carries a timestamp or a
+PNG for charts, JPEG for strips of frames (a tenth of the bytes). Figures are made without pyplot
+and drawn under the report's style, so importing this changes nothing for the process. Neither carries a timestamp or a
 version, so the same inputs give the same page byte for byte.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
+from collections.abc import Callable
+from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn import metrics as sk
 
-matplotlib.use("Agg")  # before pyplot: no display on a server or in CI
+# the report's look, applied while each figure is drawn, never to the process (a notebook keeps its own)
+STYLE = {"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100}
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn import metrics as sk  # noqa: E402
 
-plt.rcParams.update({"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100})
+def styled(draw: Callable[..., str]) -> Callable[..., str]:
+    """Draw under the report's style."""
+
+    @functools.wraps(draw)
+    def with_style(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return with_style
+
+
+def new_figure(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
+    """A figure and its axes made without pyplot: no backend is chosen and no figure is kept for the process."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def data_uri(fig: Figure, kind: str = "png") -> str:
@@ -25,13 +43,13 @@ def data_uri(fig: Figure, kind: str = "png") -> str:
     buffer = io.BytesIO()
     options = {"metadata": {"Software": None}} if kind == "png" else {"pil_kwargs": {"quality": 85}}
     fig.savefig(buffer, format=kind, bbox_inches="tight", **options)
-    plt.close(fig)
     return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+@styled
 def roc_and_pr(truth: np.ndarray, scores: np.ndarray, classes: list[str]) -> str:
     """ROC and precision-recall of every (video, label) pair pooled (micro), and per label."""
-    fig, (roc, pr) = plt.subplots(1, 2, figsize=(8, 3.4))
+    fig, (roc, pr) = new_figure(1, 2, figsize=(8, 3.4))
     y, p = truth.reshape(len(truth), -1), scores.reshape(len(scores), -1)
     curves = [("all labels", y.ravel(), p.ravel(), 2.0)]
     if y.shape[1] > 1:
@@ -53,11 +71,12 @@ def roc_and_pr(truth: np.ndarray, scores: np.ndarray, classes: list[str]) -> str
     return data_uri(fig)
 
 
+@styled
 def confusion(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> str:
     """Counts of (true class, predicted class) on test."""
     counts = sk.confusion_matrix(truth, predicted, labels=range(len(classes)))
     size = 1.6 + 0.45 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    fig, ax = new_figure(figsize=(size + 0.8, size))
     image = ax.imshow(counts, cmap="Blues")
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
@@ -68,9 +87,10 @@ def confusion(truth: np.ndarray, predicted: np.ndarray, classes: list[str]) -> s
     return data_uri(fig)
 
 
+@styled
 def predicted_vs_true(truth: np.ndarray, predicted: np.ndarray, columns: list[str]) -> str:
     """One scatter per target, with the diagonal where predictions would be perfect."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
+    fig, axes = new_figure(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
     for j, (ax, name) in enumerate(zip(axes[0], columns, strict=True)):
         t, p = truth[:, j], predicted[:, j]
         low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
@@ -80,9 +100,10 @@ def predicted_vs_true(truth: np.ndarray, predicted: np.ndarray, columns: list[st
     return data_uri(fig)
 
 
+@styled
 def losses(history: list[dict]) -> str:
     """Train and val loss per epoch."""
-    fig, ax = plt.subplots(figsize=(4, 2.6))
+    fig, ax = new_figure(figsize=(4, 2.6))
     epochs = [entry["epoch"] for entry in history]
     for key in ("train_loss", "val_loss"):
         if any(key in entry for entry in history):
@@ -92,6 +113,7 @@ def losses(history: list[dict]) -> str:
     return data_uri(fig)
 
 
+@styled
 def strip(
     frames: np.ndarray, times: np.ndarray, attention: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 ) -> str:
@@ -101,7 +123,7 @@ def strip(
     count, height, width = frames.shape[:3]
     rows = 2 if attention else 1
     strip_height = 9.0 / count * height / width
-    fig, axes = plt.subplots(
+    fig, axes = new_figure(
         rows, 1, figsize=(9, strip_height + 0.4 + (1.5 if attention else 0)), squeeze=False, sharex=True,
         gridspec_kw={"height_ratios": [strip_height, 1.5][:rows], "hspace": 0.08},
     )  # fmt: skip
