@@ -39,7 +39,6 @@ from extract.backbones import (
     Units,
     VideoInput,
     backbone_config,
-    compute_dtype,
     default_device,
 )
 from extract.config import ConfigError
@@ -52,6 +51,7 @@ from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_se
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
 DEFAULT_BATCH = {"frames": 32, "clips": 4, "audio": 16, "text": 64}
 CPU_BATCH = {**DEFAULT_BATCH, "frames": 8}
+PROVENANCE = ("device", "precision", "batch_size")  # store attributes set from `ExtractRunner.provenance`
 
 
 def default_batch(kind: str, device: torch.device) -> int:
@@ -156,6 +156,14 @@ class ExtractRunner:
     def __init__(self, backbone: Backbone, source: Source, batch_size: int) -> None:
         self.backbone, self.source, self.batch_size = backbone, source, batch_size
 
+    def provenance(self) -> dict[str, str | int]:
+        """Where and how the model ran: recorded in the store, never part of its reuse key."""
+        return {
+            "device": self.backbone.device.type,
+            "precision": str(self.backbone.compute_dtype).removeprefix("torch."),  # what `auto` resolved to here
+            "batch_size": self.batch_size,  # after any halving for GPU memory
+        }
+
     def prepare(self, vid: str) -> tuple[VideoInput, Units]:
         """One video's model inputs (in a worker process where there are some)."""
         with step("reading the input"):
@@ -245,7 +253,7 @@ class ExtractWork:
     entry: BackboneEntry
     config: BackboneConfig
     device: str
-    batch_size: int
+    batch_size: int | None  # None: the default for the input kind on the device where the model runs
     _runner: ExtractRunner | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -262,7 +270,8 @@ class ExtractWork:
                 )
             backbone = self.entry.build(config, torch.device(self.device))
             backbone.check_input(source.row_shape, source.recipe)
-            self._runner = ExtractRunner(backbone, source, self.batch_size)
+            batch = self.batch_size or default_batch(self.entry.input_kind, torch.device(self.device))
+            self._runner = ExtractRunner(backbone, source, batch)
         return self._runner
 
     def on_device(self, device: str) -> ExtractWork:
@@ -300,11 +309,9 @@ def run_features(
     device = device or default_device()
     executor = make_executor(backend, loader_workers(device) if workers is None else workers)
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns
-    work = ExtractWork(
-        entry, config, "cpu" if executor.remote else str(device), batch_size or default_batch(entry.input_kind, device)
-    )
+    work = ExtractWork(entry, config, "cpu" if executor.remote else str(device), batch_size)
     runner = work.open()
-    builder = feature_store(out_path, config, runner.backbone, runner.source, device)
+    builder = feature_store(out_path, config, runner.backbone, runner.source)
     source = runner.source
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
@@ -316,14 +323,17 @@ def run_features(
             progress.update(1)
     for vid, error in source.failures.items():
         builder.add_failure(vid, f"no input ({source.path}: {error})")
-    builder.set_attr("batch_size", runner.batch_size)  # remote runners halve their own copy; not seen here
+    # how the model ran, as the processes that ran it report (a Ray worker's GPU, not this driver's CPU);
+    # when nothing ran, the store keeps what it recorded before
+    ran = executor.model_provenance or builder.previous_attrs(PROVENANCE) or runner.provenance()
+    for key, value in ran.items():
+        builder.set_attr(key, value)
     return builder.finish([(vid, hashes[vid]) for vid in source.ids])
 
 
-def feature_store(
-    out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source, device: torch.device
-) -> StoreBuilder:
-    """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.recipe`)."""
+def feature_store(out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source) -> StoreBuilder:
+    """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.recipe`).
+    How the model ran (`PROVENANCE`) is set once it has run."""
     recipe = backbone_recipe(config, backbone, source)
     return StoreBuilder(
         out_path,
@@ -336,9 +346,6 @@ def feature_store(
             "input": str(source.path),
             "recipe": json.dumps(recipe, sort_keys=True),
             "versions": library_versions(),
-            # what `precision` resolved to on this machine; provenance, not part of the reuse key
-            "precision": str(compute_dtype(config.precision, device)).removeprefix("torch."),
-            "device": device.type,
         },
         info_dtypes=backbone.columns,
         checkpoint_s=checkpoint_seconds(),

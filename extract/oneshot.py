@@ -109,7 +109,7 @@ def run_one_shot(
     backbone = entry.build(config, device)
     backbone.check_input(source.row_shape, source.recipe)
     runner = ExtractRunner(backbone, source, batch_size or default_batch(entry.input_kind, device))
-    builder = feature_store(out_dir / key, config, backbone, source, device)
+    builder = feature_store(out_dir / key, config, backbone, source)
     default_workers, threads, turn = decode_plan(device)
     tasks = [
         Task(row["id"], row["video"], {"view": view}, threads)
@@ -129,7 +129,8 @@ def run_one_shot(
             store_result(builder, vid, sha_of[vid], result, config.dtype)
             if progress:
                 progress(1)
-    builder.set_attr("batch_size", runner.batch_size)
+    for name, value in runner.provenance().items():
+        builder.set_attr(name, value)
     return builder.finish([(row["id"], row["sha256"]) for row in rows])
 
 

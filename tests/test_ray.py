@@ -95,3 +95,24 @@ def test_a_worker_killed_mid_decode_is_retried_and_nothing_is_lost(local_ray, cl
     frames = StoreReader(tmp_path / "decoded" / "frames")
     assert frames.ids == [f"v{i}" for i in range(12)]  # every video, in manifest order, none twice
     assert list(summaries["frames"].failures) == ["broken"]
+
+
+def test_on_ray_the_workers_decide_device_precision_and_batch_and_the_store_says_so(local_ray, clips, tmp_path):
+    """A driver that would pick CUDA (REELFEAT_DEVICE=cuda on a GPU driver) over CPU workers: the store
+    records what the workers used, not what the driver would have."""
+    from extract.backbones import compute_dtype
+    from extract.features import CPU_BATCH
+
+    run_decode(clips, VIEWS, tmp_path / "decoded", workers=2)
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    config = {"model": "resnet18", "input": str(tmp_path / "decoded" / "frames"), "weights": str(weights)}
+    summary = run_features("r18", config, tmp_path / "ray", backend="ray", device=torch.device("cuda"))
+    assert summary.computed == len(StoreReader(tmp_path / "decoded" / "frames").ids)
+    attrs = StoreReader(tmp_path / "ray").attrs
+    worker_precision = str(compute_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    assert (attrs["device"], attrs["precision"], attrs["batch_size"]) == ("cpu", worker_precision, CPU_BATCH["frames"])
+
+    # a rerun that computes nothing keeps what the workers recorded
+    run_features("r18", config, tmp_path / "ray", backend="ray", device=torch.device("cuda"))
+    assert StoreReader(tmp_path / "ray").attrs == attrs

@@ -36,6 +36,9 @@ class ModelRunner(Protocol):
     def run(self, prepared: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
         """(item, prepared inputs or Failure) in, (item, result or Failure) out, one out per in."""
 
+    def provenance(self) -> dict[str, str | int]:
+        """Where and how the model ran (device, precision, batch size), as the process running it saw it."""
+
 
 class ModelWork(Protocol):
     """Picklable instructions for building a model runner in whichever process runs it."""
@@ -58,6 +61,9 @@ def call(fn: Callable[[T], R], item: T) -> R | Failure:
 class Executor(ABC):
     name: ClassVar[str]
     remote: ClassVar[bool]  # models run in other processes: the caller's copy only describes the run
+    # after `map_model` has run: the runners' `provenance()`, as reported where the model ran ({} if none ran);
+    # where runners differ (a cluster of GPU and CPU nodes), a key's values are joined with commas
+    model_provenance: dict[str, str | int]
 
     @abstractmethod
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
@@ -66,3 +72,13 @@ class Executor(ABC):
     @abstractmethod
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
         """(item, result or Failure) for every item, as they finish."""
+
+
+def merged(reports: list[dict[str, str | int]]) -> dict[str, str | int]:
+    """Runners' provenance as one record: a value they all share, or their distinct values joined."""
+    keys = dict.fromkeys(key for report in reports for key in report)
+    joined = {key: sorted({str(report[key]) for report in reports if key in report}) for key in keys}
+    return {
+        key: next(iter(r[key] for r in reports if key in r)) if len(values) == 1 else ",".join(values)
+        for key, values in joined.items()
+    }

@@ -133,6 +133,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.model_provenance = {}
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
         if self.workers == 0:
@@ -145,4 +146,6 @@ class LocalExecutor(Executor):
             prepared = ((item, call(runner.prepare, item)) for item in items)
         else:
             prepared = pool_map(runner.prepare, items, self.workers, init=lambda: work.init_worker(1))
-        return runner.run(prepared)
+        yield from runner.run(prepared)
+        if items:
+            self.model_provenance = runner.provenance()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from extract.errors import Failure, UserError
-from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
+from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call, merged
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,8 +44,11 @@ class _ModelActor:
         work.init_worker(threads)
         self.runner = work.open()
 
-    def run(self, items: list[str]) -> list[tuple[str, Any]]:
-        return list(self.runner.run((item, call(self.runner.prepare, item)) for item in items))
+    def run(self, items: list[str]) -> tuple[list[tuple[str, Any]], dict[str, str | int]]:
+        """The items' results, and how the model ran here (device, precision and batch size are this
+        node's: the driver may have neither this node's GPU nor its CPU)."""
+        results = list(self.runner.run((item, call(self.runner.prepare, item)) for item in items))
+        return results, self.runner.provenance()
 
 
 class RayExecutor(Executor):
@@ -55,6 +58,7 @@ class RayExecutor(Executor):
     def __init__(self, workers: int) -> None:
         self.ray = ray_module()
         self.workers = max(1, workers)
+        self.model_provenance = {}
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
         """Tasks, at most 2 x workers in flight; Ray starts a task again on a new worker when its worker died."""
@@ -101,6 +105,7 @@ class RayExecutor(Executor):
         chunks = deque(list(items[i : i + ITEMS_PER_CALL]) for i in range(0, len(items), ITEMS_PER_CALL))
         deaths: Counter[str] = Counter()
         running: dict[Any, tuple[int, list[str]]] = {}
+        reports: list[dict[str, str | int]] = []
         try:
             while chunks or running:
                 while chunks and idle:
@@ -111,7 +116,7 @@ class RayExecutor(Executor):
                     slot, chunk = running.pop(ref)
                     idle.append(slot)
                     try:
-                        results = ray.get(ref)
+                        results, report = ray.get(ref)
                     except ray.exceptions.RayTaskError:
                         raise  # the runner turns every exception of an item into a Failure: this is a bug here
                     except ray.exceptions.RayError:  # the actor died during this call
@@ -124,6 +129,9 @@ class RayExecutor(Executor):
                             else:
                                 chunks.appendleft([item])
                         continue
+                    if report not in reports:
+                        reports.append(report)
+                        self.model_provenance = merged(reports)
                     yield from results
         finally:
             for actor in actors:

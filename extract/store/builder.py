@@ -203,6 +203,11 @@ class StoreBuilder:
                 (self.path / name).unlink(missing_ok=True)
         self._lock.release()
 
+    def previous_attrs(self, names: tuple[str, ...]) -> dict[str, str | int | float]:
+        """Those of `names` that the store's last finished build recorded."""
+        attrs = self._previous.attrs if self._previous else {}
+        return {name: attrs[name] for name in names if name in attrs}
+
     def set_attr(self, name: str, value: str | int | float) -> None:
         """An attribute known only once the work is done (provenance: never part of the reuse key)."""
         if name == "config":
