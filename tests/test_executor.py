@@ -55,6 +55,9 @@ class ShoutRunner:
         for item, value in prepared:
             yield item, value if isinstance(value, Failure) else f"{value}!"
 
+    def provenance(self) -> dict[str, str | int]:
+        return {"device": "cpu", "pid": os.getpid()}
+
 
 @pytest.fixture(scope="module")
 def local_ray():
@@ -90,7 +93,12 @@ def test_a_worker_that_dies_once_is_replaced_and_the_item_retried(backend, tmp_p
 
 
 def test_map_model_gives_the_same_results_on_every_backend(backend):
-    got = list(make_executor(backend, 2).map_model(ShoutWork(), ITEMS))
+    executor = make_executor(backend, 2)
+    got = list(executor.map_model(ShoutWork(), ITEMS))
+    # how the model ran is reported by the process that ran it: this one locally, actors on Ray
+    assert executor.model_provenance["device"] == "cpu"
+    pids = str(executor.model_provenance["pid"]).split(",")
+    assert (pids == [str(os.getpid())]) == (backend == "local")
     assert sorted(item for item, _ in got) == sorted(ITEMS)
     results = dict(got)
     assert results["a"] == "A!" and results["e"] == "E!"
