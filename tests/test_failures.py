@@ -112,7 +112,9 @@ def frames_store(tmp_path_factory) -> Path:
 
 def fragile_config(frames_store: Path, weights_dir: Path) -> dict:
     weights = save_torchvision(weights_dir, "resnet18")
-    return {"model": "fragile", "input": str(frames_store), "weights": str(weights), "dtype": "float32"}
+    # float32: rows are compared with a run whose batches split differently (bfloat16 would round apart)
+    config = {"model": "fragile", "input": str(frames_store), "weights": str(weights), "dtype": "float32"}
+    return {**config, "precision": "float32"}
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +214,7 @@ def test_kill_9_mid_extract_then_rerun_gives_the_clean_run_store(tmp_path, weigh
         for vid in ids:
             w.add(vid, rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), np.arange(2, dtype=np.float32), vid)
     weights = save_torchvision(weights_dir, "resnet18")
-    backbone = {"input": str(source), "weights": str(weights), "dtype": "float32"}
+    backbone = {"input": str(source), "weights": str(weights), "dtype": "float32", "precision": "float32"}
     (tmp_path / "params.yaml").write_text(json.dumps({"backbones": {"resnet18": backbone}}))
     clean = tmp_path / "clean"
     run_features("resnet18", backbone, clean, workers=0, batch_size=2)
