@@ -76,7 +76,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     views = views_from_params(load_section(args.params, "decode"))
     rows = read_prepared(args.manifest)
     with progress_bar(len(rows), "decode") as bar:
-        summaries = run_decode(rows, views, args.out, workers=args.workers, progress=bar.update, backend=args.backend)
+        summaries = run_decode(rows, views, args.out, args.workers, bar.update, args.backend, settings=args.settings)
     # every view of a video comes from one decode of it
     args.clock.count(
         max((s.computed for s in summaries.values()), default=0), max((s.reused for s in summaries.values()), default=0)
@@ -108,6 +108,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             progress=bar,
             backend=args.backend,
             section=args.section,
+            settings=args.settings,
         )
     args.clock.count(summary.computed, summary.reused)
     summaries = {args.backbone: summary}
@@ -164,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             backend=args.backend,
             progress=bar.update,
+            settings=args.settings,
         )
     args.clock.count(summary.computed, summary.reused)
     summaries = {args.backbone: summary}

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from extract.config import ConfigError
 from extract.errors import UserError
 from extract.runlog import StageClock
+from extract.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
 
@@ -51,14 +52,17 @@ def command_parser(prog: str, description: str | None) -> tuple[argparse.Argumen
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed command. A user error (bad params, table or store, a missing file; each message
-    names the file and the fix) is one line and exit 1; anything else is a bug and keeps its traceback.
-    Under `dvc repro` a finished command records its time for the report (`extract.runlog`)."""
+    """Run a parsed command. A user error (bad params, table or store, a missing file, a bad setting;
+    each message names the file or variable and the fix) is one line and exit 1; anything else is a
+    bug and keeps its traceback. The command gets `args.settings`, read from the environment once here
+    (commands put their flags over them), and `args.clock`; under `dvc repro` a finished command
+    records its time for the report (`extract.runlog`)."""
     args.clock = StageClock()  # commands count their videos on it
     try:
+        args.settings = Settings.from_environment()
         code = args.run(args)
         if code != EXIT_ERROR:
-            args.clock.record()
+            args.clock.record(args.settings.dvc_stage, args.settings.dvc_root)
         return code
     except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,7 +19,8 @@ from extract import media
 from extract.config import ConfigError
 from extract.errors import Failure, run_step
 from extract.executor import make_executor
-from extract.store import BuildSummary, StoreBuilder, checkpoint_seconds
+from extract.settings import Settings
+from extract.store import BuildSummary, StoreBuilder
 from extract.views import View, view_config_json, view_from_params
 
 INFO_DTYPES = {
@@ -42,19 +43,13 @@ def views_from_params(decode_params: dict) -> dict[str, View]:
     return {name: view_from_params(name, values or {}) for name, values in views.items()}
 
 
-def default_workers() -> int:
-    """Decode processes: REELFEAT_WORKERS, else one per core (0: decode in this process)."""
-    if "REELFEAT_WORKERS" in os.environ:
-        return int(os.environ["REELFEAT_WORKERS"])
-    return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class Task:
     vid: str
     path: str
     views: dict[str, View]
     threads: int
+    timeout: float = media.FFMPEG_TIMEOUT_S  # of each ffmpeg call: the ffmpeg_timeout_s setting
 
     def __str__(self) -> str:
         return self.path
@@ -74,7 +69,7 @@ def decode_video(task: Task) -> Decoded:
 def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray, np.ndarray, dict]:
     if view.kind == "audio":
         samples = (
-            media.decode_audio(task.path, view.sample_rate, view.max_seconds, task.threads)
+            media.decode_audio(task.path, view.sample_rate, view.max_seconds, task.threads, task.timeout)
             if meta.has_audio
             else np.zeros(0, np.float32)
         )
@@ -83,7 +78,7 @@ def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray,
         raise media.MediaError("no video stream (audio-only file)")
     index, _ = view.plan(meta)
     frames, found = media.decode_frames(
-        task.path, meta, index.ravel(), view.size, view.resize, task.threads, view.seek, view.max_shift
+        task.path, meta, index.ravel(), view.size, view.resize, task.threads, view.seek, view.max_shift, task.timeout
     )
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
@@ -97,10 +92,15 @@ def run_decode(
     workers: int | None = None,
     progress: Callable[[int], object] | None = None,
     backend: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, BuildSummary]:
-    """Decode the rows of a prepared manifest into one store per view, reusing unchanged rows."""
+    """Decode the rows of a prepared manifest into one store per view, reusing unchanged rows.
+
+    `settings` default to the environment's (`Settings.from_environment`); `workers` and `backend`
+    override them. Decode processes: one per core unless set (0: decode in this process)."""
     out_dir = Path(out_dir)
-    workers = default_workers() if workers is None else workers
+    settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
+    workers = (os.cpu_count() or 1) if settings.workers is None else settings.workers
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     builders = {
         name: StoreBuilder(
@@ -110,7 +110,8 @@ def run_decode(
             dtype=np.float32 if view.kind == "audio" else np.uint8,
             attrs={"view": name, "kind": view.kind, "ffmpeg": ffmpeg_version()},
             info_dtypes=INFO_DTYPES,
-            checkpoint_s=checkpoint_seconds(),
+            checkpoint_s=settings.checkpoint_s,
+            shard_bytes=settings.shard_bytes,
             storage=getattr(view, "storage", "raw"),
             jpeg_quality=getattr(view, "jpeg_quality", 90),
         )
@@ -120,9 +121,9 @@ def run_decode(
     for row in rows:
         needed = {name: view for name, view in views.items() if not builders[name].reusable(row["id"], row["sha256"])}
         if needed:
-            tasks.append(Task(row["id"], row["video"], needed, threads))
+            tasks.append(Task(row["id"], row["video"], needed, threads, settings.ffmpeg_timeout_s))
     sha_of = {row["id"]: row["sha256"] for row in rows}
-    for task, decoded in make_executor(backend, workers).map(decode_video, tasks):
+    for task, decoded in make_executor(settings, workers).map(decode_video, tasks):
         if isinstance(decoded, Failure):  # its worker died on it, or decode_video itself raised
             decoded = dict.fromkeys(task.views, decoded)
         for name, result in decoded.items():

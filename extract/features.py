@@ -45,7 +45,9 @@ from extract.config import ConfigError
 from extract.errors import Failure, StepFailed, describe, step
 from extract.executor import make_executor
 from extract.recipe import contract_json
-from extract.store import BuildSummary, StoreBuilder, StoreReader, checkpoint_seconds
+from extract.settings import Settings
+from extract.store import BuildSummary, StoreBuilder, StoreReader
+from extract.views import View, view_config_json
 
 # Inputs per batch by input kind. On the CPU, ResNet50 ran 25% faster per frame in batches of 4-8
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
@@ -117,6 +119,20 @@ def open_source(config: BackboneConfig) -> Source:
         store.recipe,
         store.row_shape,
         read,
+    )
+
+
+def decoded_in_run(view: View, ids: list[str], hashes: list[str]) -> Source:
+    """The source of `run`: videos decoded as they go, never stored, with the recipe a decoded store
+    of the same view has (so the feature store's recipe is the one the stages write)."""
+    return Source(
+        Path(f"{view.kind} view, decoded in this run"),
+        view.kind,
+        ids,
+        hashes,
+        {},
+        json.loads(view_config_json(view)),
+        view.row_shape(),
     )
 
 
@@ -254,6 +270,7 @@ class ExtractWork:
     config: BackboneConfig
     device: str
     batch_size: int | None  # None: the default for the input kind on the device where the model runs
+    source: Source | None = None  # None: the backbone's configured input (`open_source`)
     _runner: ExtractRunner | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -262,7 +279,7 @@ class ExtractWork:
     def open(self) -> ExtractRunner:
         if self._runner is None:
             config = self.config
-            source = open_source(config)
+            source = self.source or open_source(config)
             if source.kind != self.entry.input_kind:
                 raise ConfigError(
                     f"backbone {config.model} reads {self.entry.input_kind}, "
@@ -281,14 +298,14 @@ class ExtractWork:
         torch.set_num_threads(threads)  # loader workers prepare one video at a time: not every core each
 
 
-def loader_workers(device: torch.device) -> int:
-    """Processes preparing inputs while the model runs: REELFEAT_LOADER_WORKERS, else by device.
+def loader_workers(device: torch.device, settings: Settings) -> int:
+    """Processes preparing inputs while the model runs: the loader_workers setting, else by device.
 
     On the CPU the model already uses every core, so inputs are prepared inline (measured on 2
     cores: 2 workers gave 70% of model-only throughput, inline 86%); a GPU is fed by the cores.
     """
-    if "REELFEAT_LOADER_WORKERS" in os.environ:
-        return int(os.environ["REELFEAT_LOADER_WORKERS"])
+    if settings.loader_workers is not None:
+        return settings.loader_workers
     return min(8, max(1, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
 
 
@@ -303,15 +320,20 @@ def run_features(
     progress: tqdm | None = None,
     backend: str | None = None,
     section: str = "backbones",
+    settings: Settings | None = None,
 ) -> BuildSummary:
-    """Extract `<section>.<key>` into out_path, reusing unchanged videos' rows."""
+    """Extract `<section>.<key>` into out_path, reusing unchanged videos' rows.
+
+    `settings` default to the environment's (`Settings.from_environment`); `device`, `workers` (the
+    input-preparing processes) and `backend` override them."""
     entry, config = backbone_config(key, values, section)
-    device = device or default_device()
-    executor = make_executor(backend, loader_workers(device) if workers is None else workers)
+    settings = (settings or Settings.from_environment()).overridden(loader_workers=workers, backend=backend)
+    device = device or default_device(settings.device)
+    executor = make_executor(settings, loader_workers(device, settings))
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns
     work = ExtractWork(entry, config, "cpu" if executor.remote else str(device), batch_size)
     runner = work.open()
-    builder = feature_store(out_path, config, runner.backbone, runner.source)
+    builder = feature_store(out_path, config, runner.backbone, runner.source, settings)
     source = runner.source
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
@@ -331,7 +353,9 @@ def run_features(
     return builder.finish([(vid, hashes[vid]) for vid in source.ids])
 
 
-def feature_store(out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source) -> StoreBuilder:
+def feature_store(
+    out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source, settings: Settings
+) -> StoreBuilder:
     """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.recipe`).
     How the model ran (`PROVENANCE`) is set once it has run."""
     recipe = backbone_recipe(config, backbone, source)
@@ -348,7 +372,8 @@ def feature_store(out_path: str | Path, config: BackboneConfig, backbone: Backbo
             "versions": library_versions(),
         },
         info_dtypes=backbone.columns,
-        checkpoint_s=checkpoint_seconds(),
+        checkpoint_s=settings.checkpoint_s,
+        shard_bytes=settings.shard_bytes,
     )
 
 

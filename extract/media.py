@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import ffmpeg
 import numpy as np
 
 from extract.errors import UserError
+from extract.settings import Settings
 
 PROBE_TIMEOUT_S = 30.0
 RESIZE_MODES = ("crop", "pad", "stretch")
@@ -26,15 +26,11 @@ SEEK_MODES = ("exact", "fast", "keyframes")
 # Each seeking input holds a decoder with its frame pool (~16 frames of the source size), so the
 # inputs per ffmpeg process are capped to keep one decode's memory near this budget.
 DECODER_BUDGET_BYTES = 192 << 20
+FFMPEG_TIMEOUT_S = Settings.ffmpeg_timeout_s  # an ffmpeg's wall-clock limit where the caller gives none
 
 
 class MediaError(UserError):
     """A video that cannot be used; the message is a one-line reason stored with the failure."""
-
-
-def ffmpeg_timeout_s() -> float:
-    """Wall-clock limit of one ffmpeg call (REELFEAT_FFMPEG_TIMEOUT, seconds)."""
-    return float(os.environ.get("REELFEAT_FFMPEG_TIMEOUT", "300"))
 
 
 def _run(cmd: list[str], timeout: float, what: str) -> bytes:
@@ -46,7 +42,7 @@ def _run_with_log(cmd: list[str], timeout: float, what: str) -> tuple[bytes, str
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise MediaError(f"{what} took longer than {timeout:.0f} s (REELFEAT_FFMPEG_TIMEOUT)") from None
+        raise MediaError(f"{what} took longer than {timeout:g} s (REELFEAT_FFMPEG_TIMEOUT)") from None
     log = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
         raise MediaError(f"{what} failed: {_last_line(log)}")
@@ -260,6 +256,7 @@ def decode_frames(
     threads: int = 0,
     seek: str = "exact",
     max_shift: float = 0.1,
+    timeout: float = FFMPEG_TIMEOUT_S,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames for the indices `wanted` (into meta.frame_times), as uint8 RGB (len(wanted), H, W, 3),
     and the index of the frame each one really is.
@@ -273,6 +270,7 @@ def decode_frames(
     Few ffmpeg processes (DECODER_BUDGET_BYTES caps each): each run of nearby frames is an input that
     seeks to the run's first frame, `select` passes only the frames around wanted ones to the scaler,
     and `concat` joins the runs. Frames after a run's last wanted frame are never decoded at all.
+    Each ffmpeg process is stopped after `timeout` seconds (the ffmpeg_timeout_s setting).
     """
     wanted = np.asarray(wanted, dtype=np.int64)
     height, width = size
@@ -282,27 +280,27 @@ def decode_frames(
         raise ValueError(f"unknown seek mode {seek!r}; expected one of {', '.join(SEEK_MODES)}")
     if not meta.seekable:  # frames can only be picked by number, in decoding order
         order = np.unique(wanted)
-        frames = _decode_in_order(path, order, size, resize, threads)
+        frames = _decode_in_order(path, order, size, resize, threads, timeout)
         return frames[np.searchsorted(order, wanted)], wanted
     if seek == "keyframes":
         wanted = nearest_keyframe(meta, wanted)
     order = np.unique(wanted)
     if seek == "fast" and meta.has_b_frames:
-        found, got = _decode_fast(path, meta, order, size, resize, threads, max_shift)
+        found, got = _decode_fast(path, meta, order, size, resize, threads, max_shift, timeout)
         missing = order[got < 0]
         if len(missing):  # no reference frame near enough: decode those exactly
-            found[got < 0] = _decode_exact(path, meta, missing, size, resize, threads, "")
+            found[got < 0] = _decode_exact(path, meta, missing, size, resize, threads, "", timeout)
             got[got < 0] = missing
     else:
         # keyframes: the decoder skips every other frame; a file whose decoder disagrees on what is a
         # keyframe comes out short and is decoded exactly instead
         skip = "nokey" if seek == "keyframes" else ""
         try:
-            found, got = _decode_exact(path, meta, order, size, resize, threads, skip), order
+            found, got = _decode_exact(path, meta, order, size, resize, threads, skip, timeout), order
         except MediaError:
             if not skip:
                 raise
-            found, got = _decode_exact(path, meta, order, size, resize, threads, ""), order
+            found, got = _decode_exact(path, meta, order, size, resize, threads, "", timeout), order
     position = np.searchsorted(order, wanted)
     return found[position], got[position]
 
@@ -331,7 +329,14 @@ def _decoder_cap(meta: Probe) -> int:
 
 
 def _decode_exact(
-    path: str | Path, meta: Probe, order: np.ndarray, size: tuple[int, int], resize: str, threads: int, skip: str
+    path: str | Path,
+    meta: Probe,
+    order: np.ndarray,
+    size: tuple[int, int],
+    resize: str,
+    threads: int,
+    skip: str,
+    timeout: float,
 ) -> np.ndarray:
     """The frames at the sorted unique indices `order`, each selected by its own time window."""
     bounds = _frame_windows(meta)
@@ -339,7 +344,7 @@ def _decode_exact(
     frames = []
     for runs, run_windows in _batches(meta, order, windows):
         stream = _windowed_inputs(path, meta, runs, run_windows, size, resize, threads, skip, log=False)
-        raw, _ = _run_decode(stream, len(run_windows))
+        raw, _ = _run_decode(stream, len(run_windows), timeout)
         frames.append(_frames(raw, size, len(run_windows)))
     return np.concatenate(frames)
 
@@ -363,6 +368,7 @@ def _decode_fast(
     resize: str,
     threads: int,
     max_shift: float,
+    timeout: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reference frames only: for each index in `order`, the decoded frame nearest to it within a
     window of +-max_shift seconds (cut halfway to the neighbouring wanted frames, and never reaching
@@ -387,7 +393,7 @@ def _decode_fast(
     start = 0
     for runs, run_windows in _batches(meta, order, windows):
         stream = _windowed_inputs(path, meta, runs, run_windows, size, resize, threads, "noref", log=True)
-        raw, log = _run_decode(stream, None)
+        raw, log = _run_decode(stream, None, timeout)
         shown = np.sort(np.asarray(_SHOWN_TIME.findall(log), dtype=np.float64))
         frames = _frames(raw, size, len(shown))
         index = np.clip(np.searchsorted(bounds, shown, "right") - 1, 0, len(times) - 1)  # shown time -> frame
@@ -404,7 +410,9 @@ def _decode_fast(
 _SHOWN_TIME = re.compile(r"Parsed_showinfo.* n: *\d+ .*pts_time:(-?[0-9.]+(?:e-?[0-9]+)?)")
 
 
-def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, threads: int = 0) -> np.ndarray:
+def decode_audio(
+    path: str | Path, sample_rate: int, max_seconds: float | None, threads: int = 0, timeout: float = FFMPEG_TIMEOUT_S
+) -> np.ndarray:
     """The first audio stream as mono float32 at `sample_rate`, resampled by ffmpeg, at most max_seconds long."""
     out_args: dict[str, object] = {"format": "f32le", "ac": 1, "ar": sample_rate}
     if max_seconds:
@@ -415,11 +423,11 @@ def decode_audio(path: str | Path, sample_rate: int, max_seconds: float | None, 
         .global_args("-nostdin", "-v", "error")
         .compile()
     )
-    return np.frombuffer(_run(cmd, ffmpeg_timeout_s(), "ffmpeg audio decode"), np.float32).copy()
+    return np.frombuffer(_run(cmd, timeout, "ffmpeg audio decode"), np.float32).copy()
 
 
 def _decode_in_order(
-    path: str | Path, wanted: np.ndarray, size: tuple[int, int], resize: str, threads: int
+    path: str | Path, wanted: np.ndarray, size: tuple[int, int], resize: str, threads: int, timeout: float
 ) -> np.ndarray:
     """Frames number `wanted` (sorted, unique) in presentation order, decoding from the start.
 
@@ -429,7 +437,7 @@ def _decode_in_order(
     spans = np.split(wanted, np.flatnonzero(np.diff(wanted) > 1) + 1)  # runs of consecutive frames
     select = "+".join(f"between(n,{span[0]},{span[-1]})" for span in spans)
     stream = ffmpeg.input(str(path), threads=threads).video.filter("select", select)
-    raw, _ = _run_decode(resize_filters(stream, size, resize), len(wanted))
+    raw, _ = _run_decode(resize_filters(stream, size, resize), len(wanted), timeout)
     return _frames(raw, size, len(wanted))
 
 
@@ -464,7 +472,7 @@ def _windowed_inputs(
     return streams[0] if len(streams) == 1 else ffmpeg.concat(*streams, v=1, a=0)
 
 
-def _run_decode(stream: ffmpeg.Stream, count: int | None) -> tuple[bytes, str]:
+def _run_decode(stream: ffmpeg.Stream, count: int | None, timeout: float) -> tuple[bytes, str]:
     """Run one ffmpeg filter graph to raw RGB frames (at most `count`), with its log.
 
     The log holds showinfo's lines where the graph has showinfo (it logs at the info level).
@@ -474,7 +482,7 @@ def _run_decode(stream: ffmpeg.Stream, count: int | None) -> tuple[bytes, str]:
         output["vframes"] = count
     level = ("-v", "info", "-hide_banner", "-nostats") if count is None else ("-v", "error")
     cmd = stream.output("pipe:", **output).global_args("-nostdin", *level).compile()
-    return _run_with_log(cmd, ffmpeg_timeout_s(), "ffmpeg decode")
+    return _run_with_log(cmd, timeout, "ffmpeg decode")
 
 
 def _frames(raw: bytes, size: tuple[int, int], count: int) -> np.ndarray:

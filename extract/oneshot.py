@@ -10,7 +10,6 @@ the videos whose file and recipe are unchanged, and nothing else is reused.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -23,16 +22,17 @@ from extract.config import ConfigError
 from extract.decode import Task, decode_video
 from extract.errors import Failure, StepFailed
 from extract.executor import make_executor
-from extract.features import ExtractRunner, Source, default_batch, feature_store, run_features, store_result
+from extract.features import ExtractRunner, ExtractWork, decoded_in_run, feature_store, run_features, store_result
 from extract.manifest import write_csv
+from extract.settings import Settings
 from extract.store import BuildSummary
-from extract.views import View, view_config_json
+from extract.views import View
 
 # Videos decoded per turn on the CPU (bounds the decoded frames held in memory).
 CPU_TURN_VIDEOS = 8
 
 
-def decode_plan(device: torch.device) -> tuple[int, int, int | None]:
+def decode_plan(device: torch.device, workers: int | None = None) -> tuple[int, int, int | None]:
     """(decode processes, ffmpeg threads each, videos per turn or None to overlap) beside the model.
 
     With a GPU the cores are free: one decode process per core, one ffmpeg thread each, overlapped
@@ -42,10 +42,11 @@ def decode_plan(device: torch.device) -> tuple[int, int, int | None]:
     the cores measured slower than taking turns (16.2 s against 14.7 s on 13 clips, 2 cores), since
     oneDNN's threads wait for the slowest and a core busy decoding slows every convolution. Each
     ffmpeg may then use every core, so that one long video does not hold up its turn on one core
-    (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on two). REELFEAT_WORKERS sets the processes.
+    (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on two). `workers` (the workers setting)
+    sets the processes; one per core by default.
     """
     cores = os.cpu_count() or 1
-    workers = int(os.environ.get("REELFEAT_WORKERS", cores))
+    workers = cores if workers is None else workers
     if device.type == "cuda":
         return workers, 1, None
     return workers, cores, CPU_TURN_VIDEOS
@@ -80,43 +81,37 @@ def run_one_shot(
     workers: int | None = None,
     backend: str | None = None,
     progress: Callable[[int], object] | None = None,
+    settings: Settings | None = None,
 ) -> BuildSummary:
     """Decode `rows` with `view` and run backbone `key` over them into `out_dir/<key>`.
 
     `out_dir/manifest.csv` lists the ids given to the videos. Text backbones read the `column` of
-    that manifest instead of a view.
+    that manifest instead of a view. `settings` default to the environment's; `device`, `workers`
+    (decode processes) and `backend` override them.
     """
     out_dir = Path(out_dir)
     if not rows:
         raise ConfigError("no videos given: name video files, or a table with --manifest")
     entry, config = backbone_config(key, {**values, "input": values.get("input") or "(decoded in this run)"})
-    device = device or default_device()
+    settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
+    device = device or default_device(settings.device)
     manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
     if entry.input_kind == "text":
         values = {**values, "input": str(manifest)}
-        return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, backend=backend)
+        return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, settings=settings)
     if view is None or view.kind != entry.input_kind:
         raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
-    source = Source(
-        Path(f"{view.kind} view, decoded in this run"),
-        view.kind,
-        [row["id"] for row in rows],
-        [row["sha256"] for row in rows],
-        {},
-        json.loads(view_config_json(view)),  # the recipe a decoded store of this view has
-        view.row_shape(),
-    )
-    backbone = entry.build(config, device)
-    backbone.check_input(source.row_shape, source.recipe)
-    runner = ExtractRunner(backbone, source, batch_size or default_batch(entry.input_kind, device))
-    builder = feature_store(out_dir / key, config, backbone, source)
-    default_workers, threads, turn = decode_plan(device)
+    source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
+    # the runner the features stage builds, reading the videos as they are decoded instead of a store
+    runner = ExtractWork(entry, config, str(device), batch_size, source).open()
+    builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
+    workers, threads, turn = decode_plan(device, settings.workers)
     tasks = [
-        Task(row["id"], row["video"], {"view": view}, threads)
+        Task(row["id"], row["video"], {"view": view}, threads, settings.ffmpeg_timeout_s)
         for row in rows
         if not builder.reusable(row["id"], row["sha256"])
     ]
-    executor = make_executor(backend, default_workers if workers is None else workers)
+    executor = make_executor(settings, workers)
     if turn is None:
         decoded = executor.map(decode_video, tasks)
     else:  # each turn's videos are all decoded before the model runs on them

@@ -14,6 +14,61 @@ trained head checks every store it reads against.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A store's recipe, typed: what made the rows (a decode `view`, a manifest `column`, Whisper
+    `transcripts`, or a `backbone` with its `weights`, `preprocessing` and `input`), read by name
+    instead of by string keys. `to_dict()` gives back the JSON form stores and checkpoints keep."""
+
+    view: Mapping[str, Any] | None = None
+    column: str | None = None
+    transcripts: Recipe | None = None
+    backbone: Mapping[str, Any] | None = None
+    weights: Mapping[str, Any] | None = None  # name, source, sha256
+    preprocessing: Mapping[str, Any] | None = None
+    input: Recipe | None = None
+    other: Mapping[str, Any] | None = None  # keys reelfeat does not make (an imported store's)
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Recipe:
+        values = dict(values)
+        nested = {key: cls.of(values.pop(key)) for key in ("transcripts", "input") if isinstance(values.get(key), dict)}
+        known = {
+            key: values.pop(key) for key in ("view", "column", "backbone", "weights", "preprocessing") if key in values
+        }
+        return cls(**known, **nested, other=values or None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.other or {})
+        for key in ("view", "column", "backbone", "weights", "preprocessing"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        for key in ("transcripts", "input"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key).to_dict()
+        return out
+
+    @property
+    def key(self) -> str:
+        """The recipe with paths left out, as JSON: equal for stores whose rows are made the same way."""
+        return contract_json(self.to_dict())
+
+    def difference(self, found: Recipe) -> str | None:
+        """Where `found` differs from this recipe (paths aside), or None when it makes the same rows."""
+        return first_difference(contract(self.to_dict()), contract(found.to_dict()))
+
+    def columns_read(self) -> list[str]:
+        """The manifest columns (captions) these rows read, at any depth."""
+        found = [self.column] if self.column else []
+        for inner in (self.transcripts, self.input):
+            if inner is not None:
+                found += inner.columns_read()
+        return found
 
 
 def contract(recipe: object) -> object:

@@ -31,9 +31,9 @@ class StageClock:
     def count(self, computed: int, reused: int = 0) -> None:
         self.videos, self.reused = computed, reused
 
-    def record(self) -> Path | None:
-        """Write the stage's timing under DVC_ROOT/data/runs when DVC runs it; returns the file."""
-        stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+    def record(self, stage: str | None, root: str | None) -> Path | None:
+        """Write the timing of `stage` under `root`/data/runs (DVC_STAGE and DVC_ROOT, the dvc_stage and
+        dvc_root settings) when DVC runs it; returns the file."""
         if not stage or not root:
             return None
         seconds = time.time() - self.started

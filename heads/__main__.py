@@ -60,10 +60,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {} if params_file.is_file() else {}
     folder = args.out_dir or head_dir(args.head)
     if not args.out:
-        failed = predict(folder, params, args.videos, args.manifest, sys.stdout)
+        failed = predict(folder, params, args.videos, args.manifest, sys.stdout, args.settings)
     else:  # the file is replaced only once every line is written
         with atomic_write(args.out, "w", encoding="utf-8") as out:
-            failed = predict(folder, params, args.videos, args.manifest, out)
+            failed = predict(folder, params, args.videos, args.manifest, out, args.settings)
     if failed:
         print(f"{failed} video(s) failed; their lines carry the error", file=sys.stderr)
     return EXIT_VIDEOS_FAILED if failed else EXIT_OK

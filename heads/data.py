@@ -19,6 +19,7 @@ import torch
 from extract.config import ConfigError
 from extract.manifest import read_prepared
 from extract.store import StoreReader
+from heads.checkpoint import InputSchema
 from heads.config import HeadConfig, InputConfig
 
 POOLED = {"mean": np.mean, "max": np.max}  # pools applied to a video's rows once, before training
@@ -32,16 +33,11 @@ class FeatureInput:
     counts: np.ndarray  # (n,) rows per video
     pooled: np.ndarray | None  # (n, D) float32 for mean/max inputs
     missing: np.ndarray  # (n,) bool: the video has zero rows in this input
-    schema: dict  # what the checkpoint remembers of the store
+    schema: InputSchema  # what the checkpoint remembers of the store
 
     @property
     def dim(self) -> int:
-        return int(self.schema["dim"])
-
-
-def store_schema(reader: StoreReader) -> dict:
-    """What a trained head remembers of a store: its width and its recipe (see `extract.recipe`)."""
-    return {"dim": int(reader.row_shape[0]), "recipe": reader.recipe}
+        return self.schema.dim
 
 
 def load_input(spec: InputConfig) -> FeatureInput:
@@ -59,7 +55,7 @@ def load_input(spec: InputConfig) -> FeatureInput:
         for vid, rows in reader.iter_rows():
             if len(rows):
                 pooled[position[vid]] = reduce(rows.astype(np.float32), axis=0)
-    return FeatureInput(spec, reader, position, counts, pooled, counts == 0, store_schema(reader))
+    return FeatureInput(spec, reader, position, counts, pooled, counts == 0, InputSchema.of_store(reader))
 
 
 def pad_sequences(seqs: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +92,7 @@ class HeadData:
     def dims(self) -> dict[str, int]:
         return {inp.spec.key: inp.dim for inp in self.inputs}
 
-    def schema(self) -> dict[str, dict]:
+    def schema(self) -> dict[str, InputSchema]:
         return {inp.spec.key: inp.schema for inp in self.inputs}
 
     def batch(self, videos: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, object]:

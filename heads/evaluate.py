@@ -1,4 +1,6 @@
-"""Evaluate a trained head on `val` and `test`: metrics.json and plot data for `dvc metrics` / `dvc plots`."""
+"""Evaluate a trained head on `val` and `test`: metrics.json and plot data for `dvc metrics` / `dvc plots`,
+and the test split's ids, truth and scores (`test_scores.npz`), which the report reads instead of
+running the head again."""
 
 from __future__ import annotations
 
@@ -7,58 +9,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn import metrics as sk
 
 from extract.errors import UserError
 from extract.files import atomic_write, write_text
-from extract.recipe import contract, first_difference
-from extract.store import StoreReader
-from heads.config import HeadConfig, config_from_dict
-from heads.data import HeadData, store_schema
-from heads.metrics import evaluate_split
-from heads.models import HeadModel, ZeroShotHead, build_head
+from heads.checkpoint import load_head
+from heads.data import HeadData
+from heads.metrics import evaluate_split, pr_points, roc_points
 from heads.tasks import Task
-from heads.train import CHECKPOINT, predict_scores
+from heads.train import predict_scores
 
-
-class CheckpointError(UserError):
-    """A checkpoint that does not fit the feature stores it would read."""
-
-
-def load_head(head_dir: str | Path) -> tuple[HeadModel | ZeroShotHead, dict]:
-    """The trained model and its checkpoint (config, task, thresholds, input schemas)."""
-    path = Path(head_dir) / CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"no trained head at {path}: run its train stage (dvc repro)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    older = CheckpointError(f"{path} was written by an older reelfeat: retrain it (dvc repro)")
-    if not all("recipe" in schema for schema in checkpoint.get("inputs", {}).values()):
-        raise older
-    try:
-        config = config_from_dict(checkpoint["config"])
-        task = Task(**checkpoint["task"])
-        model = build_head(config, {key: schema["dim"] for key, schema in checkpoint["inputs"].items()}, task)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, TypeError, RuntimeError):
-        raise older from None
-    return model.eval(), checkpoint
-
-
-def check_stores(config: HeadConfig, checkpoint: dict, stores: dict[str, str] | None = None) -> None:
-    """Refuse a store made another way than the one the head was trained on, naming what differs:
-    the whole recipe is compared (views, backbone config, weights sha256, preprocessing), paths aside."""
-    for spec in config.inputs:
-        path = (stores or {}).get(spec.key, spec.store)
-        now, then = store_schema(StoreReader(path)), checkpoint["inputs"][spec.key]
-        difference = first_difference(contract(then["recipe"]), contract(now["recipe"]))
-        if difference is None and now["dim"] != then["dim"]:
-            difference = f"the width is {now['dim']} but the head was trained on {then['dim']}"
-        if difference:
-            raise CheckpointError(
-                f"{path} was made another way than the store head input {spec.key!r} was trained on: "
-                f"{difference}. Retrain the head (dvc repro) or use the store it was trained on"
-            )
+TEST_SCORES = "test_scores.npz"
 
 
 def evaluate(head_dir: str | Path) -> dict:
@@ -66,7 +26,7 @@ def evaluate(head_dir: str | Path) -> dict:
     head_dir = Path(head_dir)
     model, checkpoint = load_head(head_dir)
     config, task = model.config, model.task
-    check_stores(config, checkpoint)
+    checkpoint.check_stores()
     data = HeadData.load(config)
     metrics: dict[str, object] = {}
     plots = head_dir / "plots"
@@ -77,13 +37,29 @@ def evaluate(head_dir: str | Path) -> dict:
             continue
         truth = task.truth([data.rows[i] for i in videos])
         scores = predict_scores(model, data, videos)
-        metrics[split] = evaluate_split(task, truth, scores, checkpoint["thresholds"], config.bootstrap, config.seed)
+        metrics[split] = evaluate_split(task, truth, scores, checkpoint.thresholds, config.bootstrap, config.seed)
         if split == "test":
             write_plots(plots, task, truth, scores)
+            write_scores(head_dir / TEST_SCORES, [data.ids[i] for i in videos], truth, scores)
     metrics["classes"] = task.classes
     metrics["missing_videos"] = len(data.missing)
     write_text(head_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return metrics
+
+
+def write_scores(path: Path, ids: list[str], truth: np.ndarray, scores: np.ndarray) -> None:
+    """The test split's ids, truth (as `Task.truth` gives it) and scores (as `Task.scores` gives it)."""
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, ids=np.asarray(ids, dtype=str), truth=truth, scores=scores)
+
+
+def read_scores(head_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """What `write_scores` wrote for the head in `head_dir`: ids, truth and scores of its test split."""
+    path = Path(head_dir) / TEST_SCORES
+    if not path.is_file():
+        raise UserError(f"no test scores at {path}: run the head's evaluate stage (dvc repro)")
+    with np.load(path, allow_pickle=False) as saved:
+        return [str(vid) for vid in saved["ids"]], saved["truth"], saved["scores"]
 
 
 def write_plots(folder: Path, task: Task, truth: np.ndarray, scores: np.ndarray) -> None:
@@ -93,9 +69,9 @@ def write_plots(folder: Path, task: Task, truth: np.ndarray, scores: np.ndarray)
     if task.kind in ("binary", "multi_label"):
         y, p = truth.reshape(len(truth), -1).ravel(), scores.reshape(len(scores), -1).ravel()
         if len(np.unique(y)) == 2:
-            fpr, tpr, _ = sk.roc_curve(y, p)
+            fpr, tpr = roc_points(y, p)
             _write(folder / "roc.csv", ["fpr", "tpr"], zip(fpr, tpr, strict=True))
-            precision, recall, _ = sk.precision_recall_curve(y, p)
+            recall, precision = pr_points(y, p)
             _write(folder / "precision_recall.csv", ["recall", "precision"], zip(recall, precision, strict=True))
     elif task.kind in ("multi_class", "quantile"):
         names = task.classes

@@ -1,5 +1,9 @@
 """Metrics over a whole split (never averaged per batch), decision thresholds tuned on `val`, and
-bootstrap 95% intervals. Keys are lower-case, as `dvc metrics show` lists them."""
+bootstrap 95% intervals. Keys are lower-case, as `dvc metrics show` lists them.
+
+The one home of ROC, precision-recall and average precision: `evaluate`'s plot files, its metrics
+and the report's figures and per-class table all come from `roc_points`, `pr_points`, `roc_auc` and
+`average_precisions`."""
 
 from __future__ import annotations
 
@@ -54,6 +58,30 @@ def gap(y: np.ndarray, p: np.ndarray, top_k: int = 20) -> float:
     """Global Average Precision as YouTube-8M defines it: each video's top_k predictions pooled,
     ranked by score, average precision over them divided by all true labels."""
     return RankedLabels(y, p, top_k).gap(np.ones(len(y)))
+
+
+def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve of one label: false and true positive rates, one point per distinct score."""
+    fpr, tpr, _ = sk.roc_curve(y, p)
+    return fpr, tpr
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve of one label (y must hold both classes)."""
+    return float(sk.roc_auc_score(y, p))
+
+
+def pr_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The precision-recall curve of one label: recall and precision, one point per distinct score."""
+    precision, recall, _ = sk.precision_recall_curve(y, p)
+    return recall, precision
+
+
+def average_precisions(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Average precision of each column of (videos, labels) `y` and `p`, as scikit-learn computes it;
+    NaN for a label without positives."""
+    ranked = RankedLabels(y, p, top_k=1, hits_at=(1,))
+    return _average_precisions(np.ones(len(y)), ranked.order, ranked.hits, ranked.ends)
 
 
 def mean_average_precision(y: np.ndarray, p: np.ndarray) -> float:
@@ -156,7 +184,7 @@ def compute(task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict) -> dict[
             "f1": sk.f1_score(truth, predicted, zero_division=0),
         }
         if len(np.unique(truth)) == 2:
-            out["roc_auc"] = sk.roc_auc_score(truth, scores)
+            out["roc_auc"] = roc_auc(truth, scores)
         return out
     if task.kind == "multi_label":
         truth = y.astype(int)

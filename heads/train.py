@@ -14,15 +14,15 @@ import torch
 
 from extract.determinism import deterministic
 from extract.errors import UserError
-from extract.files import atomic_write, write_text
-from heads.config import HeadConfig, config_to_dict
+from extract.files import write_text
+from heads.checkpoint import CHECKPOINT, Checkpoint
+from heads.config import HeadConfig
 from heads.data import HeadData
 from heads.metrics import tune_thresholds
 from heads.models import HeadModel, ZeroShotHead, build_head
 from heads.tasks import Task
 from heads.zero_shot import embed_labels
 
-CHECKPOINT = "model.pt"
 EVAL_BATCH = 256  # videos per forward pass where nothing is learned (validation loss, scores)
 
 
@@ -97,17 +97,6 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
         thresholds = {"global": 0.5, "per_class": [0.5] * task.out_dim}
 
     # checkpoint: weights plus everything needed to use them (config, task, thresholds, store schemas)
-    path = out_dir / CHECKPOINT
-    with atomic_write(path, "wb") as handle:
-        torch.save(
-            {
-                "config": config_to_dict(config),
-                "task": task.state(),
-                "state_dict": model.state_dict(),
-                "thresholds": thresholds,
-                "inputs": data.schema(),
-            },
-            handle,
-        )
+    path = Checkpoint(config, task, model.state_dict(), thresholds, data.schema()).save(out_dir / CHECKPOINT)
     write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
     return path

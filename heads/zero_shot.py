@@ -13,6 +13,8 @@ from torch.utils.data import default_collate
 
 from extract.backbones import VideoInput, get_backbone
 from extract.config import ConfigError
+from extract.recipe import Recipe
+from heads.checkpoint import InputSchema
 from heads.config import HeadConfig
 from heads.tasks import Task
 
@@ -23,23 +25,25 @@ def label_prompts(config: HeadConfig, task: Task) -> list[str]:
     return prompts + [config.negative] if task.kind == "binary" else prompts
 
 
-def made_with(recipe: dict) -> str:
-    weights = recipe["weights"]
+def made_with(recipe: Recipe) -> str:
+    weights = recipe.weights or {}
     return repr(weights["name"]) if weights["name"] else f"from a local folder (sha256 {weights['sha256'][:12]}...)"
 
 
-def embed_labels(config: HeadConfig, task: Task, schemas: dict[str, dict]) -> tuple[torch.Tensor, float, float | None]:
+def embed_labels(
+    config: HeadConfig, task: Task, schemas: dict[str, InputSchema]
+) -> tuple[torch.Tensor, float, float | None]:
     """(label embeddings (labels, D), logit scale, logit bias or None) from the inputs' own model."""
     where = "heads zero_shot"
-    recipes = {key: schema["recipe"] for key, schema in schemas.items()}
+    recipes = {key: schema.recipe for key, schema in schemas.items()}
     for key, recipe in recipes.items():
-        if not isinstance(recipe.get("weights"), dict):
+        if not isinstance(recipe.weights, dict):
             raise ConfigError(
                 f"{where}: input {key!r} was not made by an image-text backbone (clip, clip_text): "
                 "a zero-shot head compares its rows with label text embedded by the same model"
             )
     first, recipe = next(iter(recipes.items()))
-    name = config.text_model or recipe["weights"]["name"]
+    name = config.text_model or recipe.weights["name"]
     if not name:  # recipes keep no paths: a store made from a local folder does not say where it was
         raise ConfigError(
             f"{where}: input {first!r} was made with weights {made_with(recipe)}: set the head's text_model "
@@ -47,13 +51,13 @@ def embed_labels(config: HeadConfig, task: Task, schemas: dict[str, dict]) -> tu
         )
     entry = get_backbone("clip_text")
     # the precision the rows were made at (a float32 store gets float32 labels on a bfloat16 CPU too)
-    precision = recipe.get("backbone", {}).get("precision", "auto")
+    precision = (recipe.backbone or {}).get("precision", "auto")
     settings = entry.config_cls(
         model="clip_text", input="label prompts", weights=name, dtype="float32", precision=precision
     )
     backbone = entry.build(settings, torch.device("cpu"))
     for key, recipe in recipes.items():
-        if recipe["weights"]["sha256"] != backbone.weights.sha256:
+        if recipe.weights["sha256"] != backbone.weights.sha256:
             raise ConfigError(
                 f"{where}: input {key!r} was made with weights {made_with(recipe)} but the labels would "
                 f"be embedded with {name!r}, another model: set text_model to the weights that made {key!r}"

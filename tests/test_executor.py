@@ -14,6 +14,7 @@ import pytest
 
 from extract.errors import Failure
 from extract.executor import WORKER_DIED, make_executor
+from extract.settings import Settings
 
 
 def shout(item: str) -> str:
@@ -79,7 +80,7 @@ ITEMS = ["a", "bad", "b", "doomed", "c", "d", "e"]
 
 
 def test_map_gives_every_item_once_with_its_result_or_failure(backend):
-    got = list(make_executor(backend, 2).map(shout, ITEMS))
+    got = list(make_executor(Settings(backend=backend), 2).map(shout, ITEMS))
     assert sorted(item for item, _ in got) == sorted(ITEMS)
     results = dict(got)
     assert results["a"] == "A" and results["e"] == "E"
@@ -89,11 +90,15 @@ def test_map_gives_every_item_once_with_its_result_or_failure(backend):
 
 def test_a_worker_that_dies_once_is_replaced_and_the_item_retried(backend, tmp_path):
     marker = str(tmp_path / "first-try")
-    assert dict(make_executor(backend, 2).map(shout, ["a", marker, "b"])) == {"a": "A", marker: "survived", "b": "B"}
+    assert dict(make_executor(Settings(backend=backend), 2).map(shout, ["a", marker, "b"])) == {
+        "a": "A",
+        marker: "survived",
+        "b": "B",
+    }
 
 
 def test_map_model_gives_the_same_results_on_every_backend(backend):
-    executor = make_executor(backend, 2)
+    executor = make_executor(Settings(backend=backend), 2)
     got = list(executor.map_model(ShoutWork(), ITEMS))
     # how the model ran is reported by the process that ran it: this one locally, actors on Ray
     assert executor.model_provenance["device"] == "cpu"
@@ -107,5 +112,5 @@ def test_map_model_gives_the_same_results_on_every_backend(backend):
 
 
 def test_local_workers_zero_runs_in_this_process():
-    results = dict(make_executor("local", 0).map(shout, ["a", "bad"]))
+    results = dict(make_executor(Settings(), 0).map(shout, ["a", "bad"]))
     assert results == {"a": "A", "bad": Failure("shout: ValueError: no shouting at bad")}

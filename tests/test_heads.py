@@ -20,10 +20,19 @@ from sklearn import metrics as sk
 from extract.config import ConfigError
 from extract.recipe import contract_json
 from extract.store import StoreWriter
+from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
 from heads.data import HeadData
-from heads.evaluate import CheckpointError, check_stores, evaluate, load_head
-from heads.metrics import best_f1_threshold, compute, gap, hit_at_k, mean_average_precision
+from heads.evaluate import evaluate
+from heads.metrics import (
+    average_precisions,
+    best_f1_threshold,
+    compute,
+    gap,
+    hit_at_k,
+    mean_average_precision,
+    roc_points,
+)
 from heads.tasks import Task
 from heads.train import predict_scores, train
 
@@ -195,6 +204,19 @@ def test_gap_and_hit_at_k_on_worked_examples():
     assert gap(y, p, top_k=2) == pytest.approx((1.0 + 0.5) / 3)
     # top-3: ... then 0.2 (hit) 5th and 0.1 (miss) 6th: precision 3/5 at the third hit
     assert gap(y, p, top_k=3) == pytest.approx((1.0 + 0.5 + 3 / 5) / 3)
+
+
+def test_average_precision_per_label_is_scikit_learns_with_ties_and_nan_without_positives():
+    rng = np.random.default_rng(1)
+    y = (rng.random((40, 5)) > 0.5).astype(int)
+    y[:, 4] = 0
+    p = np.round(rng.random((40, 5)), 1)  # ties: runs of equal scores
+    got = average_precisions(y, p)
+    expected = [sk.average_precision_score(y[:, j], p[:, j]) for j in range(4)]
+    np.testing.assert_allclose(got[:4], expected, rtol=1e-12)
+    assert np.isnan(got[4])
+    fpr, tpr, _ = sk.roc_curve(y[:, 0], p[:, 0])
+    np.testing.assert_array_equal(np.stack(roc_points(y[:, 0], p[:, 0])), np.stack([fpr, tpr]))
 
 
 def test_metrics_agree_with_scikit_learn():
@@ -374,10 +396,10 @@ def test_checkpoint_refuses_stores_made_another_way_naming_the_key(synthetic, tm
     config = config_for(synthetic, tmp_path, "binary", "binary", resolve(ARCHES["mlp"], synthetic["stores"]), epochs=1)
     train(config, tmp_path / "head")
     _, checkpoint = load_head(tmp_path / "head")
-    check_stores(config, checkpoint)  # the stores it was trained on pass
+    checkpoint.check_stores()  # the stores it was trained on pass
     rows = {f"v{i:03d}": np.zeros((1, DIM), np.float32) for i in range(3)}
     with pytest.raises(CheckpointError, match=re.escape(message)):
-        check_stores(config, checkpoint, {"pooled": write_store(tmp_path / "other", rows, **other)})
+        checkpoint.check_stores({"pooled": write_store(tmp_path / "other", rows, **other)})
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,11 @@ from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
 from extract.decode import run_decode, views_from_params
 from extract.features import run_features
 from extract.manifest import read_prepared
+from extract.recipe import Recipe
+from extract.settings import Settings
 from extract.store import StoreReader
 from extract.views import FramesView
+from heads.predict import InputMaker
 
 THREADS_SEEN: list[int] = []
 
@@ -56,7 +59,9 @@ def videos(tmp_path):
     return ["clips/a.mp4", "clips/b.mp4", "clips/broken.mp4"]
 
 
-def test_one_shot_store_equals_decode_then_features(tmp_path, videos, weights_dir, capsys):
+def test_run_the_two_stages_and_predicts_inputs_give_the_same_rows(tmp_path, videos, weights_dir, capsys):
+    """The three ways into features: `run`, `decode` then `features`, and the stores `heads predict` makes
+    for new videos from a head's recorded recipe."""
     weights = str(save_torchvision(weights_dir, "resnet18"))
     flags = ["--weights", weights, "--frames", "3", "--seek", "fast", "--dtype", "float32", "--out", "out"]
     assert run_in(tmp_path, "run", "resnet18", *videos, *flags) == EXIT_VIDEOS_FAILED
@@ -82,6 +87,16 @@ def test_one_shot_store_equals_decode_then_features(tmp_path, videos, weights_di
         np.testing.assert_array_equal(one_shot.get(vid)[1], staged.get(vid)[1])
     assert one_shot.attrs["config"] == staged.attrs["config"]  # one recipe: heads read either store
     assert json.loads(one_shot.attrs["recipe"])["input"]["view"]["seek"] == "fast"
+
+    # predict: from the recipe alone (weights found by their sha256 in params), into its own folder
+    recipe = Recipe.of(staged.recipe)
+    maker = InputMaker(rows, tmp_path / "predict", {"resnet18": {"weights": weights}}, Settings(workers=0))
+    maker.plan_views(recipe)
+    maker.decode()
+    predicted = StoreReader(maker.make(recipe))
+    assert predicted.ids == one_shot.ids and predicted.attrs["config"] == staged.attrs["config"]
+    for vid in one_shot.ids:
+        np.testing.assert_allclose(predicted.get(vid)[0], staged.get(vid)[0], rtol=1e-5, atol=1e-5)
 
     # again into the same folder: the file and settings are unchanged, so nothing runs
     assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK
@@ -123,7 +138,7 @@ def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes
 ):
     """With decoders on every core, torch ops on many threads each wait for a core (5.1 against 15.9
     videos/s on the H200 machine); the plan a GPU gets is forced here, on the CPU."""
-    monkeypatch.setattr(oneshot, "decode_plan", lambda device: (2, 1, None))
+    monkeypatch.setattr(oneshot, "decode_plan", lambda device, workers=None: (2, 1, None))
     torch.set_num_threads(2)
     rows = [{"id": v, "video": str(tmp_path / v), "sha256": f"sha-{v}"} for v in videos[:2]]
     view = FramesView(num_frames=3, max_seconds=None)

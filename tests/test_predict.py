@@ -18,9 +18,9 @@ from conftest import make_video, save_torchvision
 from extract.__main__ import main as extract_main
 from extract.errors import UserError
 from heads.__main__ import main as heads_main
+from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
 from heads.data import HeadData
-from heads.evaluate import CheckpointError, load_head
 from heads.predict import predict
 from heads.train import predict_scores
 

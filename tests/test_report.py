@@ -4,7 +4,9 @@ repository and `data/demo` (24 clips), with tiny random backbones and one head o
 from __future__ import annotations
 
 import base64
+import csv
 import io
+import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -162,6 +164,24 @@ def test_heads_show_their_plots_classes_worst_videos_and_attention(project):
     assert section.count('<div class="video">') == 2
     assert "<b>caption</b>: " in section and "<b>transcript</b>: " in section
     assert "true labels: " in section
+
+
+def test_the_report_reads_the_scores_evaluate_wrote_and_runs_no_head_over_the_test_split(project):
+    """Each head's test_scores.npz holds the test split's videos with exactly the scores its metrics came from."""
+    from heads.checkpoint import load_head
+    from heads.evaluate import read_scores
+    from heads.metrics import compute
+
+    with open(project / "data/prepared/manifest.csv", encoding="utf-8") as table:
+        test_ids = {row["id"] for row in csv.DictReader(table) if row["split"] == "test"}
+    for name in yaml.safe_load((project / "params.yaml").read_text())["heads"]:
+        folder = project / "data/heads" / name
+        ids, truth, scores = read_scores(folder)
+        model, checkpoint = load_head(folder)
+        metrics = json.loads((folder / "metrics.json").read_text())["test"]
+        assert set(ids) == test_ids and len(ids) == len(truth) == len(scores) == metrics["n"]
+        again = compute(model.task, truth, scores, checkpoint.thresholds)
+        assert {k: round(float(v), 6) for k, v in again.items()} == {k: metrics[k] for k in again}
 
 
 def test_stores_and_the_last_run_are_listed(project):

@@ -4,6 +4,7 @@ compaction, JPEG views, and a reader that opens few shards."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -92,10 +93,16 @@ def test_reader_says_what_is_wrong_with_a_path(tmp_path):
         StoreReader(path)
 
 
-def build(path, rows, config="c", fail=(), checkpoint_s=30.0):
+def build(path, rows, config="c", fail=(), checkpoint_s=30.0, shard_bytes=64 << 20):
     """One builder pass: computes what is not reusable; returns (summary, computed ids)."""
     builder = StoreBuilder(
-        path, config=config, row_shape=(2, 3), dtype=np.uint8, info_dtypes=INFO, checkpoint_s=checkpoint_s
+        path,
+        config=config,
+        row_shape=(2, 3),
+        dtype=np.uint8,
+        info_dtypes=INFO,
+        checkpoint_s=checkpoint_s,
+        shard_bytes=shard_bytes,
     )
     computed = []
     for vid, sha in rows:
@@ -235,12 +242,12 @@ def test_a_shard_mostly_dead_is_compacted_and_one_all_dead_deleted(tmp_path, mon
 
 
 def test_shards_close_at_their_size_and_a_reader_touches_one_per_video_leaving_none_open(tmp_path, monkeypatch):
-    monkeypatch.setenv("REELFEAT_SHARD_MB", str(2 * 12 / (1 << 20)))  # two videos' rows (12 bytes each) per shard
     path = tmp_path / "s"
-    build(path, [(f"v{i}", "1") for i in range(10)])
+    build(path, [(f"v{i}", "1") for i in range(10)], shard_bytes=2 * 12)  # two videos' rows (12 bytes each) per shard
     assert len(StoreReader(path).shards) == 5
     opened, real = [], store_reader.Shard
     monkeypatch.setattr(store_reader, "Shard", lambda file: opened.append(file) or real(file))
+    gc.collect()  # files that earlier tests left to the collector close now, not during this count
     before = open_files(), len(os.listdir("/proc/self/fd"))
     store = StoreReader(path)
     store.get("v7")

@@ -15,9 +15,10 @@ from conftest import save_tiny_clip
 
 from extract.config import ConfigError
 from extract.features import run_features
+from heads.checkpoint import load_head
 from heads.config import head_config
 from heads.data import HeadData
-from heads.evaluate import evaluate, load_head
+from heads.evaluate import evaluate
 from heads.predict import predict
 from heads.train import predict_scores, train
 
@@ -65,7 +66,7 @@ def test_planted_labels_rank_first_and_scores_equal_clip_cosines(tmp_path, clip_
     assert json.loads((tmp_path / "head" / "history.json").read_text()) == []
 
     model, checkpoint = load_head(tmp_path / "head")
-    assert checkpoint["state_dict"]["labels"].shape == (len(LABELS), 16)
+    assert checkpoint.state_dict["labels"].shape == (len(LABELS), 16)
     data = HeadData.load(config)
     scores = predict_scores(model, data, np.arange(len(data.ids)))
 

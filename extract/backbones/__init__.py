@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -217,9 +216,8 @@ def backbone_config(
     return entry, build_config(entry.config_cls, values, f"params.yaml {section}.{key}")
 
 
-def default_device() -> torch.device:
-    """REELFEAT_DEVICE if set, else CUDA when present, else the CPU."""
-    wanted = os.environ.get("REELFEAT_DEVICE")
+def default_device(wanted: str | None = None) -> torch.device:
+    """`wanted` (the device setting) if given, else CUDA when present, else the CPU."""
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,14 +1,13 @@
 """The Ray executor: per-video work as Ray tasks, model work on a pool of actors.
 
-Chosen by `REELFEAT_BACKEND=ray` or `--backend ray` (never a tracked param, so switching does not
-make DVC rerun anything). `RAY_ADDRESS` selects a cluster; without it a local instance starts.
+Chosen by `REELFEAT_BACKEND=ray` or `--backend ray` (a setting, never a tracked param, so switching does
+not make DVC rerun anything). `RAY_ADDRESS` selects a cluster; without it a local instance starts.
 On a cluster, the videos and `data/` must be on storage every node sees. The stage process stays
 the only writer of every store, so the stores are the same whichever backend made them.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -21,15 +20,15 @@ R = TypeVar("R")
 ITEMS_PER_CALL = 8  # items per actor call: enough to fill a batch, few to redo when an actor dies
 
 
-def ray_module():
-    """Ray, started or joined once per process."""
+def ray_module(address: str | None = None):
+    """Ray, started or joined (at `address`, else a local instance) once per process."""
     try:
         import ray
     except ImportError:
         raise UserError("the ray backend needs Ray: pip install -r requirements-ray.txt") from None
     if not ray.is_initialized():
         ray.init(
-            address=os.environ.get("RAY_ADDRESS") or None,
+            address=address,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
@@ -55,9 +54,10 @@ class RayExecutor(Executor):
     name = "ray"
     remote = True
 
-    def __init__(self, workers: int) -> None:
-        self.ray = ray_module()
+    def __init__(self, workers: int, address: str | None = None, actors: int | None = None) -> None:
+        self.ray = ray_module(address)
         self.workers = max(1, workers)
+        self.actors = actors
         self.model_provenance = {}
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
@@ -85,7 +85,7 @@ class RayExecutor(Executor):
                 yield item, Failure(WORKER_DIED)
 
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
-        """A pool of actors, one per GPU where the cluster has GPUs, else one per 2 CPUs (REELFEAT_RAY_ACTORS).
+        """A pool of actors, one per GPU where the cluster has GPUs, else one per 2 CPUs (or `actors`).
 
         An actor that dies is replaced by a new one (calls to it wait until it has loaded its model;
         calls to an actor Ray is restarting fail at once); the items of the call it was running run
@@ -95,8 +95,10 @@ class RayExecutor(Executor):
         ray = self.ray
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        count = int(os.environ.get("REELFEAT_RAY_ACTORS", 0)) or gpus or max(1, cpus // 2)
-        threads = 1 if gpus else max(1, cpus // count)
+        count = self.actors or gpus or max(1, cpus // 2)
+        # an actor lives on one node: it can hold no more CPUs than the largest node has
+        node_cpus = max((int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]), default=1)
+        threads = 1 if gpus else max(1, min(cpus // count, node_cpus))
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
         actor_cls = ray.remote(max_restarts=0, max_task_retries=0, **options)(_ModelActor)
         work = work.on_device("cuda" if gpus else "cpu")

@@ -27,7 +27,7 @@ in the index), and a builder computes its videos again.
 """
 
 from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, print_summary, rows_digest
-from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError, checkpoint_seconds, shard_bytes
+from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError
 from extract.store.reader import StoreReader, describe
 
 __all__ = [
@@ -39,9 +39,7 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "StoreWriter",
-    "checkpoint_seconds",
     "describe",
     "print_summary",
     "rows_digest",
-    "shard_bytes",
 ]

@@ -16,8 +16,9 @@ from typing import TextIO
 import numpy as np
 
 from extract.files import TEMP_SUFFIX, write_text
+from extract.settings import Settings
 from extract.store.index import INDEX, Entry, Index
-from extract.store.layout import Layout, StoreError, shard_bytes
+from extract.store.layout import Layout, StoreError
 from extract.store.shard import Shard, ShardWriter, named_by_content
 
 LOCK = ".lock"
@@ -84,7 +85,7 @@ class StoreBuilder:
     Reuse: a video's rows are taken from any readable shard in the folder (those the index lists,
     and those a killed run published before it could write the index) whose `config` equals this
     one's and that holds the video at the same source sha256. New rows go into a new shard, which is
-    closed and published every `checkpoint_s` seconds or at REELFEAT_SHARD_MB, so a killed run
+    closed and published every `checkpoint_s` seconds or at `shard_bytes`, so a killed run
     loses at most that much work. `finish` writes the index (only if it changed) and removes shards
     no video needs any more.
     """
@@ -98,7 +99,8 @@ class StoreBuilder:
         dtype: np.dtype | str,
         attrs: Mapping[str, str | int | float] | None = None,
         info_dtypes: Mapping[str, np.dtype | str] | None = None,
-        checkpoint_s: float = 30.0,
+        checkpoint_s: float = Settings.checkpoint_s,
+        shard_bytes: int = Settings().shard_bytes,
         storage: str = "raw",
         jpeg_quality: int = 90,
         reuse: bool = True,
@@ -117,6 +119,7 @@ class StoreBuilder:
         self.config = config
         self._attrs = {**(attrs or {}), "config": config}
         self._checkpoint_s = checkpoint_s
+        self._shard_bytes = shard_bytes
         self._writer: ShardWriter | None = None
         self._failures: dict[str, str] = {}
         self._computed = 0
@@ -177,7 +180,7 @@ class StoreBuilder:
         self._writer.add(vid, feats, timestamps, source_sha256, info or {})
         self._computed += 1
         writer = self._writer
-        if writer.bytes >= shard_bytes() or time.monotonic() - writer.started >= self._checkpoint_s:
+        if writer.bytes >= self._shard_bytes or time.monotonic() - writer.started >= self._checkpoint_s:
             self.checkpoint()
 
     def add_failure(self, vid: str, error: str) -> None:
@@ -275,7 +278,7 @@ class StoreBuilder:
             shard = self._shards[entry.shard]
             rows, times = shard.rows(entry.position), shard.timestamps(entry.position)
             writer.add(entry.vid, rows, times, entry.sha, shard.values(entry.position))
-            if writer.bytes >= shard_bytes():
+            if writer.bytes >= self._shard_bytes:
                 moved.update(self._published(writer))
                 writer = ShardWriter(self.path, self.layout, self.config)
         moved.update(self._published(writer))

@@ -1,9 +1,8 @@
-"""What every store shares: the schema version, the error, each store's row layout, and the settings
-that size shards. See `extract.store` for the layout on disk."""
+"""What every store shares: the schema version, the error and each store's row layout. See
+`extract.store` for the layout on disk."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,16 +12,6 @@ from extract.errors import UserError
 
 SCHEMA_VERSION = 2
 STORAGES = ("raw", "jpeg")
-
-
-def checkpoint_seconds() -> float:
-    """How often a run closes its current shard, so a killed run loses at most this: REELFEAT_CHECKPOINT_S."""
-    return float(os.environ.get("REELFEAT_CHECKPOINT_S", 30))
-
-
-def shard_bytes() -> int:
-    """Size at which a shard is closed and the next begun: REELFEAT_SHARD_MB (see the README for why 64)."""
-    return int(float(os.environ.get("REELFEAT_SHARD_MB", 64)) * (1 << 20))
 
 
 class StoreError(UserError):

@@ -10,6 +10,6 @@
 - the time each stage of the last run took (`extract.runlog`) and its videos per second.
 
 Images are PNG data URIs and the styles are inline: the page needs no network, no script and no
-other file. `config.py` reads the `report` params, `review.py` runs the heads, `figures.py`
+other file. `config.py` reads the `report` params, `review.py` reads what `evaluate` scored, `figures.py`
 draws, `page.py` writes the HTML.
 """

@@ -17,6 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as sk
 
+from heads.metrics import average_precisions, pr_points, roc_auc, roc_points
+
 # the report's look, applied while each figure is drawn, never to the process (a notebook keeps its own)
 STYLE = {"font.size": 8, "axes.titlesize": 9, "figure.dpi": 100}
 
@@ -57,12 +59,9 @@ def roc_and_pr(truth: np.ndarray, scores: np.ndarray, classes: list[str]) -> str
     for name, yj, pj, width in curves:
         if len(np.unique(yj)) < 2:
             continue  # a label with no positives (or no negatives) in test has no curve
-        fpr, tpr, _ = sk.roc_curve(yj, pj)
-        precision, recall, _ = sk.precision_recall_curve(yj, pj)
-        roc.plot(fpr, tpr, lw=width, label=f"{name} (AUC {sk.auc(fpr, tpr):.2f})")
-        pr.step(
-            recall, precision, where="post", lw=width, label=f"{name} (AP {sk.average_precision_score(yj, pj):.2f})"
-        )
+        ap = average_precisions(yj[:, None], pj[:, None])[0]
+        roc.plot(*roc_points(yj, pj), lw=width, label=f"{name} (AUC {roc_auc(yj, pj):.2f})")
+        pr.step(*pr_points(yj, pj), where="post", lw=width, label=f"{name} (AP {ap:.2f})")
     roc.plot([0, 1], [0, 1], color="grey", lw=0.5, ls="--")
     roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)", xlim=(0, 1), ylim=(0, 1.02))
     pr.set(xlabel="recall", ylabel="precision", title="precision-recall (test)", xlim=(0, 1), ylim=(0, 1.02))

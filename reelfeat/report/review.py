@@ -1,8 +1,11 @@
 """What the report shows of one trained head: its test scores, per-class table, worst test videos and,
 for heads that pool with attention, the attention weights over those videos' rows.
 
-The head is run again on the test split through the same loader `evaluate` uses (`load_head`,
-`check_stores`, `HeadData`), so the report never shows scores of a store the head was not trained on.
+The test split's ids, truth and scores are the ones `evaluate` wrote (`test_scores.npz`), so the
+report shows exactly what the metrics were computed from and runs no head over the split again.
+Only the attention weights of the few worst videos are computed here, through the same loader
+`evaluate` uses (`load_head`, `check_stores`, `HeadData`), so they never come from a store the head
+was not trained on.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import numpy as np
 import torch
 from sklearn import metrics as sk
 
+from heads.checkpoint import load_head
 from heads.config import HeadConfig
 from heads.data import HeadData
-from heads.evaluate import check_stores, load_head
+from heads.evaluate import read_scores
+from heads.metrics import average_precisions
 from heads.models import AttentionPool, HeadModel, ZeroShotHead
 from heads.tasks import Task
-from heads.train import predict_scores
 
 
 @dataclass
@@ -51,17 +55,15 @@ class HeadReview:
 def review_head(head_dir: Path, worst: int) -> HeadReview:
     model, checkpoint = load_head(head_dir)
     config, task = model.config, model.task
-    check_stores(config, checkpoint)
-    data = HeadData.load(config)
-    test = data.split("test")
-    truth = task.truth([data.rows[i] for i in test])
-    scores = predict_scores(model, data, test)
-    ids = [data.ids[i] for i in test]
-    thresholds = checkpoint["thresholds"]
+    ids, truth, scores = read_scores(head_dir)
+    thresholds = checkpoint.thresholds
     mistakes = worst_videos(task, thresholds, ids, truth, scores)[:worst]
-    index = {vid: i for i, vid in enumerate(data.ids)}
-    for mistake in mistakes:
-        mistake.attention = attention_weights(model, data, index[mistake.vid])
+    if mistakes and attention_pools(model):
+        checkpoint.check_stores()
+        data = HeadData.load(config)
+        index = {vid: i for i, vid in enumerate(data.ids)}
+        for mistake in mistakes:
+            mistake.attention = attention_weights(model, data, index[mistake.vid])
     history_file = head_dir / "history.json"
     return HeadReview(
         name=head_dir.name,
@@ -90,14 +92,14 @@ def per_class_table(task: Task, thresholds: dict, truth: np.ndarray, scores: np.
         cuts = [None] * len(task.classes)
     else:
         return []
-    table = []
+    table, ap = [], average_precisions(y, scores)
     for j, name in enumerate(task.classes):
         support = int(y[:, j].sum())
         table.append(
             {
                 "class": name,
                 "support": support,
-                "ap": float(sk.average_precision_score(y[:, j], scores[:, j])) if support else None,
+                "ap": float(ap[j]) if support else None,
                 "f1": float(sk.f1_score(y[:, j], decided[:, j], zero_division=0)) if len(y) else None,
                 "threshold": cuts[j],
             }
@@ -149,24 +151,32 @@ def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray
     return sorted(mistakes, key=lambda m: -m.error)
 
 
+def attention_pools(model: HeadModel | ZeroShotHead) -> dict[str, AttentionPool]:
+    """The inputs this head pools with attention (attention pooling, LSTM attention), by input key."""
+    if not isinstance(model, HeadModel):
+        return {}
+    pools = {}
+    for key, encoder in model.encoders.items():
+        pool = encoder if isinstance(encoder, AttentionPool) else getattr(encoder, "pool", None)
+        if isinstance(pool, AttentionPool):
+            pools[key] = pool
+    return pools
+
+
 @torch.inference_mode()
 def attention_weights(
     model: HeadModel | ZeroShotHead, data: HeadData, video: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each input pooled with attention (attention pooling, LSTM attention): the weight of each row
     the head read for this video, at the row's time in seconds."""
-    if not isinstance(model, HeadModel):
-        return {}
     captured: dict[str, np.ndarray] = {}
     hooks = []
-    for key, encoder in model.encoders.items():
-        pool = encoder if isinstance(encoder, AttentionPool) else getattr(encoder, "pool", None)
-        if isinstance(pool, AttentionPool):
+    for key, pool in attention_pools(model).items():
 
-            def keep(module, inputs, output, key=key):
-                captured[key] = module.weights(*inputs)[0].numpy()
+        def keep(module, inputs, output, key=key):
+            captured[key] = module.weights(*inputs)[0].numpy()
 
-            hooks.append(pool.register_forward_hook(keep))
+        hooks.append(pool.register_forward_hook(keep))
     try:
         model.eval()
         model(data.batch(np.array([video])))
