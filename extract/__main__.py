@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             backend=args.backend,
-            progress=bar.update,
+            progress=bar,
             settings=args.settings,
         )
     args.clock.count(summary.computed, summary.reused)

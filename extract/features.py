@@ -43,7 +43,7 @@ from extract.backbones import (
 )
 from extract.config import ConfigError
 from extract.errors import Failure, StepFailed, describe, step
-from extract.executor import make_executor
+from extract.executor import Executor, make_executor
 from extract.recipe import contract_json
 from extract.settings import Settings
 from extract.store import BuildSummary, StoreBuilder, StoreReader
@@ -332,6 +332,16 @@ def run_features(
     executor = make_executor(settings, loader_workers(device, settings))
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns
     work = ExtractWork(entry, config, "cpu" if executor.remote else str(device), batch_size)
+    return build_features(work, executor, out_path, settings, progress)
+
+
+def build_features(
+    work: ExtractWork, executor: Executor, out_path: str | Path, settings: Settings, progress: tqdm | None = None
+) -> BuildSummary:
+    """The store of `work`'s backbone over its source, the model work sent through `executor`: the
+    pipeline of the features stage, and of `run` on Ray (whose source decodes each video where the
+    model runs). Videos whose source and recipe are unchanged are reused."""
+    config = work.config
     runner = work.open()
     builder = feature_store(out_path, config, runner.backbone, runner.source, settings)
     source = runner.source

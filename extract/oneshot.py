@@ -3,26 +3,38 @@
 What video_features users expect: name a model and some videos. The executor's workers decode the
 videos (the same `decode_video` the decode stage runs; frames are never written to disk) and this
 process batches their inputs through the model (the same `ExtractRunner` the extract stage runs),
-overlapped beside a GPU and in turns on the CPU (see `decode_plan`). The store is the one `features` writes, with the
-same recipe, so a head or a DVC project can read it; running again into the same folder reuses
-the videos whose file and recipe are unchanged, and nothing else is reused.
+overlapped beside a GPU and in turns on the CPU (see `decode_plan`). On Ray the model goes out as
+well: each actor decodes the videos it runs (`DecodingReader`), through the features stage's own
+pipeline (`build_features`). The store is the one `features` writes, with the same recipe, so a
+head or a DVC project can read it; running again into the same folder reuses the videos whose
+file and recipe are unchanged, and nothing else is reused.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from extract.backbones import VideoInput, backbone_config, default_device
 from extract.config import ConfigError
 from extract.decode import Task, decode_video
 from extract.errors import Failure, StepFailed
 from extract.executor import make_executor
-from extract.features import ExtractRunner, ExtractWork, decoded_in_run, feature_store, run_features, store_result
+from extract.features import (
+    ExtractRunner,
+    ExtractWork,
+    build_features,
+    decoded_in_run,
+    feature_store,
+    run_features,
+    store_result,
+)
 from extract.manifest import write_csv
 from extract.settings import Settings
 from extract.store import BuildSummary
@@ -80,7 +92,7 @@ def run_one_shot(
     batch_size: int | None = None,
     workers: int | None = None,
     backend: str | None = None,
-    progress: Callable[[int], object] | None = None,
+    progress: tqdm | None = None,
     settings: Settings | None = None,
 ) -> BuildSummary:
     """Decode `rows` with `view` and run backbone `key` over them into `out_dir/<key>`.
@@ -102,16 +114,21 @@ def run_one_shot(
     if view is None or view.kind != entry.input_kind:
         raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
     source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
+    workers, threads, turn = decode_plan(device, settings.workers)
+    executor = make_executor(settings, workers)
+    if executor.remote:  # each actor decodes the videos it runs the model on: both kinds of work go out
+        source.read = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
+        return build_features(
+            ExtractWork(entry, config, "cpu", batch_size, source), executor, out_dir / key, settings, progress
+        )
     # the runner the features stage builds, reading the videos as they are decoded instead of a store
     runner = ExtractWork(entry, config, str(device), batch_size, source).open()
     builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
-    workers, threads, turn = decode_plan(device, settings.workers)
     tasks = [
         Task(row["id"], row["video"], {"view": view}, threads, settings.ffmpeg_timeout_s)
         for row in rows
         if not builder.reusable(row["id"], row["sha256"])
     ]
-    executor = make_executor(settings, workers)
     if turn is None:
         decoded = executor.map(decode_video, tasks)
     else:  # each turn's videos are all decoded before the model runs on them
@@ -122,11 +139,29 @@ def run_one_shot(
     with torch_threads(1) if turn is None else nullcontext():
         for vid, result in runner.run(_inputs(runner, decoded)):
             store_result(builder, vid, sha_of[vid], result, config.dtype)
-            if progress:
-                progress(1)
+            if progress is not None:
+                progress.update(1)
     for name, value in runner.provenance().items():
         builder.set_attr(name, value)
     return builder.finish([(row["id"], row["sha256"]) for row in rows])
+
+
+@dataclass(frozen=True)
+class DecodingReader:
+    """`run`'s input on Ray: a video decoded where it is read, with the decode stage's `decode_video`,
+    on as many ffmpeg threads as the actor has torch threads (its share of the node's CPUs)."""
+
+    view: View
+    paths: dict[str, str]
+    timeout: float
+
+    def __call__(self, vid: str) -> VideoInput:
+        task = Task(vid, self.paths[vid], {"view": self.view}, torch.get_num_threads(), self.timeout)
+        result = decode_video(task)["view"]
+        if isinstance(result, Failure):
+            raise StepFailed(result)
+        frames, times, _info = result
+        return VideoInput(vid, frames, times)
 
 
 def _inputs(runner: ExtractRunner, decoded: Iterator[tuple[Task, object]]) -> Iterator[tuple[str, object]]:

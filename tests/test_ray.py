@@ -16,6 +16,7 @@ from conftest import assert_same_rows, make_video
 
 from extract.decode import run_decode, views_from_params
 from extract.features import run_features
+from extract.settings import Settings
 from extract.store import StoreReader
 
 ray = pytest.importorskip("ray")
@@ -117,3 +118,28 @@ def test_on_ray_the_workers_decide_device_precision_and_batch_and_the_store_says
     # a rerun that computes nothing keeps what the workers recorded
     run_features("r18", config, tmp_path / "ray", backend="ray", device=torch.device("cuda"))
     assert StoreReader(tmp_path / "ray").attrs == attrs
+
+
+def test_run_on_ray_sends_decoding_and_the_model_to_the_actors_and_makes_the_local_store(local_ray, clips, tmp_path):
+    from extract.backbones import compute_dtype
+    from extract.features import CPU_BATCH
+    from extract.oneshot import run_one_shot
+    from extract.views import FramesView
+
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    values = {"model": "resnet18", "weights": str(weights), "dtype": "float32"}
+    view = FramesView(num_frames=3)
+    local = run_one_shot("resnet18", values, clips, view, tmp_path / "local", settings=Settings(workers=0))
+    remote = run_one_shot("resnet18", values, clips, view, tmp_path / "ray", settings=Settings(backend="ray"))
+    assert (remote.computed, remote.failures) == (local.computed, local.failures) == (12, remote.failures)
+    assert remote.failures["broken"].startswith("probe: ffprobe failed")
+    ours, theirs = StoreReader(tmp_path / "ray/resnet18"), StoreReader(tmp_path / "local/resnet18")
+    assert_same_rows(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert ours.attrs["config"] == theirs.attrs["config"]
+    worker_precision = str(compute_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    assert (ours.attrs["device"], ours.attrs["precision"], ours.attrs["batch_size"]) == (
+        "cpu",
+        worker_precision,
+        CPU_BATCH["frames"],
+    )
