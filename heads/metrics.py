@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from sklearn import metrics as sk
 
 from heads.tasks import Task
+
+
+def sklearn_metrics():
+    """scikit-learn's metrics module, imported where a metric needs it: its 1.8 s of imports are
+    not paid by `train`, which needs only the thresholds below (measured on a 2-core EPYC)."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -62,17 +69,20 @@ def gap(y: np.ndarray, p: np.ndarray, top_k: int = 20) -> float:
 
 def roc_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ROC curve of one label: false and true positive rates, one point per distinct score."""
+    sk = sklearn_metrics()
     fpr, tpr, _ = sk.roc_curve(y, p)
     return fpr, tpr
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve of one label (y must hold both classes)."""
+    sk = sklearn_metrics()
     return float(sk.roc_auc_score(y, p))
 
 
 def pr_points(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The precision-recall curve of one label: recall and precision, one point per distinct score."""
+    sk = sklearn_metrics()
     precision, recall, _ = sk.precision_recall_curve(y, p)
     return recall, precision
 
@@ -174,6 +184,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def compute(task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict) -> dict[str, float]:
     """All metrics of the task on one split: y as Task.truth gives it, p as Task.scores gives it."""
+    sk = sklearn_metrics()
     if task.kind == "binary":
         scores, truth = p[:, 0], y.astype(int)
         predicted = scores >= thresholds["global"]
