@@ -122,9 +122,12 @@ def open_source(config: BackboneConfig) -> Source:
     )
 
 
-def decoded_in_run(view: View, ids: list[str], hashes: list[str]) -> Source:
+def decoded_in_run(
+    view: View, ids: list[str], hashes: list[str], read: Callable[[str], VideoInput] | None = None
+) -> Source:
     """The source of `run`: videos decoded as they go, never stored, with the recipe a decoded store
-    of the same view has (so the feature store's recipe is the one the stages write)."""
+    of the same view has (so the feature store's recipe is the one the stages write). `read`
+    decodes one video where the model runs (on Ray); locally the decoders hand the videos over."""
     return Source(
         Path(f"{view.kind} view, decoded in this run"),
         view.kind,
@@ -133,6 +136,7 @@ def decoded_in_run(view: View, ids: list[str], hashes: list[str]) -> Source:
         {},
         json.loads(view_config_json(view)),
         view.row_shape(),
+        read,
     )
 
 

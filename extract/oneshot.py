@@ -113,14 +113,14 @@ def run_one_shot(
         return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, settings=settings)
     if view is None or view.kind != entry.input_kind:
         raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
-    source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
+    ids, hashes = [row["id"] for row in rows], [row["sha256"] for row in rows]
     workers, threads, turn = decode_plan(device, settings.workers)
     executor = make_executor(settings, workers)
     if executor.remote:  # each actor decodes the videos it runs the model on: both kinds of work go out
-        source.read = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
-        return build_features(
-            ExtractWork(entry, config, "cpu", batch_size, source), executor, out_dir / key, settings, progress
-        )
+        reader = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
+        work = ExtractWork(entry, config, "cpu", batch_size, decoded_in_run(view, ids, hashes, reader))
+        return build_features(work, executor, out_dir / key, settings, progress)
+    source = decoded_in_run(view, ids, hashes)
     # the runner the features stage builds, reading the videos as they are decoded instead of a store
     runner = ExtractWork(entry, config, str(device), batch_size, source).open()
     builder = feature_store(out_dir / key, config, runner.backbone, source, settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,13 @@ def read_scores(head_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray
     path = Path(head_dir) / TEST_SCORES
     if not path.is_file():
         raise UserError(f"no test scores at {path}: run the head's evaluate stage (dvc repro)")
-    with np.load(path, allow_pickle=False) as saved:
-        return [str(vid) for vid in saved["ids"]], saved["truth"], saved["scores"]
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return [str(vid) for vid in saved["ids"]], saved["truth"], saved["scores"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(
+            f"{path} is damaged ({type(exc).__name__}): delete it and rerun the head's evaluate stage (dvc repro)"
+        ) from None
 
 
 def write_plots(folder: Path, task: Task, truth: np.ndarray, scores: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from conftest import ROOT
 from sklearn import metrics as sk
 
 from extract.config import ConfigError
+from extract.errors import UserError
 from extract.recipe import contract_json
 from extract.store import StoreWriter
 from heads.checkpoint import CheckpointError, load_head
@@ -519,3 +520,14 @@ def test_heads_build_on_the_extract_library_without_decoding_or_its_command_modu
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_missing_or_damaged_test_scores_are_one_line_naming_the_file_and_the_fix(tmp_path):
+    from heads.evaluate import TEST_SCORES, read_scores
+
+    with pytest.raises(UserError, match="no test scores at .*: run the head's evaluate stage"):
+        read_scores(tmp_path)
+    (tmp_path / TEST_SCORES).write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UserError, match=f"{TEST_SCORES} is damaged .*rerun the head's evaluate stage") as info:
+        read_scores(tmp_path)
+    assert "\n" not in str(info.value)
