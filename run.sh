@@ -63,7 +63,7 @@ case "${1:-}" in
     install_chromium
     setup_venv requirements-dev.txt
     ruff check .
-    python -m pytest
+    python -m pytest -n auto --maxprocesses 4 --no-loadscope-reorder  # parallel by module: tests/conftest.py
     ;;
   *)
     echo "usage: ./run.sh demo | ./run.sh test" >&2

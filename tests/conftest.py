@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,69 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+# `./run.sh test` runs the suite on every core with pytest-xdist (`-n auto`). Each module is one unit
+# of work, so that a module-scoped project is built once. The modules that start Ray share one unit:
+# `ray stop --force` ends every Ray process on the machine, a neighbour's local cluster included. The
+# longest units go first, so that no worker starts one near the end.
+RAY_MODULES = {"test_executor", "test_failures", "test_ray", "test_ray_cluster"}
+LONGEST_FIRST = ["test_dvc", "test_report", "ray", "test_media", "test_backbones", "test_mutated"]
+
+
+def _pin_xdist_worker() -> None:
+    """Give this xdist worker, and every process it starts, its own share of the cores. Sharing
+    them, each worker's torch threads wait for cores the other holds: a head test that takes 4 s
+    alone took 77 s beside another worker."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if worker is None or len(cores) < count:
+        return
+    mine = cores[int(worker.removeprefix("gw")) :: count]
+    os.sched_setaffinity(0, mine)
+    os.environ["OMP_NUM_THREADS"] = str(len(mine))  # read when torch is first imported, here and in children
+
+
+_pin_xdist_worker()
+
+
+def _unit(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return "ray" if module in RAY_MODULES else module
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))  # stable: the rest keep their order
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        """Sends a module's tests to one worker, in collection order (`--no-loadscope-reorder`)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return ModuleScheduling(config, log)
+
+
+def sh(cwd: Path, *args: str) -> str:
+    """A command a user types in a project (`dvc repro`), with this environment's `python` first on PATH."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def git(cwd: Path, *args: str) -> str:
+    return sh(cwd, "git", "-c", "user.name=t", "-c", "user.email=t@t", *args)
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` ran."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 def ffmpeg(*args: str) -> None:
