@@ -44,7 +44,7 @@ from extract.backbones import (
 from extract.config import ConfigError
 from extract.errors import Failure, StepFailed, describe, step
 from extract.executor import Executor, make_executor
-from extract.recipe import contract_json
+from extract.recipe import Recipe
 from extract.settings import Settings
 from extract.store import BuildSummary, StoreBuilder, StoreReader
 from extract.views import View, view_config_json
@@ -73,12 +73,12 @@ class Source:
     ids: list[str]
     hashes: list[str]  # per id: the source video's sha256, or the text's
     failures: dict[str, str]
-    recipe: dict = field(default_factory=dict)  # how the input was made, paths left out
+    recipe: Recipe = field(default_factory=Recipe)  # how the input was made
     row_shape: tuple[int, ...] = ()
     read: Callable[[str], VideoInput] | None = None
 
 
-def _text_source(path: Path, texts: dict[str, str], failures: dict[str, str], recipe: dict) -> Source:
+def _text_source(path: Path, texts: dict[str, str], failures: dict[str, str], recipe: Recipe) -> Source:
     return Source(
         path,
         "text",
@@ -100,11 +100,11 @@ def open_source(config: BackboneConfig) -> Source:
             rows = list(csv.DictReader(handle))
         if rows and column not in rows[0]:
             raise ConfigError(f"{path} has no column {column!r} for backbone {config.model}; set its `column`")
-        return _text_source(path, {row["id"]: row.get(column, "") for row in rows}, {}, {"column": column})
+        return _text_source(path, {row["id"]: row.get(column, "") for row in rows}, {}, Recipe(column=column))
     store = StoreReader(path)
     if "transcript" in store.info_names():  # a whisper store: its transcripts are text input
         texts = dict(zip(store.ids, store.text("transcript"), strict=True))
-        return _text_source(path, texts, store.failures, {"transcripts": store.recipe})
+        return _text_source(path, texts, store.failures, Recipe(transcripts=store.recipe))
 
     def read(vid: str) -> VideoInput:
         rows, times = store.get(vid)
@@ -134,24 +134,24 @@ def decoded_in_run(
         ids,
         hashes,
         {},
-        json.loads(view_config_json(view)),
+        Recipe.of(json.loads(view_config_json(view))),
         view.row_shape(),
         read,
     )
 
 
-def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> dict:
+def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> Recipe:
     """The recipe of a backbone's rows (see `extract.recipe`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in config.not_in_recipe}
     weights = backbone.weights.describe()
     if weights["source"] == "path":
         weights["name"] = None  # a local file: its sha256 says what it is, its path is this machine's
-    return {
-        "backbone": settings,
-        "weights": weights,
-        "preprocessing": json.loads(json.dumps(backbone.preprocessing(), sort_keys=True, default=str)),
-        "input": source.recipe,
-    }
+    return Recipe(
+        backbone=settings,
+        weights=weights,
+        preprocessing=json.loads(json.dumps(backbone.preprocessing(), sort_keys=True, default=str)),
+        input=source.recipe,
+    )
 
 
 @dataclass
@@ -375,14 +375,14 @@ def feature_store(
     recipe = backbone_recipe(config, backbone, source)
     return StoreBuilder(
         out_path,
-        config=contract_json(recipe),
+        config=recipe.key,
         row_shape=(backbone.dim,),
         dtype=config.dtype,
         attrs={
             "backbone": config.model,
             "kind": "features",
             "input": str(source.path),
-            "recipe": json.dumps(recipe, sort_keys=True),
+            "recipe": json.dumps(recipe.to_dict(), sort_keys=True),
             "versions": library_versions(),
         },
         info_dtypes=backbone.columns,

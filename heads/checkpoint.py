@@ -39,7 +39,7 @@ class InputSchema:
 
     @classmethod
     def of_store(cls, reader: StoreReader) -> InputSchema:
-        return cls(int(reader.row_shape[0]), Recipe.of(reader.recipe))
+        return cls(int(reader.row_shape[0]), reader.recipe)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
     attrs = store.attrs
     recipe = json.loads(attrs["recipe"])
     assert recipe["weights"]["source"] == "path" and recipe["weights"]["name"] is None  # no local path recorded
+    # the typed recipe reads back what was written, and gives back the store's reuse key
+    assert store.recipe.to_dict() == recipe and store.recipe.key == attrs["config"]
+    assert store.recipe.input.view["type"] == "frames" and store.recipe.backbone["model"] == "resnet18"
     assert "resize_size=[256]" in recipe["preprocessing"]["transforms"]
 
 

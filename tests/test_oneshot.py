@@ -19,7 +19,6 @@ from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
 from extract.decode import run_decode, views_from_params
 from extract.features import run_features
 from extract.manifest import read_prepared
-from extract.recipe import Recipe
 from extract.settings import Settings
 from extract.store import StoreReader
 from extract.views import FramesView
@@ -89,7 +88,7 @@ def test_run_the_two_stages_and_predicts_inputs_give_the_same_rows(tmp_path, vid
     assert json.loads(one_shot.attrs["recipe"])["input"]["view"]["seek"] == "fast"
 
     # predict: from the recipe alone (weights found by their sha256 in params), into its own folder
-    recipe = Recipe.of(staged.recipe)
+    recipe = staged.recipe
     maker = InputMaker(rows, tmp_path / "predict", {"resnet18": {"weights": weights}}, Settings(workers=0))
     maker.plan_views(recipe)
     maker.decode()

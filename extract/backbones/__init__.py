@@ -23,6 +23,7 @@ import torch
 
 from extract.backbones.weights import ResolvedWeights
 from extract.config import ConfigError, build_config
+from extract.recipe import Recipe
 
 FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper", "convlstm")
 INPUT_KINDS = ("frames", "clips", "audio", "text")
@@ -115,7 +116,7 @@ class Backbone:
         """What is done to inputs before the model, recorded in the store."""
         return {}
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         """Refuse, before any work, an input this model cannot take (row shape, sample rate)."""
 
     def units(self, video: VideoInput) -> Units:
@@ -139,9 +140,9 @@ class Backbone:
         return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
 
-def require_sample_rate(backbone: Backbone, source_config: dict | None, rate: int) -> None:
+def require_sample_rate(backbone: Backbone, recipe: Recipe | None, rate: int) -> None:
     """Audio models take one sample rate: refuse a decoded audio view at another."""
-    given = (source_config or {}).get("view", {}).get("sample_rate", rate)
+    given = ((recipe.view if recipe else None) or {}).get("sample_rate", rate)
     if given != rate:
         raise ConfigError(
             f"{backbone.config.model} needs {rate} Hz audio; {backbone.config.input} is {given} Hz: "

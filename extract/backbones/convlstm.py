@@ -16,6 +16,7 @@ A step's row summarises the frames up to it, so the rows are a sequence a Transf
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from torch.nn import functional as F
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.weights import ResolvedWeights, WeightsError, local_files
 from extract.config import ConfigError
+from extract.recipe import Recipe
 
 ENCODERS_ROOT = Path("data/encoders")
 CHECKPOINT = "model.pt"
@@ -151,9 +153,9 @@ def frames_to_input(frames: np.ndarray | torch.Tensor, size: tuple[int, int] | l
     return x
 
 
-def require_frame_sequences(recipe: dict, path: str) -> dict:
+def require_frame_sequences(recipe: Recipe, path: str) -> Mapping[str, Any]:
     """The view of a decoded store that gives every video the same number of frames; refuses others."""
-    view = recipe.get("view", {})
+    view = recipe.view or {}
     if view.get("type") != "frames" or not view.get("num_frames"):
         raise ConfigError(
             f"{path}: the ConvLSTM autoencoder reads a frames view with num_frames (one sequence per video, "
@@ -190,8 +192,8 @@ class ConvLSTMBackbone(Backbone):
     def preprocessing(self) -> dict[str, Any]:
         return {"resize": list(self.config.size), "interpolation": "area", "scale": "1/255"}
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
-        require_frame_sequences(source_config or {}, self.config.input)
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
+        require_frame_sequences(recipe or Recipe(), self.config.input)
 
     def units(self, video: VideoInput) -> Units:
         # a video is one sequence: the ConvLSTM carries its state from frame to frame

@@ -24,6 +24,7 @@ from extract.backbones import (
     require_sample_rate,
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
+from extract.recipe import Recipe
 
 MODEL_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 PCA_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth"
@@ -86,8 +87,8 @@ class VGGishBackbone(Backbone):
             self.postprocessor._pca_matrix = torch.as_tensor(pca["pca_eigen_vectors"]).float().to(device)
             self.postprocessor._pca_means = torch.as_tensor(pca["pca_means"].reshape(-1, 1)).float().to(device)
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
-        require_sample_rate(self, source_config, SAMPLE_RATE)
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
+        require_sample_rate(self, recipe, SAMPLE_RATE)
 
     def preprocessing(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ import torch
 from extract.backbones import BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.image import TorchvisionBackbone
 from extract.config import ConfigError
+from extract.recipe import Recipe
 
 # Frames per clip each model accepts: (minimum, whether exactly that). MViT's temporal position
 # embedding fixes 16 and S3D needs 14; the others accept any length (all were trained on 16).
@@ -30,7 +31,7 @@ CLIP_FRAMES = {
 class VideoBackbone(TorchvisionBackbone):
     input_kind = "clips"
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         frames, exact = CLIP_FRAMES[self.config.model]
         clip_len = row_shape[0]
         if clip_len < frames or (exact and clip_len != frames):

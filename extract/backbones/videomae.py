@@ -16,6 +16,7 @@ from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, regis
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
 from extract.config import ConfigError
+from extract.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
 
@@ -31,7 +32,7 @@ class VideoMAEBackbone(Backbone):
         self.model = VideoMAEModel.from_pretrained(folder).eval().to(device)
         super().__init__(config, weights, self.model.config.hidden_size, device)
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         frames = self.model.config.num_frames
         if row_shape[0] != frames:
             raise ConfigError(

@@ -28,6 +28,7 @@ from extract.backbones import (
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files
 from extract.errors import step
+from extract.recipe import Recipe
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -94,8 +95,8 @@ class WhisperBackbone(Backbone):
         super().__init__(config, weights, self.model.dims.n_audio_state, device)
         self.transcripts_batched = 0  # videos whose transcript came from the batched decode
 
-    def check_input(self, row_shape: tuple[int, ...], source_config: dict | None = None) -> None:
-        require_sample_rate(self, source_config, SAMPLE_RATE)
+    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
+        require_sample_rate(self, recipe, SAMPLE_RATE)
 
     def preprocessing(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.recipe import Recipe
 from extract.store.index import Entry, Index
 from extract.store.layout import SCHEMA_VERSION, Layout, StoreError
 from extract.store.shard import Shard
@@ -45,10 +46,11 @@ class StoreReader:
         return {**self._index.attrs, "schema_version": SCHEMA_VERSION}
 
     @property
-    def recipe(self) -> dict:
-        """How the rows were made (see `extract.recipe`): a feature store's recipe, a decoded store's view."""
+    def recipe(self) -> Recipe:
+        """How the rows were made (see `extract.recipe`): a feature store's backbone, weights and input,
+        a decoded store's view."""
         attrs = self._index.attrs
-        return json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}"))
+        return Recipe.of(json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}")))
 
     @property
     def layout(self) -> Layout:

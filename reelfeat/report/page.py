@@ -236,8 +236,9 @@ def _stores_section(folders: tuple[str, ...]) -> str:
                 continue
             recipe = reader.recipe
             size = sum(facts["bytes"] for facts in reader.shards.values())
-            backbone = recipe.get("backbone") or recipe.get("view") or recipe
-            weights = recipe.get("weights") or {}
+            backbone = recipe.backbone or recipe.view or recipe.to_dict()
+            weights = recipe.weights or {}
+            preprocessing = "—" if recipe.preprocessing is None else recipe.preprocessing
             if weights:
                 origin = weights.get("name") or f"a local {weights.get('source', 'file')}"
                 weights_text = f"{origin}, sha256 {str(weights.get('sha256', ''))[:12]}"
@@ -251,7 +252,7 @@ def _stores_section(folders: tuple[str, ...]) -> str:
                 f'<td class="num">{size // max(1, len(reader)):,}</td>',
                 f"<td><code>{escape(_short_json(backbone))}</code></td>",
                 f"<td>{escape(weights_text)}</td>",
-                f"<td><code>{escape(_short_json(recipe.get('preprocessing', '—')))}</code></td>",
+                f"<td><code>{escape(_short_json(preprocessing))}</code></td>",
             ]
             out.append("<tr>" + "".join(cells) + "</tr>")
             failures += [(str(reader.path), vid, why) for vid, why in reader.failures.items()]
