@@ -3,7 +3,8 @@
     python bench/seek.py [--frames 10] [--repeats 3] [--threads 1]
 
 For each clip: probe once, then `extract.media.decode_frames` for `--frames` frames spread over the
-whole video in each seek mode (`exact`, `fast`, `keyframes`), one ffmpeg thread by default (what a
+whole video in each seek mode (`exact`, `fast`, `keyframes`; and what `auto`, the frames views'
+default, resolves to), one ffmpeg thread by default (what a
 decode worker gets on a machine with as many workers as cores). Medians of the repeats, with how far
 the frames taken lie from the planned ones, and ffmpeg decoding every frame (`-f null`) as the
 ceiling. Clips: the real ones in ../shared/media whose keyframes are at least 2 s apart, and a
@@ -61,8 +62,8 @@ def main() -> None:
     clips = [tiktok_like(), *real_clips()]
     view = FramesView(num_frames=args.frames, max_seconds=None, size=(224, 224))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {args.threads} thread(s)")
-    print("| clip | length | keyframes | every frame | exact | fast (max shift) | keyframes (max shift) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| clip | length | keyframes | every frame | exact | fast (max shift) | keyframes (max shift) | auto is |")
+    print("|---|---|---|---|---|---|---|---|")
     for path in clips:
         meta = media.probe(path)
         if meta.duration / max(1, len(meta.keyframe_times)) < 2.0:
@@ -82,7 +83,7 @@ def main() -> None:
         full = statistics.median(full_decode_seconds(path, args.threads) for _ in range(args.repeats))
         print(
             f"| {path.name} | {meta.duration:.1f} s {meta.width}x{meta.height} | {len(meta.keyframe_times)} | "
-            f"{full:.2f} s | {' | '.join(cells)} |"
+            f"{full:.2f} s | {' | '.join(cells)} | {view.seek_for(meta, planned)} |"
         )
 
 

@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bool(args.videos) == bool(args.manifest):
         raise ConfigError("name video files, or give a table with --manifest, not both")
     kind = get_backbone(args.backbone).input_kind
-    sampling = {"max_seconds": args.max_seconds, "seek": args.seek}
+    sampling = {"max_seconds": args.max_seconds, **({"seek": args.seek} if args.seek else {})}  # else the view's
     if kind == "frames":
         count = {"num_frames": None, "fps": args.fps} if args.fps else {"num_frames": args.frames}
         view = FramesView(**count, **sampling)
@@ -315,7 +315,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-seconds", type=float, default=None, help="sample only the first seconds (default: the whole video)"
     )
-    p.add_argument("--seek", default="exact", choices=SEEK_MODES, help="how exactly frames are found (default exact)")
+    p.add_argument(
+        "--seek",
+        default=None,
+        choices=["auto", *SEEK_MODES],
+        help="how exactly frames are found (default: auto for frames, fast where they are sparse; exact for clips)",
+    )
     p.add_argument("--column", default=None, help="text backbones: the table's text column (default text)")
     p.add_argument("--dtype", default="float16", help="of the stored features: float16 (default) or float32")
     p.add_argument(

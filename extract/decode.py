@@ -33,6 +33,11 @@ INFO_DTYPES = {
 }
 
 
+def info_dtypes(view: View) -> dict[str, str]:
+    """The per-video facts a view's store keeps: the probe's, and what `seek: auto` resolved to."""
+    return INFO_DTYPES | ({"seek": "str"} if view.kind != "audio" and view.seek == "auto" else {})
+
+
 def views_from_params(decode_params: dict) -> dict[str, View]:
     views = (decode_params or {}).get("views")
     if not isinstance(views, dict) or not views:
@@ -77,12 +82,14 @@ def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray,
     if not meta.has_video:
         raise media.MediaError("no video stream (audio-only file)")
     index, _ = view.plan(meta)
+    seek = view.seek_for(meta, index.ravel())
     frames, found = media.decode_frames(
-        task.path, meta, index.ravel(), view.size, view.resize, task.threads, view.seek, view.max_shift, task.timeout
+        task.path, meta, index.ravel(), view.size, view.resize, task.threads, seek, view.max_shift, task.timeout
     )
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
-    return frames.reshape(*index.shape, *frames.shape[1:]), times, meta.as_info()
+    info = meta.as_info() | ({"seek": seek} if view.seek == "auto" else {})
+    return frames.reshape(*index.shape, *frames.shape[1:]), times, info
 
 
 def run_decode(
@@ -109,7 +116,7 @@ def run_decode(
             row_shape=view.row_shape(),
             dtype=np.float32 if view.kind == "audio" else np.uint8,
             attrs={"view": name, "kind": view.kind, "ffmpeg": ffmpeg_version()},
-            info_dtypes=INFO_DTYPES,
+            info_dtypes=info_dtypes(view),
             checkpoint_s=settings.checkpoint_s,
             shard_bytes=settings.shard_bytes,
             storage=getattr(view, "storage", "raw"),

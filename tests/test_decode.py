@@ -19,6 +19,7 @@ from extract.__main__ import main
 from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
 from extract.decode import run_decode, views_from_params
 from extract.manifest import read_prepared
+from extract.settings import Settings
 from extract.store import StoreReader
 
 VIEWS = {
@@ -243,3 +244,29 @@ def test_kill_9_mid_decode_then_rerun_gives_a_complete_store(tmp_path):
     assert store.offsets.tolist() == list(range(0, 3 * len(videos) + 1, 3))
     assert not [p for p in (out / "frames").iterdir() if p.name.endswith(".tmp")]  # no temp files left
     assert {p.name for p in (out / "frames").glob("shard-*.h5")} == set(store.shards)
+
+
+def test_seek_auto_is_fast_where_frames_are_sparse_exact_where_dense_and_the_store_says_which(clip, tmp_path):
+    rows = [{"id": "v", "video": str(clip), "sha256": "s"}]
+    small = {"type": "frames", "size": [16, 16]}
+    views = views_from_params(
+        {
+            "views": {
+                "sparse": {**small, "num_frames": 4},  # 0.5 s apart: auto is fast
+                "sparse_exact": {**small, "num_frames": 4, "seek": "exact"},
+                "dense": {**small, "num_frames": None, "fps": 25, "max_seconds": 1},  # every frame: exact
+                "dense_exact": {**small, "num_frames": None, "fps": 25, "max_seconds": 1, "seek": "exact"},
+            }
+        }
+    )
+    run_decode(rows, views, tmp_path, settings=Settings(workers=0))
+    stores = {name: StoreReader(tmp_path / name) for name in views}
+    assert stores["sparse"].text("seek") == ["fast"] and stores["dense"].text("seek") == ["exact"]
+    assert "seek" not in stores["sparse_exact"].info_names()  # a fixed mode needs no per-video record
+    np.testing.assert_array_equal(stores["dense"].get("v")[0], stores["dense_exact"].get("v")[0])
+
+    meta = media.probe(str(clip))
+    real = meta.frame_times - meta.frame_times[0]
+    times, exact_times = stores["sparse"].get("v")[1], stores["sparse_exact"].get("v")[1]
+    assert np.abs(times - exact_times).max() <= 0.1 + 1e-6  # max_shift
+    assert all(np.isclose(real, t, atol=1e-4).any() for t in times)  # the stored time is the frame's own

@@ -65,6 +65,7 @@ def test_clip_without_fps_spreads_over_the_span_like_the_dads_seed():
         ({"type": "frames", "num_frames": "ten"}, "num_frames: .ten. is not an integer or null"),
         ({"type": "frames", "seek": "nearest"}, "seek 'nearest' is not one of"),
         ({"type": "clips", "seek": "keyframes"}, "keyframes would fill a clip with one frame"),
+        ({"type": "clips", "seek": "auto"}, "auto is for frames views"),
         ({"type": "frames", "seek": "fast", "max_shift": -1}, "max_shift must be 0 or more"),
     ],
 )
@@ -80,9 +81,11 @@ def test_view_params_round_trip():
 
 
 def test_seek_settings_enter_the_reuse_key_only_where_they_change_rows():
-    exact = view_config_json(FramesView())
+    exact = view_config_json(FramesView(seek="exact"))
     assert "seek" not in exact and "max_shift" not in exact  # stores made before seek modes keep their key
-    assert view_config_json(FramesView(max_shift=1.0)) == exact
+    assert view_config_json(FramesView(seek="exact", max_shift=1.0)) == exact
+    auto = view_config_json(FramesView())  # the default: the rule is the key, not what a video resolved to
+    assert '"seek": "auto"' in auto and auto != view_config_json(FramesView(max_shift=0.3))
     fast = view_config_json(FramesView(seek="fast"))
     assert fast != exact and fast != view_config_json(FramesView(seek="fast", max_shift=0.3))
     assert "max_shift" not in view_config_json(FramesView(seek="keyframes", max_shift=1.0))
