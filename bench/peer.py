@@ -15,7 +15,8 @@ whole processes, start-up included, from empty outputs; the sides alternate with
 the median of the repeats is reported. The sides:
 - video_features: its own CLI (`main.py feature_type=resnet model_name=resnet50 extraction_total=10
   on_extraction=save_numpy device=cpu`; VGGish likewise);
-- reelfeat one-shot: `python -m extract run resnet50 VIDEO... --frames 10` (also `--seek fast`);
+- reelfeat one-shot: `python -m extract run resnet50 VIDEO... --frames 10 --seek exact` (also `--seek
+  fast`, and `--seek auto`, the frames views' default);
 - reelfeat stages: `python -m extract prepare`, `decode`, `features` in a project, as `dvc repro`
   runs them (DVC's own bookkeeping not counted).
 Outputs are checked to have the same number of rows per video. Sets: 13 generated 4 s 720x1280
@@ -182,14 +183,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sets", nargs="+", default=["generated", "real", "long"])
     parser.add_argument("--features", nargs="+", default=["resnet50", "vggish"])
-    parser.add_argument("--sides", nargs="+", default=["video_features", "one-shot", "one-shot fast", "stages"])
+    parser.add_argument(
+        "--sides", nargs="+", default=["video_features", "one-shot", "one-shot fast", "one-shot auto", "stages"]
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reelfeat-peer-") as tmp:
         weights = make_weights(Path(tmp) / "weights", args.vf.resolve())
         for set_name, videos in clip_sets(args.sets).items():
             for feature in args.features:
                 chosen = [v for v in videos if v.suffix == ".mp4" and has_audio(v)] if feature == "vggish" else videos
-                sides = [s for s in args.sides if feature != "vggish" or s != "one-shot fast"]
+                sides = [s for s in args.sides if feature != "vggish" or s not in ("one-shot fast", "one-shot auto")]
                 work = Path(tmp) / set_name / feature
                 work.mkdir(parents=True)
                 bench = Sides(feature, chosen, work, weights, args.vf.resolve(), args.vf_python)
