@@ -88,7 +88,7 @@ def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray,
     )
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
-    info = meta.as_info() | ({"seek": seek} if view.seek == "auto" else {})
+    info = meta.as_info() | ({"seek": seek} if "seek" in info_dtypes(view) else {})
     return frames.reshape(*index.shape, *frames.shape[1:]), times, info
 
 
