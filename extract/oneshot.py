@@ -12,11 +12,16 @@ file and recipe are unchanged, and nothing else is reused.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -37,8 +42,10 @@ from extract.features import (
 )
 from extract.manifest import write_csv
 from extract.settings import Settings
-from extract.store import BuildSummary
+from extract.store import BuildSummary, held_sources
 from extract.views import View
+
+T = TypeVar("T")
 
 # Videos decoded per turn on the CPU (bounds the decoded frames held in memory).
 CPU_TURN_VIDEOS = 8
@@ -121,29 +128,98 @@ def run_one_shot(
         work = ExtractWork(entry, config, "cpu", batch_size, decoded_in_run(view, ids, hashes, reader))
         return build_features(work, executor, out_dir / key, settings, progress)
     source = decoded_in_run(view, ids, hashes)
-    # the runner the features stage builds, reading the videos as they are decoded instead of a store
-    runner = ExtractWork(entry, config, str(device), batch_size, source).open()
-    builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
-    tasks = [
-        Task(row["id"], row["video"], {"view": view}, threads, settings.ffmpeg_timeout_s)
-        for row in rows
-        if not builder.reusable(row["id"], row["sha256"])
-    ]
+    task_of = {
+        row["id"]: Task(row["id"], row["video"], {"view": view}, threads, settings.ffmpeg_timeout_s) for row in rows
+    }
+    # Start-up hidden: videos the folder cannot hold are decoded while the model is built; those a shard
+    # there holds wait for the recipe, which is known once the model is.
+    held = held_sources(out_dir / key)
+    new = [task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held]
     if turn is None:
-        decoded = executor.map(decode_video, tasks)
-    else:  # each turn's videos are all decoded before the model runs on them
-        decoded = (
-            pair for i in range(0, len(tasks), turn) for pair in list(executor.map(decode_video, tasks[i : i + turn]))
-        )
-    sha_of = {row["id"]: row["sha256"] for row in rows}
-    with torch_threads(1) if turn is None else nullcontext():
-        for vid, result in runner.run(_inputs(runner, decoded)):
-            store_result(builder, vid, sha_of[vid], result, config.dtype)
-            if progress is not None:
-                progress.update(1)
+        first, later, early = new, [], executor
+    else:  # start-up runs on one core: the first turn gets the other cores, one ffmpeg thread each
+        first, later = [dataclasses.replace(task, threads=1) for task in new[:turn]], new[turn:]
+        early = make_executor(settings, max(1, workers - 1) if workers else 0)
+    with RunAhead(early.map(decode_video, first), limit=len(first) if turn else 2 * workers) as ahead:
+        # the runner the features stage builds, reading the videos as they are decoded instead of a store
+        runner = ExtractWork(entry, config, str(device), batch_size, source).open()
+        builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
+        later += [
+            task_of[row["id"]]
+            for row in rows
+            if (row["id"], row["sha256"]) in held and not builder.reusable(row["id"], row["sha256"])
+        ]
+        if turn is None:
+            decoded = chain(ahead, executor.map(decode_video, later))
+        else:  # each turn's videos are all decoded before the model runs on them
+            decoded = chain(
+                ahead,
+                (
+                    pair
+                    for i in range(0, len(later), turn)
+                    for pair in list(executor.map(decode_video, later[i : i + turn]))
+                ),
+            )
+        sha_of = {row["id"]: row["sha256"] for row in rows}
+        with torch_threads(1) if turn is None else nullcontext():
+            for vid, result in runner.run(_inputs(runner, decoded)):
+                store_result(builder, vid, sha_of[vid], result, config.dtype)
+                if progress is not None:
+                    progress.update(1)
     for name, value in runner.provenance().items():
         builder.set_attr(name, value)
     return builder.finish([(row["id"], row["sha256"]) for row in rows])
+
+
+class RunAhead(Iterator[T]):
+    """Results read on a thread, at most `limit` ahead of the reader: the executor's workers go on
+    decoding while this process builds its model, instead of each waiting on an unread pipe.
+
+    Leaving the `with` block stops it after the items in flight (the thread closes the iterator, which
+    stops its workers), also when the block fails."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T], limit: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(limit, 1))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, args=(items,), name="reelfeat-run-ahead", daemon=True)
+        self._thread.start()
+
+    def _drain(self, items: Iterator[T]) -> None:
+        try:
+            for item in items:
+                if not self._put((item, None)):
+                    break
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put((None, exc))
+        finally:
+            getattr(items, "close", lambda: None)()
+        self._put((self._END, None))
+
+    def _put(self, entry: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __next__(self) -> T:
+        item, error = self._queue.get()
+        if error is not None:
+            raise error
+        if item is self._END:
+            self._queue.put((self._END, None))  # and again for a later read
+            raise StopIteration
+        return item
+
+    def __enter__(self) -> RunAhead[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -109,6 +110,22 @@ def test_map_model_gives_the_same_results_on_every_backend(backend):
     assert results["a"] == "A!" and results["e"] == "E!"
     assert results["bad"] == Failure("prepare: ValueError: no shouting at bad")
     assert results["doomed"] == Failure(WORKER_DIED)
+
+
+def touch(path: str) -> str:
+    Path(path).touch()
+    return path
+
+
+def test_local_workers_start_on_the_call_before_any_result_is_read(tmp_path):
+    """`run` builds its model between starting the decoders and reading them: they must work meanwhile."""
+    paths = [str(tmp_path / name) for name in ("a", "b")]
+    results = make_executor(Settings(), 2).map(touch, paths)
+    deadline = time.monotonic() + 60
+    while not all(Path(p).exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(Path(p).exists() for p in paths)  # no result has been asked for yet
+    assert sorted(item for item, _ in results) == paths
 
 
 def test_local_workers_zero_runs_in_this_process():

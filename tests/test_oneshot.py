@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from extract.__main__ import main
 from extract.backbones import BackboneConfig, VideoInput, register_backbone
 from extract.backbones.image import ImageBackbone
 from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
-from extract.decode import run_decode, views_from_params
+from extract.decode import decode_video, run_decode, views_from_params
 from extract.features import run_features
 from extract.manifest import read_prepared
 from extract.settings import Settings
@@ -100,6 +102,11 @@ def test_run_the_two_stages_and_predicts_inputs_give_the_same_rows(tmp_path, vid
     # again into the same folder: the file and settings are unchanged, so nothing runs
     assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK
     assert "0 extracted, 2 reused, 1 failed" in capsys.readouterr().out
+    # another recipe: the videos the folder holds are decoded once the recipe says they cannot be reused
+    flags[flags.index("float32")] = "float16"
+    assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK
+    assert "2 extracted, 0 reused, 1 failed" in capsys.readouterr().out
+    assert StoreReader(tmp_path / "out" / "resnet18").get("clips/a")[0].dtype == np.float16
 
 
 def test_one_shot_audio_backbone_reads_16khz_audio(tmp_path, videos, vggish_folder, capsys):
@@ -130,6 +137,54 @@ def test_one_shot_text_backbone_reads_the_tables_column(tmp_path, videos, bert_f
     store = StoreReader(tmp_path / "out" / "bert")
     assert store.ids == ["clips/a", "clips/b"] and store.get("clips/a")[0].shape[0] == 1
     assert json.loads(store.attrs["recipe"])["input"] == {"column": "text"}
+
+
+DECODED_BY_THE_BUILD: list[bool] = []
+
+
+class DecodeWatchingBackbone(ImageBackbone):
+    """ResNet18 that, while it is being built, waits for `run` to have decoded every video."""
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        markers = [Path(MARKERS) / f"{video}.decoded" for video in ("a.mp4", "b.mp4")]
+        deadline = time.monotonic() + 60
+        while not all(m.exists() for m in markers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        DECODED_BY_THE_BUILD.append(all(m.exists() for m in markers))
+        super().__init__(dataclasses.replace(config, model="resnet18"), device)
+
+
+register_backbone("decode_watching", DecodeWatchingBackbone, config_cls=BackboneConfig, about="test: waits")
+
+
+def decode_and_mark(task):
+    """The decode stage's `decode_video`, then a marker file in MARKERS (which the backbone waits for)."""
+    result = decode_video(task)
+    (Path(MARKERS) / f"{Path(task.path).name}.decoded").touch()
+    return result
+
+
+MARKERS = ""  # a test's folder, set before the decoders fork
+
+
+def test_videos_are_decoded_while_the_model_is_built(tmp_path, videos, weights_dir, monkeypatch):
+    """Start-up hidden: the decoders start before the backbone is built (and torchvision imported)."""
+    global MARKERS
+    weights = save_torchvision(weights_dir, "resnet18")
+    MARKERS = str(tmp_path)
+    monkeypatch.setattr(oneshot, "decode_video", decode_and_mark)
+    rows = [{"id": v, "video": str(tmp_path / v), "sha256": f"sha-{v}"} for v in videos[:2]]
+    DECODED_BY_THE_BUILD.clear()
+    summary = oneshot.run_one_shot(
+        "decode_watching",
+        {"weights": str(weights), "dtype": "float32"},
+        rows,
+        FramesView(num_frames=3, max_seconds=None),
+        tmp_path / "out",
+        device=torch.device("cpu"),
+        workers=2,
+    )
+    assert DECODED_BY_THE_BUILD == [True] and summary.computed == 2
 
 
 def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes(

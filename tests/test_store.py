@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, describe
+from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, describe, held_sources
 from extract.store import reader as store_reader
 
 INFO = {"duration": "f8", "has_audio": "?", "note": "str"}
@@ -180,6 +180,18 @@ def test_shards_of_a_run_that_never_finished_are_reused(tmp_path):
     summary, computed = build(path, [("a", "1"), ("b", "1"), ("c", "1")])
     assert computed == ["c"] and summary.reused == 2
     assert StoreReader(path).ids == ["a", "b", "c"]
+
+
+def test_held_sources_names_every_readable_shards_videos_whatever_made_them(tmp_path):
+    """What `run` decodes before its recipe is known: any (id, sha) no shard holds cannot be reused."""
+    path = tmp_path / "s"
+    assert held_sources(path) == set()
+    build(path, [("a", "1"), ("b", "1")], checkpoint_s=0)  # one shard per video
+    build(path, [("a", "1"), ("b", "1"), ("c", "2")], config="other")
+    assert held_sources(path) == {("a", "1"), ("b", "1"), ("c", "2")}
+    name = next(n for n in StoreReader(path).shards if "c" in shard_ids(path / n))
+    (path / name).write_bytes(b"not a shard")
+    assert held_sources(path) == {("a", "1"), ("b", "1")}
 
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])

@@ -77,27 +77,40 @@ class _Worker:
 def pool_map(
     fn: Callable[[T], R], items: Sequence[T], workers: int, init: Callable[[], None] | None = None
 ) -> Iterator[tuple[T, R | Failure]]:
-    """(item, fn(item) or Failure) for every item, from `workers` forked processes, as they finish."""
+    """(item, fn(item) or Failure) for every item, from `workers` forked processes, as they finish.
+
+    The workers are forked and handed their first items now, from the calling thread, so they work
+    while the caller does something else (`run` builds its model) before reading any result."""
     todo = deque(enumerate(items))
-    deaths: Counter[int] = Counter()
     pool: list[_Worker] = []
+    for _ in range(min(workers, len(todo))):
+        pool.append(_Worker(fn, init, [w.conn for w in pool]))
+        _hand_out(pool, len(pool) - 1, todo)
+    return _results(pool, todo, lambda: _Worker(fn, init, [w.conn for w in pool]))
 
-    def start() -> _Worker:
-        return _Worker(fn, init, [w.conn for w in pool])
 
+def _hand_out(pool: list[_Worker], slot: int, todo: deque, start: Callable[[], _Worker] | None = None) -> None:
+    """Give the idle worker in `slot` the next item, replacing it if it died after its last result."""
+    worker = pool[slot]
+    if worker.job is not None or not todo:
+        return
+    worker.job = todo.popleft()
     try:
-        for _ in range(min(workers, len(todo))):
-            pool.append(start())
+        worker.conn.send(worker.job)
+    except OSError:  # it died after its last result: hand the item to a new worker
+        todo.appendleft(worker.job)
+        worker.stop()
+        if start is not None:
+            pool[slot] = start()
+            _hand_out(pool, slot, todo)
+
+
+def _results(pool: list[_Worker], todo: deque, start: Callable[[], _Worker]) -> Iterator[tuple[Any, Any]]:
+    deaths: Counter[int] = Counter()
+    try:
         while True:
-            for slot, worker in enumerate(pool):
-                if worker.job is None and todo:
-                    worker.job = todo.popleft()
-                    try:
-                        worker.conn.send(worker.job)
-                    except OSError:  # it died after its last result: hand the item to a new worker
-                        todo.appendleft(worker.job)
-                        worker.stop()
-                        pool[slot] = start()
+            for slot in range(len(pool)):
+                _hand_out(pool, slot, todo, start)
             busy = [w for w in pool if w.job is not None]
             if not busy:
                 return

@@ -47,6 +47,19 @@ class BuildSummary:
 HELD: set[Path] = set()  # store folders this process is writing
 
 
+def held_sources(path: str | Path) -> set[tuple[str, str]]:
+    """(id, source sha256) of every video a readable shard in the folder holds, whatever recipe made it:
+    the most a builder there could reuse, known before the recipe is (`run` decodes the others at once)."""
+    held: set[tuple[str, str]] = set()
+    for file in Path(path).glob("shard-*.h5"):
+        try:
+            shard = Shard(file)
+        except StoreError:
+            continue  # the builder warns about it; its videos are computed again
+        held.update(zip(shard.ids, shard.sha, strict=True))
+    return held
+
+
 class Lock:
     """An exclusive lock on <store>/.lock for the run writing the store.
 

@@ -1,0 +1,106 @@
+"""Where `python -m extract run` spends its first seconds: a timeline of one whole process.
+
+    python bench/startup.py [--set generated|real] [--repeats 3] [--root PATH/OTHER-CHECKOUT]
+
+Runs `python -m extract run resnet50 VIDEO... --frames 10` (random ResNet50 weights, CPU, empty
+output folder) under a thin timer that notes, in seconds from the process start:
+- `imports`: the run command's modules are imported (torch among them);
+- `model`: the backbone is built and its weights loaded;
+- `first video`: the first decoded video reaches the model's process;
+- `first batch`: the first batch enters the model;
+- `done`: the process ends.
+The timer wraps `ExtractWork.open`, `oneshot._inputs` and the backbone's `embed` from outside and
+changes nothing they do. `--root` times another checkout (for example the commit before a change) with
+the same timer. Medians of the repeats; prints one JSON line per run and one for the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.clips import RESULTS, generated_clip, real_clips  # noqa: E402
+from bench.weights import torchvision_file  # noqa: E402
+
+# runs inside the timed process: START is the wall clock when the interpreter was launched
+TIMER = r"""
+import json, os, runpy, sys, time
+start = float(os.environ["STARTUP_T0"])
+marks = {}
+def mark(name):
+    marks.setdefault(name, round(time.time() - start, 3))
+import extract.features as features, extract.oneshot as oneshot
+mark("imports")
+open_work = features.ExtractWork.open
+def timed_open(self):
+    runner = open_work(self)
+    mark("model")
+    embed = runner.backbone.embed
+    def timed_embed(batch):
+        mark("first batch")
+        return embed(batch)
+    runner.backbone.embed = timed_embed
+    return runner
+features.ExtractWork.open = timed_open
+inputs = oneshot._inputs
+def timed_inputs(runner, decoded):
+    for pair in inputs(runner, decoded):
+        mark("first video")
+        yield pair
+oneshot._inputs = timed_inputs
+sys.argv = ["extract", *sys.argv[1:]]
+try:
+    runpy.run_module("extract", run_name="__main__")
+finally:
+    mark("done")
+    print("STARTUP " + json.dumps(marks), file=sys.stderr)
+"""
+
+
+def timeline(root: Path, videos: list[Path], weights: Path, out: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(root), "REELFEAT_DEVICE": "cpu", "STARTUP_T0": repr(time.time())}
+    command = [sys.executable, "-c", TIMER, "run", "resnet50", *map(str, videos)]
+    command += ["--weights", str(weights), "--frames", "10", "--out", str(out)]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode not in (0, 3):
+        raise RuntimeError(f"run failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    line = next(x for x in done.stderr.splitlines() if x.startswith("STARTUP "))
+    return json.loads(line.removeprefix("STARTUP "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", choices=["generated", "real"], default="generated")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose `extract` is timed")
+    args = parser.parse_args()
+    if args.set == "real":
+        videos = real_clips()
+    else:
+        videos = [
+            generated_clip(RESULTS / "peer" / f"short{i:02d}.mp4", 4, "720x1280", tone_hz=300 + 40 * i, gop=60)
+            for i in range(13)
+        ]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="reelfeat-startup-") as tmp:
+        weights = torchvision_file(Path(tmp), "resnet50")
+        for repeat in range(args.repeats):
+            marks = timeline(args.root.resolve(), videos, weights, Path(tmp) / f"out{repeat}")
+            print(json.dumps({"set": args.set, "videos": len(videos), "root": str(args.root), **marks}), flush=True)
+            runs.append(marks)
+    medians = {name: round(statistics.median(r[name] for r in runs), 2) for name in runs[0]}
+    print(json.dumps({"set": args.set, "root": str(args.root), "median": medians}))
+
+
+if __name__ == "__main__":
+    main()
