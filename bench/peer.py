@@ -1,7 +1,7 @@
 """reelfeat against v-iashin/video_features, the extractor most people in this field use.
 
     python bench/peer.py --vf PATH/video_features --vf-python PATH/venv/bin/python [--repeats 3]
-                         [--sets generated real long] [--features resnet50 vggish]
+                         [--sets generated real long hundred] [--folder DIR] [--features resnet50 vggish]
 
 video_features is not on PyPI. Get it with `git clone https://github.com/v-iashin/video_features`
 and give it a virtual environment with torch, torchvision, opencv-python-headless, omegaconf,
@@ -21,7 +21,12 @@ the median of the repeats is reported. The sides:
   runs them (DVC's own bookkeeping not counted).
 Outputs are checked to have the same number of rows per video. Sets: 13 generated 4 s 720x1280
 clips (2 s keyframe interval, with audio), the real clips in ../shared/media (VGGish: those with
-audio), and one generated 5-minute 720x1280 clip. Prints one JSON line per set, feature and side.
+audio), one generated 5-minute 720x1280 clip, `hundred`: the real clips copied under new names to
+about 100 videos (start-up shared as in a real dataset), and `--folder`'s videos. Prints one JSON
+line per set, feature and side, each with the CPU, its native bfloat16 flags and what `auto`
+precision resolves to; and, where the stages ran, one line of anchors: the decode stage alone, the
+features stage alone on its frames (the model, start-up included), the one-shot end to end, and
+end to end over the slower of the two anchors.
 """
 
 from __future__ import annotations
@@ -50,7 +55,10 @@ from bench.weights import torchvision_file, vggish_folder  # noqa: E402
 HUB_NAMES = {"resnet50": "resnet50-0676ba61.pth"}  # IMAGENET1K_V1, which video_features asks for
 
 
-def clip_sets(names: list[str]) -> dict[str, list[Path]]:
+HUNDRED = 100  # the real set repeated to about this many videos: start-up shared as in a real dataset
+
+
+def clip_sets(names: list[str], folder: Path | None = None) -> dict[str, list[Path]]:
     sets = {}
     if "generated" in names:
         folder = RESULTS / "peer"
@@ -61,7 +69,25 @@ def clip_sets(names: list[str]) -> dict[str, list[Path]]:
         sets["real"] = real
     if "long" in names:
         sets["long"] = [generated_clip(RESULTS / "peer" / "long300.mp4", 300, "720x1280", tone_hz=440, gop=60)]
+    if "hundred" in names and (real := real_clips()):
+        sets["hundred"] = repeated(real, HUNDRED // len(real), RESULTS / "peer" / "hundred")
+    if folder is not None:
+        sets[folder.name] = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov"))
     return sets
+
+
+def repeated(videos: list[Path], times: int, folder: Path) -> list[Path]:
+    """`times` copies of each video under new names: separate files (not links), so neither tool can
+    take one for another; reelfeat reuses rows only for the same id in the same store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for i in range(times):
+        for video in videos:
+            copy = folder / f"{video.stem}_{i:02d}{video.suffix}"
+            if not copy.exists():
+                shutil.copyfile(video, copy)
+            copies.append(copy)
+    return copies
 
 
 def has_audio(path: Path) -> bool:
@@ -144,9 +170,11 @@ class Sides:
         (project / "params.yaml").write_text(yaml.safe_dump(params))
         (project / "manifest.csv").write_text("video\n" + "".join(f"{v}\n" for v in self.videos))
         python = [sys.executable, "-m", "extract"]
-        return sum(
-            timed(python + step, project, self.env) for step in (["prepare"], ["decode"], ["features", self.feature])
-        )
+        # the commands `dvc repro` runs; decode alone and the model alone on its frames are the anchors
+        commands = {"prepare": ["prepare"], "decode": ["decode"], "features": ["features", self.feature]}
+        steps = {name: timed(python + command, project, self.env) for name, command in commands.items()}
+        self.anchors = {"decode alone": steps["decode"], "model alone": steps["features"]}
+        return sum(steps.values())
 
     def rows(self, side: str) -> dict[str, int]:
         """Rows per video (by file stem) that a side wrote."""
@@ -160,6 +188,24 @@ class Sides:
 
         store = StoreReader(out / self.feature if side.startswith("one-shot") else out / "data/features" / self.feature)
         return {Path(vid).name: len(store.get(vid)[0]) for vid in store.ids}
+
+
+def machine() -> dict[str, object]:
+    """The CPU, whether it does bfloat16 natively, and the precision `auto` resolves to on it."""
+    import torch
+
+    from extract.backbones import compute_dtype
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "native_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "avx2": "avx2" in flags,
+        "auto_precision": str(compute_dtype("auto", torch.device("cpu"))).removeprefix("torch."),
+    }
 
 
 def make_weights(folder: Path, vf: Path) -> Path:
@@ -181,7 +227,8 @@ def main() -> None:
     parser.add_argument("--vf", type=Path, required=True, help="a checkout of v-iashin/video_features")
     parser.add_argument("--vf-python", required=True, help="the python of a venv that runs video_features")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sets", nargs="+", default=["generated", "real", "long"])
+    parser.add_argument("--sets", nargs="+", default=["generated", "real", "long", "hundred"])
+    parser.add_argument("--folder", type=Path, help="also a set of the videos in this folder")
     parser.add_argument("--features", nargs="+", default=["resnet50", "vggish"])
     parser.add_argument(
         "--sides", nargs="+", default=["video_features", "one-shot", "one-shot fast", "one-shot auto", "stages"]
@@ -189,7 +236,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reelfeat-peer-") as tmp:
         weights = make_weights(Path(tmp) / "weights", args.vf.resolve())
-        for set_name, videos in clip_sets(args.sets).items():
+        host = machine()
+        for set_name, videos in clip_sets(args.sets, args.folder).items():
             for feature in args.features:
                 chosen = [v for v in videos if v.suffix == ".mp4" and has_audio(v)] if feature == "vggish" else videos
                 sides = [s for s in args.sides if feature != "vggish" or s not in ("one-shot fast", "one-shot auto")]
@@ -197,10 +245,14 @@ def main() -> None:
                 work.mkdir(parents=True)
                 bench = Sides(feature, chosen, work, weights, args.vf.resolve(), args.vf_python)
                 times: dict[str, list[float]] = {side: [] for side in sides}
+                anchors: dict[str, list[float]] = {"decode alone": [], "model alone": []}
                 for repeat in range(args.repeats):
                     order = sides[repeat % len(sides) :] + sides[: repeat % len(sides)]  # alternate who goes first
                     for side in order:
                         times[side].append(bench.run(side))
+                        if side == "stages":
+                            for name, seconds in bench.anchors.items():
+                                anchors[name].append(seconds)
                 counts = {side: bench.rows(side) for side in sides}
                 expected = {v.stem for v in chosen}
                 peer = statistics.median(times["video_features"]) if "video_features" in times else None
@@ -222,7 +274,23 @@ def main() -> None:
                         "rows": sum(counts[side].values()),
                         "rows_differ_on": differ,
                         "no_output_for": sorted(expected - counts[side].keys()),
+                        **host,
                     }
+                    print(json.dumps(record), flush=True)
+                if anchors["decode alone"]:
+                    slower = max(statistics.median(anchors["decode alone"]), statistics.median(anchors["model alone"]))
+                    one_shot = "one-shot auto" if "one-shot auto" in times else "one-shot"
+                    record = {
+                        "set": set_name,
+                        "feature": feature,
+                        "videos": len(chosen),
+                        **{name: round(statistics.median(runs), 2) for name, runs in anchors.items()},
+                        "end to end": round(statistics.median(times[one_shot]), 2) if one_shot in times else None,
+                        "slower anchor": round(slower, 2),
+                        **host,
+                    }
+                    if record["end to end"] is not None:
+                        record["end to end over slower anchor"] = round(record["end to end"] / slower, 2)
                     print(json.dumps(record), flush=True)
 
 

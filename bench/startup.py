@@ -4,13 +4,12 @@
 
 Runs `python -m extract run resnet50 VIDEO... --frames 10` (random ResNet50 weights, CPU, empty
 output folder) under a thin timer that notes, in seconds from the process start:
-- `imports`: the run command's modules are imported (torch among them);
-- `model`: the backbone is built and its weights loaded;
+- `model`: the backbone is built, its weights loaded, and the store's builder made;
 - `first video`: the first decoded video reaches the model's process;
 - `first batch`: the first batch enters the model;
 - `done`: the process ends.
-The timer wraps `ExtractWork.open`, `oneshot._inputs` and the backbone's `embed` from outside and
-changes nothing they do. `--root` times another checkout (for example the commit before a change) with
+The timer wraps `oneshot._inputs` and the backbone's `embed` from outside, imports nothing `run`
+would not, and changes nothing they do. `--root` times another checkout (for example the commit before a change) with
 the same timer. Medians of the repeats; prints one JSON line per run and one for the medians.
 """
 
@@ -39,24 +38,20 @@ start = float(os.environ["STARTUP_T0"])
 marks = {}
 def mark(name):
     marks.setdefault(name, round(time.time() - start, 3))
-import extract.features as features, extract.oneshot as oneshot
-mark("imports")
-open_work = features.ExtractWork.open
-def timed_open(self):
-    runner = open_work(self)
-    mark("model")
+import extract.oneshot as oneshot
+inputs = oneshot._inputs
+def timed_inputs(runner, decoded):
+    mark("model")  # called once the model and the store's builder are made
     embed = runner.backbone.embed
     def timed_embed(batch):
         mark("first batch")
         return embed(batch)
     runner.backbone.embed = timed_embed
-    return runner
-features.ExtractWork.open = timed_open
-inputs = oneshot._inputs
-def timed_inputs(runner, decoded):
-    for pair in inputs(runner, decoded):
-        mark("first video")
-        yield pair
+    def timed(pairs):
+        for pair in pairs:
+            mark("first video")
+            yield pair
+    return timed(inputs(runner, decoded))
 oneshot._inputs = timed_inputs
 sys.argv = ["extract", *sys.argv[1:]]
 try:

@@ -131,7 +131,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from extract.backbones import get_backbone
+    from extract.backbones import input_kind
     from extract.manifest import video_rows
     from extract.oneshot import run_one_shot
     from extract.store import print_summary
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if bool(args.videos) == bool(args.manifest):
         raise ConfigError("name video files, or give a table with --manifest, not both")
-    kind = get_backbone(args.backbone).input_kind
+    kind = input_kind(args.backbone)
     sampling = {"max_seconds": args.max_seconds, **({"seek": args.seek} if args.seek else {})}  # else the view's
     if kind == "frames":
         count = {"num_frames": None, "fps": args.fps} if args.fps else {"num_frames": args.frames}

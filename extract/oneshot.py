@@ -21,38 +21,38 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
-from tqdm import tqdm
-
-from extract.backbones import VideoInput, backbone_config, default_device
+from extract.backbones import VideoInput, input_kind
 from extract.config import ConfigError
 from extract.decode import Task, decode_video
 from extract.errors import Failure, StepFailed
-from extract.executor import make_executor
-from extract.features import (
-    ExtractRunner,
-    ExtractWork,
-    build_features,
-    decoded_in_run,
-    feature_store,
-    run_features,
-    store_result,
-)
+from extract.executor import Executor, make_executor
 from extract.manifest import write_csv
 from extract.settings import Settings
 from extract.store import BuildSummary, held_sources
 from extract.views import View
 
+if TYPE_CHECKING:  # torch and the model side are imported once the decoders have started
+    import torch
+    from tqdm import tqdm
+
+    from extract.features import ExtractRunner
+
 T = TypeVar("T")
 
-# Videos decoded per turn on the CPU (bounds the decoded frames held in memory).
+# Videos decoded per turn on the CPU (bounds the decoded frames held in memory); also the videos
+# decoded while the model is built, on any device.
 CPU_TURN_VIDEOS = 8
 
 
-def decode_plan(device: torch.device, workers: int | None = None) -> tuple[int, int, int | None]:
-    """(decode processes, ffmpeg threads each, videos per turn or None to overlap) beside the model.
+def decode_processes(workers: int | None = None) -> int:
+    """Decode processes beside the model: `workers` (the workers setting), else one per core."""
+    return (os.cpu_count() or 1) if workers is None else workers
+
+
+def decode_plan(device: torch.device) -> tuple[int, int | None]:
+    """(ffmpeg threads per decode process, videos per turn or None to overlap) beside the model.
 
     With a GPU the cores are free: one decode process per core, one ffmpeg thread each, overlapped
     with the model, while this process prepares inputs on one torch thread (`torch_threads`).
@@ -61,14 +61,17 @@ def decode_plan(device: torch.device, workers: int | None = None) -> tuple[int, 
     the cores measured slower than taking turns (16.2 s against 14.7 s on 13 clips, 2 cores), since
     oneDNN's threads wait for the slowest and a core busy decoding slows every convolution. Each
     ffmpeg may then use every core, so that one long video does not hold up its turn on one core
-    (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on two). `workers` (the workers setting)
-    sets the processes; one per core by default.
+    (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on two).
     """
-    cores = os.cpu_count() or 1
-    workers = cores if workers is None else workers
     if device.type == "cuda":
-        return workers, 1, None
-    return workers, cores, CPU_TURN_VIDEOS
+        return 1, None
+    return os.cpu_count() or 1, CPU_TURN_VIDEOS
+
+
+def startup_decoders(processes: int) -> int:
+    """Decode processes while this process starts (imports torch, builds the model) on one core: the
+    other cores, one ffmpeg thread each, so that they do not slow the start-up they hide behind."""
+    return max(1, processes - 1) if processes else 0
 
 
 @contextmanager
@@ -80,6 +83,8 @@ def torch_threads(count: int) -> Iterator[None]:
     (measured on the H200 machine, 16 cores, 500 videos: `run` of ResNet50 at 5.1 videos/s, against
     15.9 decoding alone and 135 for the model alone; on 2 cores beside 2 busy decoders one video's
     ResNet50 inputs took 58 ms on 2 threads and 44 ms on 1)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -107,45 +112,48 @@ def run_one_shot(
     `out_dir/manifest.csv` lists the ids given to the videos. Text backbones read the `column` of
     that manifest instead of a view. `settings` default to the environment's; `device`, `workers`
     (decode processes) and `backend` override them.
+
+    Start-up is hidden: the first videos go to decoders forked before torch is imported, and are
+    decoded while this process imports it and builds the model. Only the videos the folder cannot
+    hold go this early: those a shard there holds wait for the recipe, known once the model is.
     """
     out_dir = Path(out_dir)
     if not rows:
         raise ConfigError("no videos given: name video files, or a table with --manifest")
-    entry, config = backbone_config(key, {**values, "input": values.get("input") or "(decoded in this run)"})
+    values = {**values, "input": values.get("input") or "(decoded in this run)"}
+    model = values.get("model") or key
+    kind = input_kind(model)
     settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
-    device = device or default_device(settings.device)
     manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
-    if entry.input_kind == "text":
+    if kind == "text":
+        from extract.features import run_features
+
         values = {**values, "input": str(manifest)}
         return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, settings=settings)
-    if view is None or view.kind != entry.input_kind:
-        raise ConfigError(f"backbone {config.model} reads a {entry.input_kind} view, not {view and view.kind}")
-    ids, hashes = [row["id"] for row in rows], [row["sha256"] for row in rows]
-    workers, threads, turn = decode_plan(device, settings.workers)
-    executor = make_executor(settings, workers)
+    if view is None or view.kind != kind:
+        raise ConfigError(f"backbone {model} reads a {kind} view, not {view and view.kind}")
+    processes = decode_processes(settings.workers)
+    executor = make_executor(settings, processes)
     if executor.remote:  # each actor decodes the videos it runs the model on: both kinds of work go out
-        reader = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
-        work = ExtractWork(entry, config, "cpu", batch_size, decoded_in_run(view, ids, hashes, reader))
-        return build_features(work, executor, out_dir / key, settings, progress)
-    source = decoded_in_run(view, ids, hashes)
-    task_of = {
-        row["id"]: Task(row["id"], row["video"], {"view": view}, threads, settings.ffmpeg_timeout_s) for row in rows
-    }
-    # Start-up hidden: videos the folder cannot hold are decoded while the model is built; those a shard
-    # there holds wait for the recipe, which is known once the model is.
+        return _run_remote(key, values, rows, view, out_dir, executor, batch_size, settings, progress)
+    task_of = {row["id"]: Task(row["id"], row["video"], {"view": view}, 1, settings.ffmpeg_timeout_s) for row in rows}
     held = held_sources(out_dir / key)
     new = [task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held]
-    if turn is None:
-        first, later, early = new, [], executor
-    else:  # start-up runs on one core: the first turn gets the other cores, one ffmpeg thread each
-        first, later = [dataclasses.replace(task, threads=1) for task in new[:turn]], new[turn:]
-        early = make_executor(settings, max(1, workers - 1) if workers else 0)
-    with RunAhead(early.map(decode_video, first), limit=len(first) if turn else 2 * workers) as ahead:
+    first, rest = new[:CPU_TURN_VIDEOS], new[CPU_TURN_VIDEOS:]
+    early = make_executor(settings, startup_decoders(processes))
+    with RunAhead(early.map(decode_video, first), limit=len(first)) as ahead:
+        from extract.backbones import backbone_config, default_device
+        from extract.features import ExtractWork, decoded_in_run, feature_store, store_result
+
+        entry, config = backbone_config(key, values)
+        device = device or default_device(settings.device)
+        threads, turn = decode_plan(device)
+        source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
         # the runner the features stage builds, reading the videos as they are decoded instead of a store
         runner = ExtractWork(entry, config, str(device), batch_size, source).open()
         builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
-        later += [
-            task_of[row["id"]]
+        later = [dataclasses.replace(task, threads=threads) for task in rest] + [
+            dataclasses.replace(task_of[row["id"]], threads=threads)
             for row in rows
             if (row["id"], row["sha256"]) in held and not builder.reusable(row["id"], row["sha256"])
         ]
@@ -169,6 +177,28 @@ def run_one_shot(
     for name, value in runner.provenance().items():
         builder.set_attr(name, value)
     return builder.finish([(row["id"], row["sha256"]) for row in rows])
+
+
+def _run_remote(
+    key: str,
+    values: dict,
+    rows: list[dict[str, str]],
+    view: View,
+    out_dir: Path,
+    executor: Executor,
+    batch_size: int | None,
+    settings: Settings,
+    progress: tqdm | None,
+) -> BuildSummary:
+    """`run` on Ray: the features stage's pipeline, whose actors decode the videos they run."""
+    from extract.backbones import backbone_config
+    from extract.features import ExtractWork, build_features, decoded_in_run
+
+    entry, config = backbone_config(key, values)
+    reader = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
+    source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows], reader)
+    work = ExtractWork(entry, config, "cpu", batch_size, source)
+    return build_features(work, executor, out_dir / key, settings, progress)
 
 
 class RunAhead(Iterator[T]):
@@ -232,6 +262,8 @@ class DecodingReader:
     timeout: float
 
     def __call__(self, vid: str) -> VideoInput:
+        import torch
+
         task = Task(vid, self.paths[vid], {"view": self.view}, torch.get_num_threads(), self.timeout)
         result = decode_video(task)["view"]
         if isinstance(result, Failure):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 from conftest import SHARED, assert_same_rows, make_video, save_torchvision
 
-from extract.backbones import BackboneConfig, get_backbone, list_backbones
+from extract.backbones import READS, BackboneConfig, get_backbone, input_kind, list_backbones
 from extract.backbones.weights import WeightsError
 from extract.config import ConfigError
 from extract.features import run_features
@@ -301,6 +302,25 @@ def test_every_registered_backbone_has_meta_and_a_builder():
         assert entry.input_kind in ("frames", "clips", "audio", "text") and entry.about
         assert issubclass(entry.config_cls, BackboneConfig) and callable(entry.build)
     assert get_backbone("efficientnet_b0").input_kind == "frames"  # any torchvision classifier
+    # what `run` reads before torch is imported agrees with the registry, for every family's name
+    ours = {name for name in names if get_backbone(name).backbone_cls.__module__.startswith("extract.backbones.")}
+    assert set(READS) == ours
+    assert all(input_kind(name) == get_backbone(name).input_kind for name in [*names, "efficientnet_b0"])
+
+
+def test_run_starts_its_decoders_before_torch_is_imported():
+    """Everything `run` needs up to the decoders' start, and the decode stage, leave torch (about 3 s) out."""
+    code = (
+        "import sys\n"
+        "from extract.__main__ import cmd_run\n"
+        "from extract.decode import run_decode\n"
+        "from extract.backbones import input_kind\n"
+        "from extract.oneshot import run_one_shot\n"
+        "assert input_kind('resnet50') == 'frames'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_unknown_backbone_lists_the_valid_ones():

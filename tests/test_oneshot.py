@@ -192,12 +192,14 @@ def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes
 ):
     """With decoders on every core, torch ops on many threads each wait for a core (5.1 against 15.9
     videos/s on the H200 machine); the plan a GPU gets is forced here, on the CPU."""
-    monkeypatch.setattr(oneshot, "decode_plan", lambda device, workers=None: (2, 1, None))
+    monkeypatch.setattr(oneshot, "decode_plan", lambda device: (1, None))
     torch.set_num_threads(2)
     rows = [{"id": v, "video": str(tmp_path / v), "sha256": f"sha-{v}"} for v in videos[:2]]
     view = FramesView(num_frames=3, max_seconds=None)
     values = {"weights": str(save_torchvision(weights_dir, "resnet18")), "dtype": "float32"}
     THREADS_SEEN.clear()
-    summary = oneshot.run_one_shot("thread_counting", values, rows, view, tmp_path / "out", device=torch.device("cpu"))
+    summary = oneshot.run_one_shot(
+        "thread_counting", values, rows, view, tmp_path / "out", device=torch.device("cpu"), workers=2
+    )
     assert summary.computed == 2 and THREADS_SEEN == [1, 1]
     assert torch.get_num_threads() == 2  # put back afterwards

@@ -16,18 +16,42 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from extract.backbones.weights import ResolvedWeights
 from extract.config import ConfigError, build_config
 from extract.recipe import Recipe
 
+if TYPE_CHECKING:  # the families import torch when they are loaded; this module never does on import
+    import torch
+
 FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper", "convlstm")
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# What each registered backbone reads, known without loading its family (the families import torch,
+# about 3 s of a process's start): `run` picks its view and starts decoding from this before torch
+# is imported. A test holds it to the registry; a name not here is looked up there.
+READS = {
+    "bert": "text",
+    "clip": "frames",
+    "clip_text": "text",
+    "convlstm_ae": "frames",
+    "mc3_18": "clips",
+    "mvit_v1_b": "clips",
+    "mvit_v2_s": "clips",
+    "r2plus1d_18": "clips",
+    "r3d_18": "clips",
+    "resnet50": "frames",
+    "s3d": "clips",
+    "swin3d_b": "clips",
+    "swin3d_s": "clips",
+    "swin3d_t": "clips",
+    "vggish": "audio",
+    "videomae": "clips",
+    "whisper": "audio",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,8 @@ class BackboneConfig:
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX-BF16, as torch's CPU feature detection reports them."""
+    import torch
+
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
@@ -62,6 +88,8 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype a backbone computes in: `auto` picks bfloat16 on CPUs that do it natively (2-2.6x the
     float32 rate measured on AVX512-BF16; emulated it is slower than float32), float16 on CUDA, else
     float32. Any other setting is taken as given, so `float32` forces full precision anywhere."""
+    import torch
+
     if precision != "auto":
         return getattr(torch, precision)
     if device.type == "cuda":
@@ -135,6 +163,8 @@ class Backbone:
 
     def autocast(self) -> torch.autocast:
         """Mixed precision in `compute_dtype` (autocast keeps reductions and norms in float32)."""
+        import torch
+
         enabled = self.compute_dtype != torch.float32
         dtype = self.compute_dtype if enabled else torch.bfloat16  # autocast checks dtype even when disabled
         return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
@@ -208,6 +238,11 @@ def get_backbone(name: str) -> BackboneEntry:
     )
 
 
+def input_kind(name: str) -> str:
+    """What backbone `name` reads (frames, clips, audio or text); a registered name without torch."""
+    return READS.get(name) or get_backbone(name).input_kind
+
+
 def backbone_config(
     key: str, values: dict[str, Any], section: str = "backbones"
 ) -> tuple[BackboneEntry, BackboneConfig]:
@@ -219,6 +254,8 @@ def backbone_config(
 
 def default_device(wanted: str | None = None) -> torch.device:
     """`wanted` (the device setting) if given, else CUDA when present, else the CPU."""
+    import torch
+
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
