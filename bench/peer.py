@@ -58,7 +58,7 @@ HUB_NAMES = {"resnet50": "resnet50-0676ba61.pth"}  # IMAGENET1K_V1, which video_
 HUNDRED = 100  # the real set repeated to about this many videos: start-up shared as in a real dataset
 
 
-def clip_sets(names: list[str], folder: Path | None = None) -> dict[str, list[Path]]:
+def clip_sets(names: list[str], extra: Path | None = None) -> dict[str, list[Path]]:
     sets = {}
     if "generated" in names:
         folder = RESULTS / "peer"
@@ -71,8 +71,8 @@ def clip_sets(names: list[str], folder: Path | None = None) -> dict[str, list[Pa
         sets["long"] = [generated_clip(RESULTS / "peer" / "long300.mp4", 300, "720x1280", tone_hz=440, gop=60)]
     if "hundred" in names and (real := real_clips()):
         sets["hundred"] = repeated(real, HUNDRED // len(real), RESULTS / "peer" / "hundred")
-    if folder is not None:
-        sets[folder.name] = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov"))
+    if extra is not None:
+        sets[extra.name] = sorted(p for p in extra.iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov"))
     return sets
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 from extract.config import ConfigError, build_config
 
-POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn")
+POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentive_probe")
+# attention heads when `heads` is not given: the transformer encoder's, and V-JEPA's attentive probe's
+DEFAULT_HEADS = {"transformer": 4, "attentive_probe": 16}
 TASKS = ("binary", "multi_label", "multi_class", "regression", "multi_regression", "quantile")
 KINDS = ("trained", "zero_shot")
 ZERO_SHOT_TASKS = ("binary", "multi_label", "multi_class")
@@ -29,15 +31,19 @@ class InputConfig:
     """One feature store a head reads, and how its rows become a vector."""
 
     store: str  # a feature store folder: data/features/<backbone>
-    pool: str = "mean"  # mean | max | attention (pooling) ; lstm | transformer | textcnn (sequence encoders)
+    # mean | max | attention (pooling) ; lstm | transformer | textcnn | attentive_probe (sequence encoders)
+    pool: str = "mean"
     name: str = ""  # how other inputs refer to it (guide); default: the store's file stem
     max_len: int = 64  # rows kept per video: random rows while training, evenly spaced otherwise
     hidden: int = 128  # width of the sequence encoder (lstm: per direction)
     layers: int = 1  # lstm / transformer layers
-    heads: int = 4  # transformer attention heads
+    heads: int | None = None  # transformer / attentive_probe attention heads (default 4 / 16)
     guide: str | None = None  # lstm only: name of a pooled input that guides attention (PaddleVideo text_guide)
     windows: tuple[int, ...] = (2, 3, 4)  # textcnn window sizes
     filters: int = 128  # textcnn filters per window
+    queries: int = 1  # attentive_probe: learned query tokens (their outputs side by side)
+    blocks: int = 1  # attentive_probe: cross-attention blocks
+    dropout: float = 0.0  # attentive_probe: dropout in its attention and MLP
 
     @property
     def key(self) -> str:
@@ -50,6 +56,20 @@ class InputConfig:
             raise ConfigError(f"{where}.guide: only lstm inputs take a guide")
         if self.max_len < 1 or self.hidden < 1 or self.layers < 1:
             raise ConfigError(f"{where}: max_len, hidden and layers must be positive")
+        if self.queries < 1 or self.blocks < 1 or (self.heads is not None and self.heads < 1):
+            raise ConfigError(f"{where}: queries, blocks and heads must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{where}.dropout: {self.dropout} is not in [0, 1)")
+
+    def attention_heads(self, width: int) -> int:
+        """The heads of this input's attention over rows `width` wide (they must divide it)."""
+        heads = self.heads or DEFAULT_HEADS.get(self.pool, 4)
+        if width % heads:
+            raise ConfigError(
+                f"heads.inputs {self.key}: {heads} attention heads do not divide its width {width}; "
+                f"set heads: to a divisor of {width}"
+            )
+        return heads
 
 
 @dataclass(frozen=True)

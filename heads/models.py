@@ -3,7 +3,9 @@ MLP (or a linear probe); and the zero-shot head, which learns nothing.
 
 Encoders: mean/max (pooled once in data.py), attention pooling, BiLSTM with self- or text-guided
 attention (PaddleVideo MultimodalVideoTag: alpha_t = softmax_t(v^T tanh(W [h_t ; s]))), a
-Transformer encoder with padding masks, and TextCNN (windows 2, 3, 4, max over time). Every
+Transformer encoder with padding masks, TextCNN (windows 2, 3, 4, max over time), and the attentive
+probe V-JEPA and V-JEPA 2 evaluate frozen features with (learned queries reading the rows through
+cross-attention blocks). Every
 sequence encoder ignores padding exactly: the same video gives the same output however much
 padding its batch adds.
 """
@@ -64,7 +66,8 @@ class TransformerInput(nn.Module):
         super().__init__()
         self.proj = nn.Linear(dim, spec.hidden)
         self.position = nn.Embedding(spec.max_len, spec.hidden)
-        layer = nn.TransformerEncoderLayer(spec.hidden, spec.heads, 2 * spec.hidden, dropout=0.1, batch_first=True)
+        heads = spec.attention_heads(spec.hidden)
+        layer = nn.TransformerEncoderLayer(spec.hidden, heads, 2 * spec.hidden, dropout=0.1, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, spec.layers, enable_nested_tensor=False)
         self.out_dim = spec.hidden
 
@@ -78,6 +81,56 @@ class TransformerInput(nn.Module):
         h = self.encoder(x, src_key_padding_mask=padding)
         weights = mask.unsqueeze(-1).float()
         return (h * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class CrossAttentionBlock(nn.Module):
+    """V-JEPA's: q + attn(q, norm(rows)), then q + mlp(norm(q)), the MLP 4 times as wide."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_rows = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_queries = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
+
+    def forward(
+        self, queries: torch.Tensor, rows: torch.Tensor, padding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the queries after the block, attention weights (B, Q, L) averaged over heads)."""
+        keys = self.norm_rows(rows)
+        read, weights = self.attention(queries, keys, keys, key_padding_mask=padding, need_weights=True)
+        queries = queries + read
+        return queries + self.mlp(self.norm_queries(queries)), weights
+
+
+class AttentiveProbe(nn.Module):
+    """`queries` learned tokens read a video's rows through `blocks` cross-attention blocks, padding
+    masked; out: the queries side by side (B, queries * D), for the task's linear layer (`hidden: []`)
+    or an MLP. Defaults are V-JEPA's AttentivePooler: 1 query, 1 block, 16 heads, no dropout."""
+
+    def __init__(self, dim: int, queries: int, blocks: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, queries, dim), std=0.02))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, dropout) for _ in range(blocks))
+        self.out_dim = queries * dim
+
+    def _read(self, rows: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # A video without rows would have every key masked, and attention over nothing is NaN: it
+        # reads its first (zero) position instead; its missing flag tells the head it had none.
+        padding = ~mask
+        padding[:, 0] &= mask.any(dim=1)
+        queries, weights = self.queries.expand(len(rows), -1, -1), None
+        for block in self.blocks:
+            queries, weights = block(queries, rows, padding)
+        return queries, weights
+
+    def weights(self, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """How much each row counts (B, L): the last block's attention, averaged over the queries (the
+        report draws it over the video's frames)."""
+        return self._read(rows, mask)[1].mean(dim=1) * mask
+
+    def forward(self, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._read(rows, mask)[0].flatten(1)
 
 
 class TextCNN(nn.Module):
@@ -119,6 +172,9 @@ class HeadModel(nn.Module):
                 out_dim = encoder.out_dim
             elif spec.pool == "transformer":
                 encoder = TransformerInput(spec, dim)
+                out_dim = encoder.out_dim
+            elif spec.pool == "attentive_probe":
+                encoder = AttentiveProbe(dim, spec.queries, spec.blocks, spec.attention_heads(dim), spec.dropout)
                 out_dim = encoder.out_dim
             else:
                 encoder = TextCNN(spec, dim)

@@ -14,6 +14,7 @@ import torch
 from conftest import SHARED, assert_same_rows, make_video, save_torchvision
 
 from extract.backbones import READS, BackboneConfig, get_backbone, input_kind, list_backbones
+from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.weights import WeightsError
 from extract.config import ConfigError
 from extract.features import run_features
@@ -192,8 +193,6 @@ def videomae_folder(weights_dir) -> Path:
 def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_folder):
     from transformers import VideoMAEImageProcessor, VideoMAEModel
 
-    from extract.backbones.pixels import TensorImageProcessor
-
     clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
     source = write_input(tmp_path / "clips", "clips", {"v": clips})
     config = {"input": str(source), "weights": str(videomae_folder), "dtype": "float32", "precision": "float32"}
@@ -211,6 +210,67 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     rows = StoreReader(tmp_path / "f").get("v")[0]
     np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-5)
     assert ((rows * from_pil).sum(1) / np.linalg.norm(rows, axis=1) / np.linalg.norm(from_pil, axis=1)).min() > 0.99
+
+
+@pytest.fixture(scope="session")
+def vjepa2_folder(weights_dir) -> Path:
+    """A tiny V-JEPA 2 (the real classes, random weights): 4-frame clips at 32 px, tubelets of 2."""
+    from transformers import VJEPA2Config as TransformersVJEPA2Config
+    from transformers import VJEPA2Model, VJEPA2VideoProcessor
+
+    folder = weights_dir / "tiny-vjepa2"
+    config = TransformersVJEPA2Config(
+        crop_size=32,
+        frames_per_clip=4,
+        tubelet_size=2,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        pred_hidden_size=32,
+        pred_num_hidden_layers=1,
+        pred_num_attention_heads=2,
+    )
+    torch.manual_seed(0)
+    VJEPA2Model(config).save_pretrained(folder)
+    VJEPA2VideoProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("rows", ["tubelet", "clip"])
+def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2_folder, rows):
+    from transformers import VJEPA2Model, VJEPA2VideoProcessor
+
+    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
+    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
+    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    config = {"input": str(source), "weights": str(vjepa2_folder), "dtype": "float32", "precision": "float32"}
+    run_features("vjepa2", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    processor = VJEPA2VideoProcessor.from_pretrained(vjepa2_folder)
+    model = VJEPA2Model.from_pretrained(vjepa2_folder).eval()
+    theirs = processor([c for c in clips], return_tensors="pt")["pixel_values_videos"]  # the processor's own path
+    ours = torch.stack(
+        [TensorImageProcessor(processor.to_dict())(torch.from_numpy(c).permute(0, 3, 1, 2)) for c in clips]
+    )
+    assert ours.shape == theirs.shape == (2, 4, 3, 32, 32) and (ours - theirs).abs().mean() < 0.02
+    with torch.inference_mode():
+        tokens = model(pixel_values_videos=ours, skip_predictor=True).last_hidden_state  # (2, 2 steps x 4 patches, 32)
+    got, stamps = StoreReader(tmp_path / "f").get("v")
+    if rows == "clip":
+        np.testing.assert_allclose(got, tokens.mean(1).numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stamps, [1.0, 3.0])
+    else:
+        expected = tokens.reshape(2, 2, 4, 32).mean(2).reshape(4, 32)  # clip 1's two steps, then clip 2's
+        np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-5)
+        # at 8 fps a 4-frame clip lasts 0.5 s: its two tubelets are centred 0.125 s before and after its centre
+        np.testing.assert_allclose(stamps, [0.875, 1.125, 2.875, 3.125], atol=1e-6)
+    assert np.isfinite(got).all()
+
+
+def test_vjepa2_refuses_clips_of_another_length(tmp_path, vjepa2_folder):
+    source = write_input(tmp_path / "clips", "clips", {"v": frames(6, 48).reshape(2, 3, 48, 48, 3)})
+    with pytest.raises(ConfigError, match="takes clips of 4 frames but .* has 3: set clip_len: 4"):
+        run_features("vjepa2", {"input": str(source), "weights": str(vjepa2_folder)}, tmp_path / "f", workers=0)
 
 
 def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -249,6 +309,73 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
     assert store.get("short")[0].shape == (0, 128) and store.get("silent")[0].shape == (0, 128)
     notes = dict(zip(store.ids, store.text("note"), strict=True))
     assert notes == {"long": "", "short": "audio shorter than one 0.96 s window", "silent": "no audio"}
+
+
+@pytest.fixture(scope="session")
+def ast_folder(weights_dir) -> Path:
+    """A tiny AST audio classifier (the real classes, random weights): 1.28 s windows of 128 mel bins."""
+    from transformers import ASTConfig as TransformersASTConfig
+    from transformers import ASTFeatureExtractor, ASTForAudioClassification
+
+    folder = weights_dir / "tiny-ast"
+    config = TransformersASTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, max_length=128, num_labels=5
+    )
+    torch.manual_seed(0)
+    ASTForAudioClassification(config).save_pretrained(folder)
+    ASTFeatureExtractor(max_length=128).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("output", ["embedding", "logits"])
+def test_ast_rows_are_the_models_own_output_per_window(tmp_path, ast_folder, output):
+    from transformers import ASTFeatureExtractor, ASTForAudioClassification
+
+    audio = {
+        "long": tone(3.0),  # windows at 0, 1.28 and 2.56 s, the last one padded
+        "short": tone(0.5),  # shorter than one window: one padded window
+        "blip": tone(0.01),  # 160 samples: not one 25 ms frame
+        "silent": np.zeros(0, np.float32),
+    }
+    source = write_input(tmp_path / "a", "audio", audio)
+    config = {"input": str(source), "weights": str(ast_folder), "dtype": "float32", "precision": "float32"}
+    run_features("ast", {**config, "output": output}, tmp_path / "f", workers=0)
+    store = StoreReader(tmp_path / "f")
+    extractor = ASTFeatureExtractor.from_pretrained(ast_folder)
+    model = ASTForAudioClassification.from_pretrained(ast_folder).eval()
+    for vid, starts in {"long": [0.0, 1.28, 2.56], "short": [0.0]}.items():
+        windows = [audio[vid][round(start * 16000) : round(start * 16000) + 128 * 160] for start in starts]
+        with torch.inference_mode():
+            inputs = extractor(windows, sampling_rate=16000, return_tensors="pt")["input_values"]
+            result = model(input_values=inputs)
+            encoder = model.audio_spectrogram_transformer(input_values=inputs)
+        expected = result.logits if output == "logits" else encoder.pooler_output
+        rows, stamps = store.get(vid)
+        assert rows.shape == (len(starts), 5 if output == "logits" else 32)
+        np.testing.assert_allclose(rows, expected.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stamps, starts, atol=1e-6)
+        assert np.isfinite(rows).all()
+    assert len(store.get("blip")[0]) == 0 and len(store.get("silent")[0]) == 0
+    assert dict(zip(store.ids, store.text("note"), strict=True)) == {
+        "long": "",
+        "short": "",
+        "blip": "audio shorter than one 25 ms spectrogram frame",
+        "silent": "no audio",
+    }
+
+
+def test_ast_logits_refuse_a_checkpoint_without_a_trained_classifier(tmp_path, ast_folder):
+    from transformers import ASTFeatureExtractor, ASTModel
+
+    encoder_only = tmp_path / "encoder"
+    ASTModel.from_pretrained(ast_folder).save_pretrained(encoder_only)
+    ASTFeatureExtractor.from_pretrained(ast_folder).save_pretrained(encoder_only)
+    source = write_input(tmp_path / "a", "audio", {"a": tone(1.0)})
+    config = {"input": str(source), "weights": str(encoder_only), "output": "logits"}
+    with pytest.raises(WeightsError, match=r"lacks \['classifier\..*use a checkpoint fine-tuned for classification"):
+        run_features("ast", config, tmp_path / "f", workers=0)
+    run_features("ast", {**config, "output": "embedding"}, tmp_path / "f", workers=0)  # the encoder alone is whole
+    assert StoreReader(tmp_path / "f").get("a")[0].shape == (1, 32)
 
 
 def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whisper_file):
@@ -532,11 +659,16 @@ def _family_case(name: str, tmp_path: Path, request) -> tuple[str, dict]:
     if name == "vggish":
         weights = request.getfixturevalue("vggish_folder")
         return "vggish", {"input": str(source), "weights": str(weights), "postprocess": False}
+    if name == "vjepa2":
+        source = write_input(tmp_path / "in", "clips", {"a": frames(4, 48).reshape(1, 4, 48, 48, 3)})
+        return "vjepa2", {"input": str(source), "weights": str(request.getfixturevalue("vjepa2_folder"))}
+    if name == "ast":
+        return "ast", {"input": str(source), "weights": str(request.getfixturevalue("ast_folder"))}
     weights = request.getfixturevalue("whisper_file")
     return "whisper", {"input": str(source), "weights": str(weights), "transcribe": False}
 
 
-@pytest.mark.parametrize("family", ["image", "video", "videomae", "text", "vggish", "whisper"])
+@pytest.mark.parametrize("family", ["image", "video", "videomae", "text", "vggish", "whisper", "ast", "vjepa2"])
 def test_bfloat16_rows_stay_within_cosine_0999_of_float32(tmp_path, request, family):
     # Forced bfloat16 runs on any CPU (emulated where it is not native, slower but the same rounding),
     # so the check runs everywhere instead of being skipped on machines without AVX512-BF16.

@@ -137,6 +137,7 @@ ARCHES = {
     ],
     "transformer": [{"store": "seq", "pool": "transformer", "hidden": 16, "heads": 2, "max_len": 8}],
     "textcnn": [{"store": "tokens", "pool": "textcnn", "filters": 16}],
+    "attentive_probe": [{"store": "seq", "pool": "attentive_probe", "heads": 2}],
 }
 
 
@@ -146,7 +147,7 @@ def resolve(inputs: list[dict], stores: dict) -> list[dict]:
 
 @pytest.mark.parametrize("arch", list(ARCHES))
 def test_each_architecture_learns_a_clear_signal(synthetic, tmp_path, arch):
-    extra = {"hidden": []} if arch == "linear_probe" else {}
+    extra = {"hidden": []} if arch in ("linear_probe", "attentive_probe") else {}  # the probe's linear layer
     config = config_for(
         synthetic, tmp_path, "multi_class", "action", resolve(ARCHES[arch], synthetic["stores"]), **extra
     )
@@ -179,7 +180,9 @@ def test_each_task_learns_and_stays_at_chance_on_shuffled_labels(synthetic, tmp_
     assert chance[metric] < good - 0.2, chance
 
 
-@pytest.mark.parametrize("arch", ["attention", "lstm_self", "lstm_text_guided", "transformer", "textcnn"])
+@pytest.mark.parametrize(
+    "arch", ["attention", "lstm_self", "lstm_text_guided", "transformer", "textcnn", "attentive_probe"]
+)
 def test_padding_never_changes_a_prediction(synthetic, tmp_path, arch):
     config = config_for(
         synthetic, tmp_path, "multi_class", "action", resolve(ARCHES[arch], synthetic["stores"]), epochs=1
@@ -193,6 +196,23 @@ def test_padding_never_changes_a_prediction(synthetic, tmp_path, arch):
     alone = predict_scores(model, data, np.array([short]))
     padded = predict_scores(model, data, np.array([long, short]))[1:]  # batched with the longest: more padding
     np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_the_attentive_probe_shows_the_report_its_weights_and_checks_its_heads(synthetic, tmp_path):
+    from reelfeat.report.review import attention_weights
+
+    inputs = resolve(ARCHES["attentive_probe"], synthetic["stores"])
+    config = config_for(synthetic, tmp_path, "multi_class", "action", inputs, epochs=1, hidden=[])
+    train(config, tmp_path / "head")
+    model, _ = load_head(tmp_path / "head")
+    data = HeadData.load(config)
+    times, weights = attention_weights(model, data, 0)["seq"]
+    seq = data.inputs[0]
+    assert len(times) == len(weights) == min(seq.counts[seq.position[data.ids[0]]], 64)
+    assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0, abs=1e-5)
+    odd = config_for(synthetic, tmp_path, "multi_class", "action", [{**inputs[0], "heads": 3}], epochs=1)
+    with pytest.raises(ConfigError, match="3 attention heads do not divide its width .*set heads: to a divisor"):
+        train(odd, tmp_path / "odd")
 
 
 def test_gap_and_hit_at_k_on_worked_examples():

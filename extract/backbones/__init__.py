@@ -27,13 +27,25 @@ from extract.recipe import Recipe
 if TYPE_CHECKING:  # the families import torch when they are loaded; this module never does on import
     import torch
 
-FAMILY_MODULES = ("image", "video", "videomae", "text", "clip", "vggish", "whisper", "convlstm")
+FAMILY_MODULES = (
+    "image",
+    "video",
+    "videomae",
+    "text",
+    "clip",
+    "vggish",
+    "whisper",
+    "convlstm",
+    "audio_spectrogram",
+    "vjepa2",
+)
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # What each registered backbone reads, known without loading its family (the families import torch,
 # about 3 s of a process's start): `run` picks its view and starts decoding from this before torch
 # is imported. A test holds it to the registry; a name not here is looked up there.
 READS = {
+    "ast": "audio",
     "bert": "text",
     "clip": "frames",
     "clip_text": "text",
@@ -50,6 +62,7 @@ READS = {
     "swin3d_t": "clips",
     "vggish": "audio",
     "videomae": "clips",
+    "vjepa2": "clips",
     "whisper": "audio",
 }
 

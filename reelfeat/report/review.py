@@ -23,7 +23,7 @@ from heads.config import HeadConfig
 from heads.data import HeadData
 from heads.evaluate import read_scores
 from heads.metrics import average_precisions
-from heads.models import AttentionPool, HeadModel, ZeroShotHead
+from heads.models import AttentionPool, AttentiveProbe, HeadModel, ZeroShotHead
 from heads.tasks import Task
 
 
@@ -151,14 +151,15 @@ def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray
     return sorted(mistakes, key=lambda m: -m.error)
 
 
-def attention_pools(model: HeadModel | ZeroShotHead) -> dict[str, AttentionPool]:
-    """The inputs this head pools with attention (attention pooling, LSTM attention), by input key."""
+def attention_pools(model: HeadModel | ZeroShotHead) -> dict[str, AttentionPool | AttentiveProbe]:
+    """The inputs this head pools with attention (attention pooling, LSTM attention, the attentive
+    probe), by input key."""
     if not isinstance(model, HeadModel):
         return {}
     pools = {}
     for key, encoder in model.encoders.items():
-        pool = encoder if isinstance(encoder, AttentionPool) else getattr(encoder, "pool", None)
-        if isinstance(pool, AttentionPool):
+        pool = encoder if isinstance(encoder, AttentionPool | AttentiveProbe) else getattr(encoder, "pool", None)
+        if isinstance(pool, AttentionPool | AttentiveProbe):
             pools[key] = pool
     return pools
 
@@ -167,8 +168,8 @@ def attention_pools(model: HeadModel | ZeroShotHead) -> dict[str, AttentionPool]
 def attention_weights(
     model: HeadModel | ZeroShotHead, data: HeadData, video: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For each input pooled with attention (attention pooling, LSTM attention): the weight of each row
-    the head read for this video, at the row's time in seconds."""
+    """For each input pooled with attention (attention pooling, LSTM attention, the attentive probe):
+    the weight of each row the head read for this video, at the row's time in seconds."""
     captured: dict[str, np.ndarray] = {}
     hooks = []
     for key, pool in attention_pools(model).items():
