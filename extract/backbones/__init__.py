@@ -183,6 +183,27 @@ class Backbone:
         return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
 
+class NotedBackbone(Backbone):
+    """A backbone that writes each video's note (why it has no rows: no audio, too short), which its
+    `units` leave in `Units.state` ("" where there is nothing to say)."""
+
+    columns: ClassVar[dict[str, str]] = {"note": "str"}
+
+    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
+        rows = super().assemble(video, outputs, units)
+        rows.columns["note"] = units.state
+        return rows
+
+
+def require_clip_len(backbone: Backbone, row_shape: tuple[int, ...], frames: int) -> None:
+    """Video transformers take clips of one length: refuse a decoded clips view of another."""
+    if row_shape[0] != frames:
+        raise ConfigError(
+            f"{backbone.config.model} takes clips of {frames} frames but {backbone.config.input} has "
+            f"{row_shape[0]}: set clip_len: {frames} in its decode view"
+        )
+
+
 def require_sample_rate(backbone: Backbone, recipe: Recipe | None, rate: int) -> None:
     """Audio models take one sample rate: refuse a decoded audio view at another."""
     given = ((recipe.view if recipe else None) or {}).get("sample_rate", rate)

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from extract.backbones import (
-    Backbone,
     BackboneConfig,
-    Rows,
+    NotedBackbone,
     Units,
     VideoInput,
     register_backbone,
@@ -49,9 +48,8 @@ class ASTConfig(BackboneConfig):
             raise ConfigError(f"{where}.output: {self.output!r} is not one of {list(OUTPUTS)}")
 
 
-class ASTBackbone(Backbone):
+class ASTBackbone(NotedBackbone):
     input_kind = "audio"
-    columns = {"note": "str"}
 
     def __init__(self, config: ASTConfig, device: torch.device) -> None:
         from transformers import ASTFeatureExtractor, ASTForAudioClassification, ASTModel
@@ -112,11 +110,6 @@ class ASTBackbone(Backbone):
         with self.autocast():
             output = self.model(input_values=batch.to(self.device))
         return (output.logits if self.config.output == "logits" else output.pooler_output).float()
-
-    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
-        rows = super().assemble(video, outputs, units)
-        rows.columns["note"] = units.state
-        return rows
 
 
 register_backbone(

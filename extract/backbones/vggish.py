@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from extract.backbones import (
-    Backbone,
     BackboneConfig,
-    Rows,
+    NotedBackbone,
     Units,
     VideoInput,
     register_backbone,
@@ -54,9 +53,8 @@ def load_numpy_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class VGGishBackbone(Backbone):
+class VGGishBackbone(NotedBackbone):
     input_kind = "audio"
-    columns = {"note": "str"}
 
     def __init__(self, config: VGGishConfig, device: torch.device) -> None:
         import torchvggish
@@ -114,11 +112,6 @@ class VGGishBackbone(Backbone):
         if self.postprocessor is not None:
             embeddings = self.postprocessor.postprocess(embeddings).reshape(len(batch), -1)
         return embeddings.float()
-
-    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
-        rows = super().assemble(video, outputs, units)
-        rows.columns["note"] = units.state
-        return rows
 
 
 register_backbone(

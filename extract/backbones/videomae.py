@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone, require_clip_len
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
-from extract.config import ConfigError
 from extract.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
@@ -33,12 +32,7 @@ class VideoMAEBackbone(Backbone):
         super().__init__(config, weights, self.model.config.hidden_size, device)
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
-        frames = self.model.config.num_frames
-        if row_shape[0] != frames:
-            raise ConfigError(
-                f"{self.config.model} takes clips of {frames} frames but {self.config.input} has "
-                f"{row_shape[0]}: set clip_len: {frames} in its decode view"
-            )
+        require_clip_len(self, row_shape, self.model.config.num_frames)
 
     def preprocessing(self) -> dict[str, Any]:
         return self.pixels.describe()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
+from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone, require_clip_len
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
 from extract.config import ConfigError
@@ -51,12 +51,7 @@ class VJEPA2Backbone(Backbone):
         super().__init__(config, weights, self.model.config.hidden_size, device)
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
-        frames = self.model.config.frames_per_clip
-        if row_shape[0] != frames:
-            raise ConfigError(
-                f"{self.config.model} takes clips of {frames} frames but {self.config.input} has "
-                f"{row_shape[0]}: set clip_len: {frames} in its decode view"
-            )
+        require_clip_len(self, row_shape, self.model.config.frames_per_clip)
         fps = ((recipe.view if recipe else None) or {}).get("fps")
         self.frame_step_s = 1.0 / fps if fps else None
 
