@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif kind == "clips":
         view = ClipsView(num_clips=args.clips, clip_len=args.clip_len, fps=args.fps, **sampling)
     else:
-        view = AudioView(sample_rate=16000, max_seconds=args.max_seconds) if kind == "audio" else None
+        view = AudioView(sample_rate=args.sample_rate, max_seconds=args.max_seconds) if kind == "audio" else None
     if view is not None:
         view.validate("python -m extract run")
     values = {"model": args.backbone, "weights": args.weights, "dtype": args.dtype, "precision": args.precision}
@@ -300,7 +300,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="decode and extract in one process, no DVC project: a backbone over videos into OUT/<backbone>",
         description="Decode videos and run one backbone over them in one process, into the store "
         "OUT/<backbone> (the format `features` writes) and OUT/manifest.csv (the ids). Sampling flags "
-        "apply to the backbone's input: frames, clips or 16 kHz audio. Rerunning into the same OUT "
+        "apply to the backbone's input: frames, clips or audio (--sample-rate). Rerunning into the same OUT "
         "reuses videos whose file and settings are unchanged.",
     )
     p.add_argument("backbone", help="a registered backbone (see `python -m extract backbones`)")
@@ -320,6 +320,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         choices=["auto", *SEEK_MODES],
         help="how exactly frames are found (default: auto for frames, fast where they are sparse; exact for clips)",
+    )
+    p.add_argument(
+        "--sample-rate", type=int, default=16000, help="audio backbones: the rate they take (default 16000; clap 48000)"
     )
     p.add_argument("--column", default=None, help="text backbones: the table's text column (default text)")
     p.add_argument("--dtype", default="float16", help="of the stored features: float16 (default) or float32")

@@ -1,5 +1,6 @@
 """The label side of a zero-shot head: each label's prompt embedded by the text tower of the image-text
-model (CLIP, SigLIP) that made the head's input stores, through the `clip_text` backbone.
+or audio-text model (CLIP, SigLIP, CLAP) that made the head's input stores, through the `clip_text`
+backbone (which loads any of them).
 
 The model is the configured `text_model`, else the library name recorded in the first input store's
 recipe (a local folder must be named: recipes keep no paths). Either way its sha256 must equal the
@@ -39,8 +40,8 @@ def embed_labels(
     for key, recipe in recipes.items():
         if not isinstance(recipe.weights, dict):
             raise ConfigError(
-                f"{where}: input {key!r} was not made by an image-text backbone (clip, clip_text): "
-                "a zero-shot head compares its rows with label text embedded by the same model"
+                f"{where}: input {key!r} was not made by an image-text or audio-text backbone (clip, clap and "
+                "their text towers): a zero-shot head compares its rows with label text embedded by the same model"
             )
     first, recipe = next(iter(recipes.items()))
     name = config.text_model or recipe.weights["name"]
@@ -66,6 +67,9 @@ def embed_labels(
     units = [backbone.units(VideoInput(vid=str(i), text=text)).items[0] for i, text in enumerate(prompts)]
     embeddings = backbone.embed(default_collate(units))
     model = backbone.model
-    scale = float(model.logit_scale.detach().exp()) if hasattr(model, "logit_scale") else 1.0
+    # CLIP and SigLIP keep one logit scale; CLAP one per tower, the audio one for audio against text
+    scale_parameter = getattr(model, "logit_scale", None)
+    scale_parameter = getattr(model, "logit_scale_a", None) if scale_parameter is None else scale_parameter
+    scale = float(scale_parameter.detach().exp()) if scale_parameter is not None else 1.0
     bias = float(model.logit_bias.detach()) if getattr(model, "logit_bias", None) is not None else None
     return embeddings, scale, bias

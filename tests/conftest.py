@@ -244,5 +244,35 @@ def save_tiny_clip(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def clap_folder(weights_dir) -> Path:
+    """A tiny CLAP (the real classes, random weights): HTSAT with one layer a stage, a one-layer RoBERTa,
+    and RoBERTa's byte-level vocabulary (the 256 byte symbols, no merges)."""
+    import json
+
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizer
+
+    folder = weights_dir / "tiny-clap"
+    folder.mkdir(parents=True)
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {token: i for i, token in enumerate(specials + [table[b] for b in range(256)])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    RobertaTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
+    text = {"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text |= {"intermediate_size": 37, "max_position_embeddings": 80, "pad_token_id": 1, "bos_token_id": 0}
+    text |= {"eos_token_id": 2, "projection_dim": 16}
+    audio = {"depths": [1, 1, 1, 1], "num_attention_heads": [1, 1, 1, 1], "patch_embeds_hidden_size": 8}
+    audio |= {"hidden_size": 64, "projection_dim": 16, "enable_fusion": False}
+    torch.manual_seed(0)
+    ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=16)).save_pretrained(folder)
+    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def clip_folder(weights_dir) -> Path:
     return save_tiny_clip(weights_dir / "tiny-clip")

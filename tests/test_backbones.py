@@ -378,6 +378,44 @@ def test_ast_logits_refuse_a_checkpoint_without_a_trained_classifier(tmp_path, a
     assert StoreReader(tmp_path / "f").get("a")[0].shape == (1, 32)
 
 
+def test_clap_rows_are_its_normalised_audio_and_text_features_in_one_space(tmp_path, clap_folder):
+    from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+
+    t = np.arange(12 * 48000) / 48000
+    long = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    audio = {"long": long, "short": long[:48000], "silent": np.zeros(0, np.float32)}
+    view = {"view": {"type": "audio", "sample_rate": 48000}}
+    source = write_input(tmp_path / "a", "audio", audio, config=view)
+    config = {"input": str(source), "weights": str(clap_folder), "dtype": "float32", "precision": "float32"}
+    run_features("clap", config, tmp_path / "f", workers=0)
+    store = StoreReader(tmp_path / "f")
+    extractor = ClapFeatureExtractor.from_pretrained(clap_folder)
+    model = ClapModel.from_pretrained(clap_folder).eval()
+    for vid, windows in {"long": [long[: 10 * 48000], long[10 * 48000 :]], "short": [long[:48000]]}.items():
+        with torch.inference_mode():
+            features = model.get_audio_features(**extractor(windows, sampling_rate=48000, return_tensors="pt"))
+        rows, stamps = store.get(vid)
+        expected = torch.nn.functional.normalize(features.pooler_output, dim=-1).numpy()
+        np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stamps, [0.0, 10.0][: len(windows)])
+    assert len(store.get("silent")[0]) == 0
+    assert dict(zip(store.ids, store.text("note"), strict=True))["silent"] == "no audio"
+
+    manifest = write_manifest(tmp_path / "m.csv", {"a": "applause", "b": "a dog barks"})
+    run_features("clap_text", {**config, "input": str(manifest)}, tmp_path / "t", workers=0)
+    tokenizer = AutoTokenizer.from_pretrained(clap_folder)
+    encoded = tokenizer("a dog barks", padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        text = model.get_text_features(**encoded).pooler_output
+    text_rows = StoreReader(tmp_path / "t").get("b")[0]
+    np.testing.assert_allclose(text_rows, torch.nn.functional.normalize(text, dim=-1).numpy(), rtol=1e-4, atol=1e-5)
+    assert text_rows.shape[1] == rows.shape[1] == 16  # one space
+
+    with pytest.raises(ConfigError, match="clap needs 48000 Hz audio; .* is 16000 Hz: set sample_rate: 48000"):
+        at_16k = write_input(tmp_path / "a16", "audio", {"a": long[:16000]})
+        run_features("clap", {**config, "input": str(at_16k)}, tmp_path / "g", workers=0)
+
+
 def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whisper_file):
     import whisper
 

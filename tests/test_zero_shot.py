@@ -86,6 +86,27 @@ def test_planted_labels_rank_first_and_scores_equal_clip_cosines(tmp_path, clip_
     assert (scores.argmax(1) == planted).all()
 
 
+def test_clap_text_rows_are_scored_with_labels_from_the_same_clap_at_its_audio_scale(tmp_path, clap_folder):
+    """Audio-text zero-shot: the labels come from CLAP's own text tower (through `clip_text`, which loads
+    any such model), and the logit scale is CLAP's audio one."""
+    from transformers import ClapModel
+
+    rows = [
+        {"id": f"v{i}", "video": f"v{i}.mp4", "split": ["train", "val", "test"][i % 3], "label": label}
+        | {"text": f"a video of {label}"}
+        for i, label in enumerate(LABELS * 3)
+    ]
+    manifest = write_rows(tmp_path / "manifest.csv", rows)
+    store = tmp_path / "features" / "clap_text"
+    config = {"input": str(manifest), "weights": str(clap_folder), "dtype": "float32", "precision": "float32"}
+    run_features("clap_text", config, store, workers=0)
+    train(zero_shot(manifest, store, "multi_class", clap_folder), tmp_path / "head")
+    assert evaluate(tmp_path / "head")["test"]["accuracy"] == 1.0
+    _, checkpoint = load_head(tmp_path / "head")
+    scale = ClapModel.from_pretrained(clap_folder).logit_scale_a.exp().item()
+    assert float(checkpoint.state_dict["scale"]) == pytest.approx(scale, rel=1e-6)
+
+
 def test_binary_weighs_the_label_against_the_negative_prompt_and_predict_uses_it(tmp_path, clip_folder):
     rows = [
         {"id": f"v{i}", "video": f"v{i}.mp4", "split": ["train", "val", "test"][i % 3], "label": str(i % 2)}

@@ -38,6 +38,7 @@ FAMILY_MODULES = (
     "convlstm",
     "audio_spectrogram",
     "vjepa2",
+    "clap",
 )
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -47,6 +48,8 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 READS = {
     "ast": "audio",
     "bert": "text",
+    "clap": "audio",
+    "clap_text": "text",
     "clip": "frames",
     "clip_text": "text",
     "convlstm_ae": "frames",

@@ -35,7 +35,7 @@ class ClipTextConfig(BackboneConfig):
             raise ConfigError(f"{where}.max_tokens: need room for at least the start and end tokens")
 
 
-def _projected(output: Any) -> torch.Tensor:
+def projected(output: Any) -> torch.Tensor:
     """The projected embeddings: transformers 5 returns them as `pooler_output`, older releases bare."""
     return output.pooler_output if hasattr(output, "pooler_output") else output
 
@@ -43,10 +43,12 @@ def _projected(output: Any) -> torch.Tensor:
 class _ClipModel(Backbone):
     """Loads the model and the processor settings both towers need."""
 
+    default_checkpoint = DEFAULT_CHECKPOINT
+
     def __init__(self, config: BackboneConfig, device: torch.device) -> None:
         from transformers import AutoModel
 
-        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, f"backbone {config.model}")
+        folder, weights = huggingface_weights(config.weights or self.default_checkpoint, f"backbone {config.model}")
         self.folder = folder
         self.model = AutoModel.from_pretrained(folder).eval().to(device)
         dim = getattr(self.model.config, "projection_dim", None) or self.model.config.text_config.hidden_size
@@ -72,7 +74,7 @@ class ClipImageBackbone(_ClipModel):
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         with self.autocast():
-            features = _projected(self.model.get_image_features(pixel_values=batch.to(self.device)))
+            features = projected(self.model.get_image_features(pixel_values=batch.to(self.device)))
         return F.normalize(features.float(), dim=-1)
 
 
@@ -99,7 +101,7 @@ class ClipTextBackbone(_ClipModel):
     def embed(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         ids, mask = (t.to(self.device) for t in batch)
         with self.autocast():
-            features = _projected(self.model.get_text_features(input_ids=ids, attention_mask=mask))
+            features = projected(self.model.get_text_features(input_ids=ids, attention_mask=mask))
         return F.normalize(features.float(), dim=-1)
 
 
