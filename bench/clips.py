@@ -9,9 +9,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
+def videos_in(folder: Path) -> list[Path]:
+    """The video files in a folder, by name (none where it is absent)."""
+    suffixes = (".mp4", ".mkv", ".avi", ".mov")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes) if folder.is_dir() else []
+
+
 def real_clips() -> list[Path]:
     """The real videos in ../shared/media (none where it is absent)."""
-    return sorted(p for p in MEDIA.iterdir() if p.suffix in (".mp4", ".mkv", ".avi")) if MEDIA.is_dir() else []
+    return videos_in(MEDIA)
 
 
 def generated_clip(

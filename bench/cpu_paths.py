@@ -62,11 +62,14 @@ def main() -> None:
         ]
         sample = batches[0]
 
-        def eager(batch):
-            with torch.inference_mode():
-                return model(batch).numpy()
+        def inference(fn):
+            def run(batch):
+                with torch.inference_mode():
+                    return fn(batch).numpy()
 
-        candidates = {"eager": lambda: eager}
+            return run
+
+        candidates = {"eager": lambda: inference(model)}
 
         def frozen():
             with torch.no_grad():
@@ -78,11 +81,7 @@ def main() -> None:
             with torch.inference_mode():
                 fn(sample)  # compiles here
                 fn(batches[-1])  # and for the last, smaller batch
-            return lambda batch: eager_of(fn, batch)
-
-        def eager_of(fn, batch):
-            with torch.inference_mode():
-                return fn(batch).numpy()
+            return inference(fn)
 
         def onnx():
             import onnxruntime

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.clips import RESULTS, generated_clip, real_clips  # noqa: E402
+from bench.clips import RESULTS, generated_clip, real_clips, videos_in  # noqa: E402
 from bench.weights import torchvision_file, vggish_folder  # noqa: E402
 
 # video_features loads these torch hub names; reelfeat reads the same files by path
@@ -72,7 +72,7 @@ def clip_sets(names: list[str], extra: Path | None = None) -> dict[str, list[Pat
     if "hundred" in names and (real := real_clips()):
         sets["hundred"] = repeated(real, HUNDRED // len(real), RESULTS / "peer" / "hundred")
     if extra is not None:
-        sets[extra.name] = sorted(p for p in extra.iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov"))
+        sets[extra.name] = videos_in(extra)
     return sets
 
 

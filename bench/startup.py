@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.clips import RESULTS, generated_clip, real_clips  # noqa: E402
+from bench.peer import clip_sets  # noqa: E402
 from bench.weights import torchvision_file  # noqa: E402
 
 # runs inside the timed process: START is the wall clock when the interpreter was launched
@@ -79,13 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose `extract` is timed")
     args = parser.parse_args()
-    if args.set == "real":
-        videos = real_clips()
-    else:
-        videos = [
-            generated_clip(RESULTS / "peer" / f"short{i:02d}.mp4", 4, "720x1280", tone_hz=300 + 40 * i, gop=60)
-            for i in range(13)
-        ]
+    videos = clip_sets([args.set])[args.set]  # the peer benchmark's sets
     runs = []
     with tempfile.TemporaryDirectory(prefix="reelfeat-startup-") as tmp:
         weights = torchvision_file(Path(tmp), "resnet50")
