@@ -37,7 +37,12 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_reelfeat_command(tmp_path
     )
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("reelfeat-*.whl")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", wheel], capture_output=True, text=True)
+    # --force-reinstall: through test-deps.pth pip also sees this checkout's own install (a CI venv's
+    # editable reelfeat 0.1.0) and may call the wheel "already satisfied", leaving no `reelfeat` command;
+    # pip never uninstalls outside the venv it installs into
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel], capture_output=True, text=True
+    )
     assert install.returncode == 0, install.stderr
     command = env_dir / "bin" / "reelfeat"
     done = subprocess.run([command, "--help"], capture_output=True, text=True, cwd=tmp_path)
