@@ -1,6 +1,6 @@
-"""The label side of a zero-shot head: each label's prompt embedded by the text tower of the image-text
-or audio-text model (CLIP, SigLIP, CLAP) that made the head's input stores, through the `clip_text`
-backbone (which loads any of them).
+"""The label side of a zero-shot head: each label's prompt embedded by the text tower of the image-text,
+video-text or audio-text model (CLIP, SigLIP, VideoPrism, PE, CLAP) that made the head's input
+stores, through the text-tower backbone the registry names for it (`clip_text`, `pe_text`, ...).
 
 The model is the configured `text_model`, else the library name recorded in the first input store's
 recipe (a local folder must be named: recipes keep no paths). Either way its sha256 must equal the
@@ -37,12 +37,22 @@ def embed_labels(
     """(label embeddings (labels, D), logit scale, logit bias or None) from the inputs' own model."""
     where = "heads zero_shot"
     recipes = {key: schema.recipe for key, schema in schemas.items()}
+    towers = {}
     for key, recipe in recipes.items():
-        if not isinstance(recipe.weights, dict):
+        tower = get_backbone((recipe.backbone or {}).get("model", "")).text_tower if recipe.backbone else None
+        if tower is None or not isinstance(recipe.weights, dict):
             raise ConfigError(
-                f"{where}: input {key!r} was not made by an image-text or audio-text backbone (clip, clap and "
-                "their text towers): a zero-shot head compares its rows with label text embedded by the same model"
+                f"{where}: input {key!r} was not made by a backbone with a text tower in its space (clip, clap, "
+                "videoprism, pe_video and their text towers): a zero-shot head compares its rows with label text "
+                "embedded by the same model"
             )
+        rows = recipe.backbone.get("rows", "shared")
+        if rows != "shared":  # VideoPrism's and PE's frame rows are their encoders', not the text space
+            raise ConfigError(
+                f"{where}: input {key!r} holds {recipe.backbone['model']} rows: {rows}, which are not in the "
+                "space of its text tower: make that store with rows: shared"
+            )
+        towers[key] = tower
     first, recipe = next(iter(recipes.items()))
     name = config.text_model or recipe.weights["name"]
     if not name:  # recipes keep no paths: a store made from a local folder does not say where it was
@@ -50,11 +60,11 @@ def embed_labels(
             f"{where}: input {first!r} was made with weights {made_with(recipe)}: set the head's text_model "
             "to that folder"
         )
-    entry = get_backbone("clip_text")
+    entry = get_backbone(towers[first])
     # the precision the rows were made at (a float32 store gets float32 labels on a bfloat16 CPU too)
     precision = (recipe.backbone or {}).get("precision", "auto")
     settings = entry.config_cls(
-        model="clip_text", input="label prompts", weights=name, dtype="float32", precision=precision
+        model=entry.name, input="label prompts", weights=name, dtype="float32", precision=precision
     )
     backbone = entry.build(settings, torch.device("cpu"))
     for key, recipe in recipes.items():
@@ -66,10 +76,5 @@ def embed_labels(
     prompts = label_prompts(config, task)
     units = [backbone.units(VideoInput(vid=str(i), text=text)).items[0] for i, text in enumerate(prompts)]
     embeddings = backbone.embed(default_collate(units))
-    model = backbone.model
-    # CLIP and SigLIP keep one logit scale; CLAP one per tower, the audio one for audio against text
-    scale_parameter = getattr(model, "logit_scale", None)
-    scale_parameter = getattr(model, "logit_scale_a", None) if scale_parameter is None else scale_parameter
-    scale = float(scale_parameter.detach().exp()) if scale_parameter is not None else 1.0
-    bias = float(model.logit_bias.detach()) if getattr(model, "logit_bias", None) is not None else None
+    scale, bias = backbone.logit_scale_bias()
     return embeddings, scale, bias

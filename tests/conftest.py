@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -276,3 +277,90 @@ def clap_folder(weights_dir) -> Path:
 @pytest.fixture(scope="session")
 def clip_folder(weights_dir) -> Path:
     return save_tiny_clip(weights_dir / "tiny-clip")
+
+
+def save_char_tokenizer(folder: Path, specials: list[str]) -> Path:
+    """A tokenizer of single lowercase letters and spaces-dropped words, the real `PreTrainedTokenizerFast`
+    (what AutoTokenizer loads from the folder); specials come first, `[CLS]` (if given) starts every text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(specials + [chr(c) for c in range(ord("a"), ord("z") + 1)])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split("", "isolated")]
+    )
+    if "[CLS]" in vocab:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+        )
+    named = {"pad_token": "<pad>", "unk_token": "<unk>"} | (
+        {"cls_token": "[CLS]", "sep_token": "[SEP]"} if "[CLS]" in vocab else {}
+    )
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, **named).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def videoprism_folder(weights_dir) -> Path:
+    """A tiny VideoPrism video-text (LVT) model, the real class with random weights: 4-frame clips at
+    36 px in 18 px patches, one layer per stage, and a letter tokenizer."""
+    import torch
+    from transformers import VideoPrismClipModel, VideoPrismConfig
+
+    folder = weights_dir / "tiny-videoprism-lvt"
+    vision = {"image_size": 36, "num_frames": 4, "hidden_size": 32, "num_attention_heads": 2}
+    vision |= {"intermediate_size": 37, "num_spatial_layers": 1, "num_temporal_layers": 1, "num_auxiliary_layers": 1}
+    text = {"vocab_size": 28, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "max_position_embeddings": 16}
+    torch.manual_seed(0)
+    VideoPrismClipModel(VideoPrismConfig(vision_config=vision, text_config=text)).save_pretrained(folder)
+    return save_char_tokenizer(folder, ["<pad>", "<unk>"])
+
+
+def tiny_pe_av():
+    """A tiny Perception Encoder audio-video model (the real classes, seeded random weights: a one-block
+    PE Core ViT through timm at 32 px, one-layer encoders, a one-layer ModernBERT). transformers 5.23
+    cannot load its own saved PeAudioVideoModel (tied weights), so tests rebuild this one to compare."""
+    import torch
+    from transformers import PeAudioVideoConfig, PeAudioVideoModel
+
+    layers = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2}
+    layers |= {"head_dim": 16}
+    vit = {"img_size": 32, "embed_dim": 32, "depth": 1, "num_heads": 2}
+    vision = {"architecture": "vit_pe_core_tiny_patch16_384", "num_classes": 16, "model_args": vit}
+    audio_video = {**layers, "audio_config": layers, "video_config": {**layers, "vision_config": vision}}
+    text = {"vocab_size": 30, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1}
+    text |= {"num_attention_heads": 2, "pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3}
+    text |= {"bos_token_id": 2, "eos_token_id": 3}
+    torch.manual_seed(0)
+    model = PeAudioVideoModel(PeAudioVideoConfig(text_config=text, audio_video_config=audio_video)).eval()
+    with torch.no_grad():  # trained values, not the zeros it starts from (a zero scale ties every label)
+        model.video_model.text_video_logit_scale.fill_(10.0)
+        model.video_model.text_video_logit_bias.fill_(-2.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def pe_av_folder(weights_dir) -> Path:
+    """`tiny_pe_av` saved as Meta publishes PE video, with its video processor and a letter tokenizer."""
+    from transformers import PeVideoVideoProcessor
+
+    folder = weights_dir / "tiny-pe-av"
+    tiny_pe_av().save_pretrained(folder)
+    steps = {"size": {"height": 32, "width": 32}, "do_resize": True, "do_rescale": True, "do_normalize": True}
+    PeVideoVideoProcessor(**steps, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return save_char_tokenizer(folder, ["<pad>", "<unk>", "[CLS]", "[SEP]"])
+
+
+def write_input(path: Path, kind: str, videos: dict[str, np.ndarray], times=None, config=None) -> Path:
+    """A decoded store with the given rows per video, as `decode` writes them."""
+    from extract.store import StoreWriter
+
+    first = next(iter(videos.values()))
+    attrs = {"kind": kind, "config": json.dumps(config or {"view": {"type": kind, "sample_rate": 16000}})}
+    with StoreWriter(path, row_shape=first.shape[1:], dtype=first.dtype, attrs=attrs) as writer:
+        for vid, rows in videos.items():
+            stamps = np.arange(len(rows), dtype=np.float32) if times is None else times[vid]
+            writer.add(vid, rows, stamps, source_sha256=f"sha-{vid}")
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED, assert_same_rows, make_video, save_torchvision
+from conftest import SHARED, assert_same_rows, make_video, save_torchvision, tiny_pe_av, write_input
 
 from extract.backbones import READS, BackboneConfig, get_backbone, input_kind, list_backbones
 from extract.backbones.pixels import TensorImageProcessor
@@ -21,17 +21,6 @@ from extract.features import run_features
 from extract.store import StoreReader, StoreWriter
 
 torch.manual_seed(0)
-
-
-def write_input(path: Path, kind: str, videos: dict[str, np.ndarray], times=None, config=None) -> Path:
-    """A decoded store with the given rows per video, as `decode` writes them."""
-    first = next(iter(videos.values()))
-    attrs = {"kind": kind, "config": json.dumps(config or {"view": {"type": kind, "sample_rate": 16000}})}
-    with StoreWriter(path, row_shape=first.shape[1:], dtype=first.dtype, attrs=attrs) as writer:
-        for vid, rows in videos.items():
-            stamps = np.arange(len(rows), dtype=np.float32) if times is None else times[vid]
-            writer.add(vid, rows, stamps, source_sha256=f"sha-{vid}")
-    return path
 
 
 def frames(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -271,6 +260,100 @@ def test_vjepa2_refuses_clips_of_another_length(tmp_path, vjepa2_folder):
     source = write_input(tmp_path / "clips", "clips", {"v": frames(6, 48).reshape(2, 3, 48, 48, 3)})
     with pytest.raises(ConfigError, match="takes clips of 4 frames but .* has 3: set clip_len: 4"):
         run_features("vjepa2", {"input": str(source), "weights": str(vjepa2_folder)}, tmp_path / "f", workers=0)
+
+
+def clips_input(tmp_path: Path, size: int) -> tuple[np.ndarray, Path]:
+    """Two 4-frame clips of one video at 8 fps, centred at 1 s and 3 s."""
+    clips = frames(8, size).reshape(2, 4, size, size, 3)
+    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
+    times = {"v": np.array([1.0, 3.0], np.float32)}
+    return clips, write_input(tmp_path / "clips", "clips", {"v": clips}, times, view)
+
+
+# a 4-frame clip at 8 fps: its frames sit 0.1875 and 0.0625 s either side of the clip's centre
+FRAME_TIMES = [0.8125, 0.9375, 1.0625, 1.1875, 2.8125, 2.9375, 3.0625, 3.1875]
+
+
+@pytest.mark.parametrize("rows", ["frame", "shared"])
+def test_videoprism_rows_are_its_encoder_per_frame_or_its_video_text_embedding(tmp_path, videoprism_folder, rows):
+    from transformers import LlavaOnevisionVideoProcessor, VideoPrismClipModel
+
+    clips, source = clips_input(tmp_path, 48)
+    config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
+    run_features("videoprism", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    # VideoPrismProcessor's call: its video processor at the model's size, not normalised
+    processor = LlavaOnevisionVideoProcessor()
+    theirs = processor([c for c in clips], size={"height": 36, "width": 36}, do_normalize=False, return_tensors="pt")[
+        "pixel_values_videos"
+    ]
+    model = VideoPrismClipModel.from_pretrained(videoprism_folder).eval()
+    got, stamps = StoreReader(tmp_path / "f").get("v")
+    with torch.inference_mode():
+        if rows == "shared":
+            expected = model.get_video_features(pixel_values_videos=theirs).pooler_output.reshape(2, 32)
+            assert stamps.tolist() == [1.0, 3.0]
+        else:
+            tokens = model.video_model.vision_model(pixel_values_videos=theirs).last_hidden_state  # (2, 4 x 4, 32)
+            expected = tokens.reshape(2, 4, 4, 32).mean(2).reshape(8, 32)
+            np.testing.assert_allclose(stamps, FRAME_TIMES, atol=1e-6)
+    cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(got), expected, dim=-1)
+    assert got.shape == tuple(expected.shape) and cosine.min() > 0.999  # tensor resize against PIL's
+    if rows == "shared":
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_videoprism_shared_rows_need_a_video_text_checkpoint(tmp_path, weights_dir, videoprism_folder):
+    from transformers import VideoPrismClipModel
+
+    encoder = weights_dir / "tiny-videoprism-encoder"
+    VideoPrismClipModel.from_pretrained(videoprism_folder).video_model.vision_model.save_pretrained(encoder)
+    _, source = clips_input(tmp_path, 48)
+    config = {"input": str(source), "weights": str(encoder), "dtype": "float32", "precision": "float32"}
+    run_features("videoprism", config, tmp_path / "frame", workers=0)  # the encoder alone gives frame rows
+    run_features("videoprism", {**config, "weights": str(videoprism_folder)}, tmp_path / "lvt", workers=0)
+    assert_same_rows(StoreReader(tmp_path / "frame"), StoreReader(tmp_path / "lvt"), atol=1e-6)
+    with pytest.raises(WeightsError, match="rows: shared needs a video-text checkpoint .* set rows: frame"):
+        run_features("videoprism", {**config, "rows": "shared"}, tmp_path / "shared", workers=0)
+
+
+@pytest.mark.parametrize("rows", ["frame", "shared"])
+def test_pe_video_rows_follow_pe_video_model_forward_from_an_audio_video_checkpoint(tmp_path, pe_av_folder, rows):
+    from transformers import AutoVideoProcessor
+
+    clips, source = clips_input(tmp_path, 40)
+    config = {"input": str(source), "weights": str(pe_av_folder), "dtype": "float32", "precision": "float32"}
+    run_features("pe_video", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    theirs = AutoVideoProcessor.from_pretrained(pe_av_folder)([c for c in clips], return_tensors="pt")
+    video_model = tiny_pe_av().video_model  # the published nesting, the weights saved in pe_av_folder
+    got, stamps = StoreReader(tmp_path / "f").get("v")
+    with torch.inference_mode():
+        out = video_model.video_encoder(pixel_values_videos=theirs["pixel_values_videos"])
+        if rows == "shared":  # as PeVideoModel.forward embeds a video
+            expected = torch.nn.functional.normalize(video_model.video_head(out.pooler_output), dim=-1)
+            assert stamps.tolist() == [1.0, 3.0]
+        else:
+            expected = out.last_hidden_state.reshape(8, 32)
+            np.testing.assert_allclose(stamps, FRAME_TIMES, atol=1e-6)
+    cosine = torch.nn.functional.cosine_similarity(torch.from_numpy(got), expected, dim=-1)
+    assert got.shape == tuple(expected.shape) and cosine.min() > 0.999
+
+
+def test_pe_video_refuses_another_model_and_a_checkpoint_missing_weights(tmp_path, pe_av_folder, videoprism_folder):
+    import shutil
+
+    _, source = clips_input(tmp_path, 40)
+    config = {"input": str(source), "dtype": "float32", "precision": "float32"}
+    with pytest.raises(WeightsError, match="holds a 'videoprism' model, not PE video"):
+        run_features("pe_video", {**config, "weights": str(videoprism_folder)}, tmp_path / "a", workers=0)
+    broken = shutil.copytree(pe_av_folder, tmp_path / "broken")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(broken / "model.safetensors")
+    save_file(
+        {k: v for k, v in tensors.items() if not k.startswith("video_model.video_head")}, broken / "model.safetensors"
+    )
+    with pytest.raises(WeightsError, match="lacks .*video_head"):
+        run_features("pe_video", {**config, "weights": str(broken)}, tmp_path / "b", workers=0)
 
 
 def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -700,13 +783,19 @@ def _family_case(name: str, tmp_path: Path, request) -> tuple[str, dict]:
     if name == "vjepa2":
         source = write_input(tmp_path / "in", "clips", {"a": frames(4, 48).reshape(1, 4, 48, 48, 3)})
         return "vjepa2", {"input": str(source), "weights": str(request.getfixturevalue("vjepa2_folder"))}
+    if name in ("videoprism", "pe_video"):
+        size, weights = (48, "videoprism_folder") if name == "videoprism" else (40, "pe_av_folder")
+        source = write_input(tmp_path / "in", "clips", {"a": frames(4, size).reshape(1, 4, size, size, 3)})
+        return name, {"input": str(source), "weights": str(request.getfixturevalue(weights))}
     if name == "ast":
         return "ast", {"input": str(source), "weights": str(request.getfixturevalue("ast_folder"))}
     weights = request.getfixturevalue("whisper_file")
     return "whisper", {"input": str(source), "weights": str(weights), "transcribe": False}
 
 
-@pytest.mark.parametrize("family", ["image", "video", "videomae", "text", "vggish", "whisper", "ast", "vjepa2"])
+@pytest.mark.parametrize(
+    "family", ["image", "video", "videomae", "text", "vggish", "whisper", "ast", "vjepa2", "videoprism", "pe_video"]
+)
 def test_bfloat16_rows_stay_within_cosine_0999_of_float32(tmp_path, request, family):
     # Forced bfloat16 runs on any CPU (emulated where it is not native, slower but the same rounding),
     # so the check runs everywhere instead of being skipped on machines without AVX512-BF16.

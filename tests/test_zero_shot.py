@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import save_tiny_clip
+from conftest import save_tiny_clip, write_input
 
 from extract.config import ConfigError
 from extract.features import run_features
@@ -105,6 +105,66 @@ def test_clap_text_rows_are_scored_with_labels_from_the_same_clap_at_its_audio_s
     _, checkpoint = load_head(tmp_path / "head")
     scale = ClapModel.from_pretrained(clap_folder).logit_scale_a.exp().item()
     assert float(checkpoint.state_dict["scale"]) == pytest.approx(scale, rel=1e-6)
+
+
+@pytest.mark.parametrize("family", ["videoprism", "pe"])
+def test_video_text_models_score_labels_from_their_own_text_tower_at_their_own_scale(tmp_path, request, family):
+    """VideoPrism and PE video: the labels come from the text tower the registry names for the store's
+    model, at the model's logit scale and bias (VideoPrism has none: plain cosines), and predict works."""
+    weights = request.getfixturevalue("videoprism_folder" if family == "videoprism" else "pe_av_folder")
+    tower = f"{family}_text"
+    rows = [
+        {"id": f"v{i}", "video": f"v{i}.mp4", "split": ["train", "val", "test"][i % 3], "label": label}
+        | {"text": f"a video of {label}"}
+        for i, label in enumerate(LABELS * 3)
+    ]
+    manifest = write_rows(tmp_path / "manifest.csv", rows)
+    store = tmp_path / "features" / tower
+    config = {"input": str(manifest), "weights": str(weights), "dtype": "float32", "precision": "float32"}
+    run_features(tower, config, store, workers=0)
+    train(zero_shot(manifest, store, "multi_class", weights), tmp_path / "head")
+    assert evaluate(tmp_path / "head")["test"]["accuracy"] == 1.0
+    _, checkpoint = load_head(tmp_path / "head")
+    scale, bias = (1.0, 0.0) if family == "videoprism" else (10.0, -2.0)
+    assert float(checkpoint.state_dict["scale"]) == scale and float(checkpoint.state_dict["bias"]) == bias
+
+    params = {"backbones": {tower: {"input": "x", "weights": str(weights)}}}
+    new = write_rows(tmp_path / "new.csv", [{"video": "n.mp4", "text": "a video of boat"}])
+    out = io.StringIO()
+    predict(tmp_path / "head", params, [], str(new), out)
+    scores = json.loads(out.getvalue())["scores"]
+    assert max(scores, key=scores.get) == "boat"
+
+
+def test_videoprism_clip_rows_take_labels_from_its_text_tower_and_frame_rows_are_refused(tmp_path, videoprism_folder):
+    from transformers import AutoTokenizer, VideoPrismClipModel
+
+    rng = np.random.default_rng(0)
+    clips = {f"v{i}": rng.integers(0, 255, (1, 4, 40, 40, 3), dtype=np.uint8) for i in range(3)}
+    view = {"view": {"type": "clips", "clip_len": 4, "fps": None}}
+    times = {vid: np.array([0.5], np.float32) for vid in clips}
+    source = write_input(tmp_path / "clips", "clips", clips, times, view)
+    splits = ["train", "val", "test"]
+    rows = [{"id": vid, "video": f"{vid}.mp4", "split": splits[i], "label": LABELS[i]} for i, vid in enumerate(clips)]
+    manifest = write_rows(tmp_path / "manifest.csv", rows)
+    config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
+    for rows_kind in ("frame", "shared"):
+        store = tmp_path / "features" / rows_kind
+        run_features("videoprism", {**config, "rows": rows_kind}, store, workers=0)
+    with pytest.raises(ConfigError, match="holds videoprism rows: frame, which are not in the space .* rows: shared"):
+        train(zero_shot(manifest, tmp_path / "features" / "frame", "multi_class", videoprism_folder), tmp_path / "h")
+    train(zero_shot(manifest, tmp_path / "features" / "shared", "multi_class", videoprism_folder), tmp_path / "h")
+    _, checkpoint = load_head(tmp_path / "h")
+    model = VideoPrismClipModel.from_pretrained(videoprism_folder).eval()
+    ids = AutoTokenizer.from_pretrained(videoprism_folder)(
+        [f"a video of {label}" for label in sorted(LABELS[:3])],
+        padding="max_length",
+        max_length=16,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        text = model.get_text_features(**ids).pooler_output
+    np.testing.assert_allclose(checkpoint.state_dict["labels"].numpy(), text.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_binary_weighs_the_label_against_the_negative_prompt_and_predict_uses_it(tmp_path, clip_folder):

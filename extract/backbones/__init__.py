@@ -39,6 +39,8 @@ FAMILY_MODULES = (
     "audio_spectrogram",
     "vjepa2",
     "clap",
+    "videoprism",
+    "pe_video",
 )
 INPUT_KINDS = ("frames", "clips", "audio", "text")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -56,6 +58,8 @@ READS = {
     "mc3_18": "clips",
     "mvit_v1_b": "clips",
     "mvit_v2_s": "clips",
+    "pe_text": "text",
+    "pe_video": "clips",
     "r2plus1d_18": "clips",
     "r3d_18": "clips",
     "resnet50": "frames",
@@ -65,6 +69,8 @@ READS = {
     "swin3d_t": "clips",
     "vggish": "audio",
     "videomae": "clips",
+    "videoprism": "clips",
+    "videoprism_text": "text",
     "vjepa2": "clips",
     "whisper": "audio",
 }
@@ -223,6 +229,8 @@ class BackboneEntry:
     backbone_cls: type[Backbone]  # built as backbone_cls(config, device)
     config_cls: type[BackboneConfig]
     about: str
+    # the registered text tower whose rows share this model's space (zero-shot heads embed labels with it)
+    text_tower: str | None = None
 
     @property
     def input_kind(self) -> str:
@@ -236,13 +244,21 @@ _REGISTRY: dict[str, BackboneEntry] = {}
 _GENERIC: dict[str, Callable[[str], BackboneEntry | None]] = {}
 
 
-def register_backbone(name: str, backbone_cls: type[Backbone], *, config_cls: type[BackboneConfig], about: str) -> None:
-    """Register `backbone_cls(config, device)` under `name`; it reads its class's `input_kind`."""
+def register_backbone(
+    name: str,
+    backbone_cls: type[Backbone],
+    *,
+    config_cls: type[BackboneConfig],
+    about: str,
+    text_tower: str | None = None,
+) -> None:
+    """Register `backbone_cls(config, device)` under `name`; it reads its class's `input_kind`.
+    `text_tower`: for a model with a text tower in one space (CLIP, CLAP), that tower's registered name."""
     if backbone_cls.input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind {backbone_cls.input_kind!r} is not one of {INPUT_KINDS}")
     if name in _REGISTRY:
         raise ValueError(f"backbone {name!r} is registered twice")
-    _REGISTRY[name] = BackboneEntry(name, backbone_cls, config_cls, about)
+    _REGISTRY[name] = BackboneEntry(name, backbone_cls, config_cls, about, text_tower)
 
 
 def register_family(family: str, lookup: Callable[[str], BackboneEntry | None]) -> None:

@@ -26,7 +26,7 @@ from extract.backbones import (
     register_backbone,
     require_sample_rate,
 )
-from extract.backbones.text import huggingface_weights
+from extract.backbones.text import huggingface_weights, load_complete
 from extract.backbones.weights import WeightsError
 from extract.config import ConfigError
 from extract.recipe import Recipe
@@ -58,14 +58,8 @@ class ASTBackbone(NotedBackbone):
         folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, what)
         self.extractor = ASTFeatureExtractor.from_pretrained(folder)
         model_cls = ASTForAudioClassification if config.output == "logits" else ASTModel
-        model, loading = model_cls.from_pretrained(folder, output_loading_info=True)
-        if loading["missing_keys"]:
-            missing = sorted(loading["missing_keys"])
-            fix = "; use a checkpoint fine-tuned for classification, or output: embedding"
-            raise WeightsError(
-                f"{what}: {folder} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}"
-                f"{fix if config.output == 'logits' else ''}"
-            )
+        fix = "; use a checkpoint fine-tuned for classification, or output: embedding"
+        model = load_complete(model_cls, folder, what, fix if config.output == "logits" else "")
         model_config = model.config
         if (model_config.max_length, model_config.num_mel_bins) != (
             self.extractor.max_length,

@@ -26,7 +26,7 @@ from extract.backbones import (
     require_sample_rate,
 )
 from extract.backbones.clip import ClipTextBackbone, ClipTextConfig, projected
-from extract.backbones.text import huggingface_weights
+from extract.backbones.text import huggingface_weights, load_complete
 from extract.backbones.weights import WeightsError
 from extract.recipe import Recipe
 
@@ -42,7 +42,7 @@ class ClapAudioBackbone(NotedBackbone):
         what = f"backbone {config.model}"
         folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, what)
         self.extractor = ClapFeatureExtractor.from_pretrained(folder)
-        self.model = ClapModel.from_pretrained(folder).eval().to(device)
+        self.model = load_complete(ClapModel, folder, what).to(device)
         fused = bool(self.model.config.audio_config.enable_fusion)
         if fused != (self.extractor.truncation == "fusion"):
             raise WeightsError(
@@ -92,10 +92,12 @@ register_backbone(
     ClapAudioBackbone,
     config_cls=BackboneConfig,
     about=f"transformers CLAP audio tower (default {DEFAULT_CHECKPOINT}), L2-normalised, per 10 s of 48 kHz audio",
+    text_tower="clap_text",
 )
 register_backbone(
     "clap_text",
     ClapTextBackbone,
     config_cls=ClipTextConfig,
     about="CLAP's text tower on captions or transcripts, L2-normalised, in the space of clap's rows",
+    text_tower="clap_text",
 )

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
-from extract.backbones.text import huggingface_weights
+from extract.backbones.text import huggingface_weights, load_complete
 from extract.config import ConfigError
 
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch32"
@@ -46,13 +46,16 @@ class _ClipModel(Backbone):
     default_checkpoint = DEFAULT_CHECKPOINT
 
     def __init__(self, config: BackboneConfig, device: torch.device) -> None:
-        from transformers import AutoModel
-
         folder, weights = huggingface_weights(config.weights or self.default_checkpoint, f"backbone {config.model}")
         self.folder = folder
-        self.model = AutoModel.from_pretrained(folder).eval().to(device)
+        self.model = self.load_model(folder, f"backbone {config.model}").to(device)
         dim = getattr(self.model.config, "projection_dim", None) or self.model.config.text_config.hidden_size
         super().__init__(config, weights, int(dim), device)
+
+    def load_model(self, folder: Any, what: str) -> Any:
+        from transformers import AutoModel
+
+        return load_complete(AutoModel, folder, what)
 
 
 class ClipImageBackbone(_ClipModel):
@@ -104,16 +107,31 @@ class ClipTextBackbone(_ClipModel):
             features = projected(self.model.get_text_features(input_ids=ids, attention_mask=mask))
         return F.normalize(features.float(), dim=-1)
 
+    def logit_scale_bias(self) -> tuple[float, float | None]:
+        """How the model turns a cosine between this tower's rows and the other's into a logit:
+        CLIP and SigLIP keep one scale (SigLIP a bias too), CLAP one per tower, the audio one for
+        audio against text; a model with none (VideoPrism) scores the plain cosine."""
+        model = self.model
+        scale = getattr(model, "logit_scale", None)
+        scale = getattr(model, "logit_scale_a", None) if scale is None else scale
+        bias = getattr(model, "logit_bias", None)
+        return (
+            float(scale.detach().exp()) if scale is not None else 1.0,
+            float(bias.detach()) if bias is not None else None,
+        )
+
 
 register_backbone(
     "clip",
     ClipImageBackbone,
     config_cls=BackboneConfig,
     about=f"transformers CLIP/SigLIP image tower (default {DEFAULT_CHECKPOINT}), L2-normalised, per frame",
+    text_tower="clip_text",
 )
 register_backbone(
     "clip_text",
     ClipTextBackbone,
     config_cls=ClipTextConfig,
     about="the same models' text tower on captions or transcripts, L2-normalised, per video",
+    text_tower="clip_text",
 )

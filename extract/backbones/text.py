@@ -13,7 +13,14 @@ import numpy as np
 import torch
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
-from extract.backbones.weights import ResolvedWeights, huggingface_folder, is_local_path, local_files, model_files
+from extract.backbones.weights import (
+    ResolvedWeights,
+    WeightsError,
+    huggingface_folder,
+    is_local_path,
+    local_files,
+    model_files,
+)
 from extract.config import ConfigError
 
 POOLINGS = ("cls", "pooler", "mean")
@@ -44,6 +51,16 @@ def huggingface_weights(weights: str, what: str) -> tuple[Any, ResolvedWeights]:
     else:
         folder, source = huggingface_folder(weights, what), f"huggingface:{weights}"
     return folder, ResolvedWeights(weights, source, model_files(folder))
+
+
+def load_complete(model_cls: Any, folder: Any, what: str, fix: str = "") -> Any:
+    """`model_cls.from_pretrained(folder)`, refused where the folder lacks some of the model's weights:
+    transformers would fill them with random values and only warn."""
+    model, loading = model_cls.from_pretrained(folder, output_loading_info=True)
+    missing = sorted(loading["missing_keys"])
+    if missing:
+        raise WeightsError(f"{what}: {folder} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''}{fix}")
+    return model.eval()
 
 
 class TextBackbone(Backbone):

@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone, require_clip_len
+from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
-from extract.backbones.text import huggingface_weights
+from extract.backbones.text import huggingface_weights, load_complete
+from extract.backbones.video_transformer import ClipTransformer
 from extract.config import ConfigError
-from extract.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "facebook/vjepa2-vitl-fpc64-256"
 ROWS = ("tubelet", "clip")
@@ -38,39 +37,20 @@ class VJEPA2Config(BackboneConfig):
             raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(ROWS)}")
 
 
-class VJEPA2Backbone(Backbone):
-    input_kind = "clips"
-
+class VJEPA2Backbone(ClipTransformer):
     def __init__(self, config: VJEPA2Config, device: torch.device) -> None:
         from transformers import VJEPA2Model, VJEPA2VideoProcessor
 
-        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, f"backbone {config.model}")
+        what = f"backbone {config.model}"
+        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, what)
         self.pixels = TensorImageProcessor(VJEPA2VideoProcessor.from_pretrained(folder).to_dict())
-        self.model = VJEPA2Model.from_pretrained(folder).eval().to(device)
-        self.frame_step_s: float | None = None  # seconds between a clip's frames, from the view's fps
+        self.model = load_complete(VJEPA2Model, folder, what).to(device)
+        self.frames_per_clip = self.model.config.frames_per_clip
+        self.frames_per_row = self.model.config.tubelet_size if config.rows == "tubelet" else None
         super().__init__(config, weights, self.model.config.hidden_size, device)
-
-    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
-        require_clip_len(self, row_shape, self.model.config.frames_per_clip)
-        fps = ((recipe.view if recipe else None) or {}).get("fps")
-        self.frame_step_s = 1.0 / fps if fps else None
 
     def preprocessing(self) -> dict[str, Any]:
         return {**self.pixels.describe(), "rows": self.config.rows}
-
-    def units(self, video: VideoInput) -> Units:
-        clips = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W) uint8
-        return Units([self.pixels(clip) for clip in clips], self._times(np.asarray(video.timestamps, np.float64)))
-
-    def _times(self, centres: np.ndarray) -> np.ndarray:
-        """Each row's time: the clip's centre, or the middle of each tubelet's frames."""
-        if self.config.rows == "clip" or not len(centres):
-            return centres.astype(np.float32)
-        frames, tubelet = self.model.config.frames_per_clip, self.model.config.tubelet_size
-        # with fps: null a view spreads a clip's frames over its share of the video: 2 x the first centre
-        step = self.frame_step_s or 2 * float(centres[0]) / frames
-        offsets = ((np.arange(frames // tubelet) + 0.5) * tubelet - frames / 2) * step
-        return (centres[:, None] + offsets[None, :]).ravel().astype(np.float32)
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
@@ -81,11 +61,6 @@ class VJEPA2Backbone(Backbone):
             return tokens.mean(dim=1)
         steps = self.model.config.frames_per_clip // self.model.config.tubelet_size
         return tokens.reshape(len(batch), steps, -1, tokens.shape[-1]).mean(dim=2)  # (B, steps, D)
-
-    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
-        if not outputs:
-            return Rows(np.zeros((0, self.dim), np.float32), units.timestamps)
-        return Rows(np.concatenate([np.reshape(out, (-1, self.dim)) for out in outputs]), units.timestamps)
 
 
 register_backbone(
