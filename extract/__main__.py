@@ -191,9 +191,11 @@ def cmd_weights(args: argparse.Namespace) -> int:
 def cmd_backbones(args: argparse.Namespace) -> int:
     from extract.backbones import get_backbone, list_backbones
 
-    for name in list_backbones():
+    names = list_backbones()
+    width = max(map(len, names))
+    for name in names:
         entry = get_backbone(name)
-        print(f"{name:<12} reads {entry.input_kind:<7} {entry.about}")
+        print(f"{name:<{width}} reads {entry.input_kind:<7} {entry.about}")
     print("(and any torchvision image classifier by name)")
     return EXIT_OK
 

@@ -23,10 +23,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_preset(args: argparse.Namespace) -> int:
+    from reelfeat.preset import add_preset
+
+    added = add_preset(args.name, args.params)
+    if not added:
+        print(f"{args.params} already has every entry of preset {args.name}")
+    else:
+        print(f"{args.params}: added preset {args.name}: {', '.join(added)}; `dvc repro` runs their stages")
+    return EXIT_OK
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    from reelfeat.preset import preset_names
+
     p = sub.add_parser("report", help="one self-contained HTML page of the heads, stores and last run")
     p.add_argument("--out", default=None, help="the page (default: data/report/index.html)")
     p.set_defaults(run=cmd_report)
+    p = sub.add_parser("preset", help="add a preset's views, backbones and heads to params.yaml")
+    p.add_argument("name", help=f"the preset: {', '.join(preset_names())}")
+    p.set_defaults(run=cmd_preset)
 
 
 def main(argv: list[str] | None = None) -> int:
