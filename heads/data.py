@@ -48,13 +48,7 @@ def load_input(spec: InputConfig) -> FeatureInput:
         )
     position = {vid: i for i, vid in enumerate(reader.ids)}
     counts = reader.row_counts
-    pooled = None
-    if spec.pool in POOLED:
-        reduce = POOLED[spec.pool]
-        pooled = np.zeros((len(position), reader.row_shape[0]), np.float32)
-        for vid, rows in reader.iter_rows():
-            if len(rows):
-                pooled[position[vid]] = reduce(rows.astype(np.float32), axis=0)
+    pooled = reader.pooled(POOLED[spec.pool]) if spec.pool in POOLED else None
     return FeatureInput(spec, reader, position, counts, pooled, counts == 0, InputSchema.of_store(reader))
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from extract.errors import UserError
 from extract.files import atomic_write, write_text
+from extract.insight import INSIGHT, leaking_test_ids
 from heads.checkpoint import load_head
 from heads.data import HeadData
 from heads.metrics import evaluate_split, pr_points, roc_points
@@ -22,8 +23,10 @@ from heads.train import predict_scores
 TEST_SCORES = "test_scores.npz"
 
 
-def evaluate(head_dir: str | Path) -> dict:
-    """Write metrics.json and plots/ into head_dir; returns the metrics."""
+def evaluate(head_dir: str | Path, insight: str | Path = INSIGHT) -> dict:
+    """Write metrics.json and plots/ into head_dir; returns the metrics. Where `insight` holds
+    duplicate groups (`insight@<name>` stages), the test metrics are also given without the test
+    videos that have a duplicate in train, as `test_leakage_free` (with `dropped`, how many)."""
     head_dir = Path(head_dir)
     model, checkpoint = load_head(head_dir)
     config, task = model.config, model.task
@@ -42,6 +45,17 @@ def evaluate(head_dir: str | Path) -> dict:
         if split == "test":
             write_plots(plots, task, truth, scores)
             write_scores(head_dir / TEST_SCORES, [data.ids[i] for i in videos], truth, scores)
+            leaking, read = leaking_test_ids(Path(insight))
+            if read:
+                kept = np.array([data.ids[i] not in leaking for i in videos], bool)
+                free = (
+                    evaluate_split(
+                        task, truth[kept], scores[kept], checkpoint.thresholds, config.bootstrap, config.seed
+                    )
+                    if kept.any()
+                    else {}
+                )
+                metrics["test_leakage_free"] = {**free, "dropped": int((~kept).sum()), "insight": read}
     metrics["classes"] = task.classes
     metrics["missing_videos"] = len(data.missing)
     write_text(head_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")

@@ -20,7 +20,8 @@ from extract.store import StoreReader
 
 HEAD_STAGES = {"train@risky", "evaluate@risky", "report"}  # a head's stages, and the report that shows it
 ENCODER_STAGES = {"train-encoder@convlstm_ae", "encode@convlstm_ae"}
-ALL_STAGES = {"prepare", "decode", "extract@resnet18", *ENCODER_STAGES, *HEAD_STAGES}
+INSIGHT = "insight@resnet18"  # duplicates in the resnet18 store: reruns with it
+ALL_STAGES = {"prepare", "decode", "extract@resnet18", INSIGHT, *ENCODER_STAGES, *HEAD_STAGES}
 
 
 def add_clip(repo: Path, index: int) -> None:
@@ -56,6 +57,7 @@ def project(tmp_path_factory) -> Path:
         }
     }
     params["backbones"] = {"resnet18": {"input": "data/decoded/frames", "weights": str(weights)}}
+    params["insight"] = {"resnet18": {"store": "data/features/resnet18"}}
     small = {"size": [16, 16], "channels": [4, 8], "hidden": [8], "epochs": 2, "input": "data/decoded/frames_small"}
     params["encoders"] = {"convlstm_ae": small}
     params["heads"] = {
@@ -115,13 +117,13 @@ def test_the_workflow(project, tmp_path):
 
     set_param(project, "decode", ["views", "frames", "num_frames"], 3)
     frames_changed = sh(project, "dvc", "repro")
-    assert ran(frames_changed) == {"decode", "extract@resnet18", *HEAD_STAGES}
+    assert ran(frames_changed) == {"decode", "extract@resnet18", INSIGHT, *HEAD_STAGES}
     assert "frames: data/decoded/frames written: 6 decoded, 0 reused" in frames_changed
     assert StoreReader(project / "data/features/resnet18").num_rows == 18
 
     set_param(project, "backbones", ["resnet18", "dtype"], "float32")
     backbone_only = sh(project, "dvc", "repro")
-    assert ran(backbone_only) == {"extract@resnet18", *HEAD_STAGES}
+    assert ran(backbone_only) == {"extract@resnet18", INSIGHT, *HEAD_STAGES}
     git(project, "add", "-A")
     git(project, "commit", "-qm", "repro")
 

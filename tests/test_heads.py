@@ -551,3 +551,31 @@ def test_missing_or_damaged_test_scores_are_one_line_naming_the_file_and_the_fix
     with pytest.raises(UserError, match=f"{TEST_SCORES} is damaged .*rerun the head's evaluate stage") as info:
         read_scores(tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_leakage_free_test_metrics_drop_exactly_the_test_videos_with_a_train_duplicate(synthetic, tmp_path):
+    from heads.metrics import evaluate_split
+
+    inputs = resolve(ARCHES["mlp"], synthetic["stores"])
+    config = config_for(synthetic, tmp_path, "binary", "binary", inputs, epochs=3)
+    train(config, tmp_path / "head")
+    plain = evaluate(tmp_path / "head", insight=tmp_path / "none")
+    assert "test_leakage_free" not in plain
+    duplicates = tmp_path / "insight" / "r" / "duplicates.csv"
+    duplicates.parent.mkdir(parents=True)
+    duplicates.write_text(
+        "group,id,split,nearest,cosine,exact\n"
+        "0,v000,train,v200,0.99,0\n0,v200,test,v000,0.99,0\n"  # leaks: a test video with a train copy
+        "1,v201,test,v202,0.98,1\n1,v202,test,v201,0.98,1\n"  # two test copies: no train one, kept
+        "2,v160,val,v203,0.97,0\n2,v203,test,v160,0.97,0\n"  # val and test: kept
+    )
+    metrics = evaluate(tmp_path / "head", insight=tmp_path / "insight")
+    assert metrics["test"] == plain["test"]  # the usual figures do not change
+    free = metrics["test_leakage_free"]
+    assert free["dropped"] == 1 and free["insight"] == ["r"]
+    model, checkpoint = load_head(tmp_path / "head")
+    data = HeadData.load(config)
+    kept = np.array([i for i in data.split("test") if data.ids[i] != "v200"])
+    truth = model.task.truth([data.rows[i] for i in kept])
+    expected = evaluate_split(model.task, truth, predict_scores(model, data, kept), checkpoint.thresholds, 0, 0)
+    assert {k: v for k, v in free.items() if k not in ("dropped", "insight")} == pytest.approx(expected)

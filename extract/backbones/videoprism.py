@@ -13,7 +13,7 @@ resized to the model's size (bicubic), scaled to [0, 1], not normalised.
 
 `videoprism_text` is `clip_text` with the LVT default: `VideoPrismClipModel.get_text_features`,
 L2-normalised. VideoPrism has no learned logit scale, so zero-shot scores are plain cosines.
-Licence of the weights: Apache-2.0 (google/videoprism-*).
+Licence: the code Apache-2.0; the weights as their model card says (not checked offline here).
 """
 
 from __future__ import annotations

@@ -137,6 +137,16 @@ class StoreReader:
                 self.rows_read += entry.rows
                 yield entry.vid, block[shard.offsets[entry.position] : shard.offsets[entry.position + 1]]
 
+    def pooled(self, reduce=np.mean) -> np.ndarray:
+        """(videos, D) float32: each video's rows reduced to one (`np.mean`, `np.max`), in `ids` order;
+        a video without rows gets zeros. Feature stores only (rows of one dimension)."""
+        position = self._position
+        pooled = np.zeros((len(position), *self.row_shape), np.float32)
+        for vid, rows in self.iter_rows():
+            if len(rows):
+                pooled[position[vid]] = reduce(rows.astype(np.float32), axis=0)
+        return pooled
+
     def _column(self, name: str) -> list:
         out: list = [None] * len(self)
         by_shard: dict[str, list[tuple[int, int]]] = {}

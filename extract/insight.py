@@ -1,0 +1,288 @@
+"""What a feature store says about the dataset: its duplicates, and each video's nearest neighbours.
+
+Short-video datasets are full of reposts, crops, re-encodes and watermarked copies; a copy in train
+and another in test inflates every metric a head reports. `insight@<name>` finds, on one feature
+store:
+- exact duplicates: videos with the same source sha256;
+- near duplicates: pairs whose pooled rows (the mean row, L2-normalised) have a cosine at or above
+  `threshold`;
+and joins both into groups (connected components). It writes `duplicates.csv` (group, id, split,
+nearest, cosine, exact) and `summary.json` (the counts, and the groups that straddle train and
+test: leakage). Heads then report their test metrics without the test videos that have a copy in
+train too (`leaking_test_ids`).
+
+The search is exact: the unit rows are multiplied a block of queries at a time (so memory stays
+at a block times the store), on every core, in float32.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extract.config import ConfigError, build_config
+from extract.files import atomic_write, write_text
+from extract.manifest import read_prepared
+from extract.store import StoreReader
+
+INSIGHT = Path("data/insight")
+QUERY_BLOCK = 2048  # queries per matrix product: 2048 x 10^5 float32 cosines are 0.8 GB
+# chosen on real clips and their known copies (bench/duplicates.py, README "Duplicates and leakage")
+DEFAULT_THRESHOLD = 0.95
+
+
+@dataclass(frozen=True)
+class InsightConfig:
+    """Keys of `insight.<name>` in params.yaml."""
+
+    store: str  # a feature store folder: data/features/<backbone>
+    threshold: float = DEFAULT_THRESHOLD  # near duplicates: cosine of the pooled rows at or above it
+    manifest: str = "data/prepared/manifest.csv"  # the splits
+
+    def validate(self, where: str) -> None:
+        if not self.store:
+            raise ConfigError(f"{where}.store: name a feature store, e.g. data/features/resnet50")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"{where}.threshold: {self.threshold} is not in (0, 1]")
+
+
+def insight_config(name: str, values: dict) -> InsightConfig:
+    return build_config(InsightConfig, values, f"params.yaml insight.{name}")
+
+
+def unit_rows(reader: StoreReader) -> tuple[np.ndarray, np.ndarray]:
+    """(the videos' mean rows L2-normalised, float32; whether each video has rows)."""
+    if len(reader.row_shape) != 1:
+        raise ConfigError(f"{reader.path} holds rows of shape {reader.row_shape}, not features: name data/features/*")
+    pooled = reader.pooled()
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    has_rows = (reader.row_counts > 0) & (norms[:, 0] > 0)
+    return np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 0), has_rows
+
+
+def nearest(units: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosines), each (len(queries), k): the k rows of `units` nearest each query row,
+    best first, exactly. With `exclude_self`, `queries` are row numbers of `units` and a row is
+    never its own neighbour; otherwise `queries` are unit vectors."""
+    import torch
+
+    table = torch.from_numpy(np.ascontiguousarray(units, np.float32))
+    k = min(k, len(units) - (1 if exclude_self else 0))
+    found_index, found_cosine = [], []
+    for start in range(0, len(queries), QUERY_BLOCK):
+        block = queries[start : start + QUERY_BLOCK]
+        vectors = table[torch.from_numpy(block)] if exclude_self else torch.from_numpy(np.asarray(block, np.float32))
+        cosines = vectors @ table.T
+        if exclude_self:
+            cosines[torch.arange(len(block)), torch.from_numpy(block)] = -torch.inf
+        best = torch.topk(cosines, k, dim=1)
+        found_index.append(best.indices.numpy())
+        found_cosine.append(best.values.numpy())
+    if not found_index:
+        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+    return np.concatenate(found_index), np.concatenate(found_cosine)
+
+
+def pairs_at_least(units: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, cosine) of every pair i < j whose cosine is at least `threshold`, exactly."""
+    import torch
+
+    table = torch.from_numpy(np.ascontiguousarray(units, np.float32))
+    found = []
+    for start in range(0, len(units), QUERY_BLOCK):
+        cosines = table[start : start + QUERY_BLOCK] @ table.T
+        rows, cols = torch.nonzero(cosines >= threshold, as_tuple=True)
+        keep = cols > rows + start
+        found.append((rows[keep].numpy() + start, cols[keep].numpy(), cosines[rows[keep], cols[keep]].numpy()))
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return tuple(np.concatenate(part) for part in zip(*found, strict=True))  # type: ignore[return-value]
+
+
+@dataclass
+class Duplicates:
+    ids: list[str]
+    group: np.ndarray  # (videos,) group number, -1 for a video without a duplicate
+    exact: np.ndarray  # (videos,) bool: another video has its source sha256
+    nearest: np.ndarray  # (videos,) its nearest video (row number), -1 without rows
+    cosine: np.ndarray  # (videos,) the cosine to it
+
+
+def find_duplicates(reader: StoreReader, threshold: float) -> Duplicates:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids = reader.ids
+    units, has_rows = unit_rows(reader)
+    rows = np.flatnonzero(has_rows)
+    near_index, near_cosine = nearest(units[rows], np.arange(len(rows)), 1)
+    closest = np.full(len(ids), -1)
+    cosine = np.full(len(ids), np.nan, np.float32)
+    if near_index.shape[1]:
+        closest[rows] = rows[near_index[:, 0]]
+        cosine[rows] = near_cosine[:, 0]
+    i, j, _ = pairs_at_least(units[rows], threshold)
+    edges = [(rows[i], rows[j])]
+    by_sha: dict[str, list[int]] = {}
+    for position, sha in enumerate(reader.source_sha256):
+        if sha:
+            by_sha.setdefault(sha, []).append(position)
+    exact = np.zeros(len(ids), bool)
+    for same in by_sha.values():
+        if len(same) > 1:
+            exact[same] = True
+            edges.append((np.array(same[:-1]), np.array(same[1:])))
+    a = np.concatenate([edge[0] for edge in edges]).astype(np.int64)
+    b = np.concatenate([edge[1] for edge in edges]).astype(np.int64)
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    group = np.full(len(ids), -1)
+    in_group = sizes[component] > 1
+    # groups numbered in order of their first video, so the file is the same on every run
+    _, first = np.unique(component[in_group], return_index=True)
+    order = {c: n for n, c in enumerate(component[in_group][np.sort(first)])}
+    group[in_group] = [order[c] for c in component[in_group]]
+    return Duplicates(ids, group, exact, closest, cosine)
+
+
+def run_insight(config: InsightConfig, out: Path) -> dict:
+    """Write duplicates.csv and summary.json into `out`; returns the summary."""
+    reader = StoreReader(config.store)
+    if len(reader) < 2:
+        raise ConfigError(f"{config.store} holds {len(reader)} video(s): duplicates need at least two")
+    split = {row["id"]: row.get("split", "") for row in read_prepared(config.manifest)}
+    found = find_duplicates(reader, config.threshold)
+    out.mkdir(parents=True, exist_ok=True)
+    members: dict[int, list[int]] = {}
+    for position in np.flatnonzero(found.group >= 0):
+        members.setdefault(int(found.group[position]), []).append(int(position))
+    with atomic_write(out / "duplicates.csv", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "id", "split", "nearest", "cosine", "exact"])
+        for number, positions in sorted(members.items()):
+            for position in positions:
+                vid = found.ids[position]
+                near = found.ids[found.nearest[position]] if found.nearest[position] >= 0 else ""
+                cosine = "" if np.isnan(found.cosine[position]) else f"{found.cosine[position]:.4f}"
+                writer.writerow([number, vid, split.get(vid, ""), near, cosine, int(found.exact[position])])
+    groups = {
+        number: [(found.ids[p], split.get(found.ids[p], "")) for p in positions]
+        for number, positions in members.items()
+    }
+    leaking = [
+        {"group": number, "ids": [vid for vid, _ in named]}
+        for number, named in sorted(groups.items())
+        if {"train", "test"} <= {part for _, part in named}
+    ]
+    summary = {
+        "store": config.store,
+        "threshold": config.threshold,
+        "videos": len(found.ids),
+        "groups": len(members),
+        "videos_in_groups": int((found.group >= 0).sum()),
+        "exact_duplicates": int(found.exact.sum()),
+        "leaking_groups": len(leaking),
+        "leaking_test_videos": len(leaking_tests(list(groups.values()))),
+        "leaks": leaking,
+    }
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def leaking_tests(groups: list[list[tuple[str, str]]]) -> set[str]:
+    """Test videos in a group (of (id, split) pairs) that also holds a train video."""
+    leaking = set()
+    for members in groups:
+        if any(split == "train" for _, split in members):
+            leaking.update(vid for vid, split in members if split == "test")
+    return leaking
+
+
+def leaking_test_ids(root: Path = INSIGHT) -> tuple[set[str], list[str]]:
+    """(test ids with a duplicate in train by any insight under `root`, the insights read)."""
+    leaking: set[str] = set()
+    read = []
+    for path in sorted(Path(root).glob("*/duplicates.csv")):
+        read.append(path.parent.name)
+        with open(path, newline="", encoding="utf-8") as handle:
+            groups: dict[str, list[tuple[str, str]]] = {}
+            for row in csv.DictReader(handle):
+                groups.setdefault(row["group"], []).append((row["id"], row["split"]))
+        leaking |= leaking_tests(list(groups.values()))
+    return leaking, read
+
+
+@dataclass
+class Neighbour:
+    id: str
+    cosine: float
+    split: str
+    caption: str
+
+
+def neighbours(
+    store: str | Path,
+    k: int,
+    vid: str | None = None,
+    query: np.ndarray | None = None,
+    manifest: str | Path | None = None,
+    caption: str = "text",
+) -> list[Neighbour]:
+    """The k videos of `store` nearest video `vid` of the store, or the unit row `query`, best first,
+    with their split and caption from `manifest` (where it exists)."""
+    reader = StoreReader(store)
+    ids = reader.ids
+    units, has_rows = unit_rows(reader)
+    if vid is not None:
+        if vid not in reader:
+            raise ConfigError(
+                f"{store} has no video {vid!r}: name an id of its manifest (python -m extract info {store})"
+            )
+        if len(ids) < 2:
+            raise ConfigError(f"{store} holds one video, {vid!r}: it has no neighbours")
+        position = ids.index(vid)
+        if not has_rows[position]:
+            raise ConfigError(f"{store}: video {vid!r} has no rows (no audio, or it failed), so no neighbours")
+        found, cosines = nearest(units, np.array([position]), k + int((~has_rows).sum()))
+    else:
+        found, cosines = nearest(units, query[None, :], k + int((~has_rows).sum()), exclude_self=False)
+    rows = {}
+    if manifest and Path(manifest).is_file():
+        rows = {row["id"]: row for row in read_prepared(manifest)}
+    picked = [(int(i), float(c)) for i, c in zip(found[0], cosines[0], strict=True) if has_rows[i]][:k]
+    return [
+        Neighbour(ids[i], c, rows.get(ids[i], {}).get("split", ""), rows.get(ids[i], {}).get(caption, ""))
+        for i, c in picked
+    ]
+
+
+def embed_like(store: str | Path, video: str, backbones: dict, settings) -> np.ndarray:
+    """A new video's unit row (mean row, L2-normalised), made with `store`'s recipe as `predict` makes a
+    head's inputs; `backbones` (params.yaml's) name local weights where the recipe's were local."""
+    import tempfile
+
+    from extract.errors import UserError
+    from extract.manifest import video_rows
+    from extract.remake import InputMaker
+
+    recipe = StoreReader(store).recipe
+    if recipe.backbone is None:
+        raise ConfigError(f"{store} is not a feature store (it has no backbone in its recipe): name data/features/*")
+    rows = video_rows([video], None, Path.cwd())
+    with tempfile.TemporaryDirectory(prefix="reelfeat-neighbours-") as tmp:
+        maker = InputMaker(rows, Path(tmp), backbones, settings)
+        maker.plan_views(recipe)
+        maker.decode()
+        made = StoreReader(maker.make(recipe))
+        if made.attrs.get("config") != StoreReader(store).attrs.get("config"):
+            raise UserError(f"{video} was embedded with another recipe than {store}'s: its weights differ")
+        failure = made.failures.get(rows[0]["id"])
+        units, has_rows = unit_rows(made)
+        if failure or not has_rows.any():
+            raise UserError(f"{video}: {failure or 'no rows (no audio, or too short)'}")
+        return units[0]
