@@ -30,7 +30,7 @@ from extract.manifest import read_prepared
 from extract.store import StoreReader
 
 INSIGHT = Path("data/insight")
-QUERY_BLOCK = 2048  # queries per matrix product: 2048 x 10^5 float32 cosines are 0.8 GB
+QUERY_BLOCK = 2048  # rows per matrix product: 2048 x 10^5 float32 cosines are 0.8 GB, the one buffer
 # chosen on real clips and their known copies (bench/duplicates.py, README "Duplicates and leakage")
 DEFAULT_THRESHOLD = 0.95
 
@@ -64,43 +64,98 @@ def unit_rows(reader: StoreReader) -> tuple[np.ndarray, np.ndarray]:
     return np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 0), has_rows
 
 
-def nearest(units: np.ndarray, queries: np.ndarray, k: int, exclude_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosines), each (len(queries), k): the k rows of `units` nearest each query row,
-    best first, exactly. With `exclude_self`, `queries` are row numbers of `units` and a row is
-    never its own neighbour; otherwise `queries` are unit vectors."""
+def knn_graph(
+    units: np.ndarray, k: int, threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every row's k nearest other rows, best first, exactly: (indices, cosines), each (rows, k); and,
+    with `threshold`, (i, j, cosine) of every pair i < j at or above it.
+
+    The cosine matrix is symmetric, so each block of rows is multiplied only with the rows from its
+    own onwards (half the products): a block's rows take their candidates from that strip, and the
+    rows after it take theirs from its transpose; each row keeps its best k as the blocks go."""
+    import torch
+
+    n = len(units)
+    k = max(0, min(k, n - 1))
+    table = torch.from_numpy(np.ascontiguousarray(units, np.float32))
+    best = torch.full((n, k), -torch.inf)
+    best_index = torch.full((n, k), -1, dtype=torch.long)
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    flat = torch.empty(min(QUERY_BLOCK, n) * n)  # one buffer for every block's products
+    for start in range(0, n, QUERY_BLOCK):
+        end = min(start + QUERY_BLOCK, n)
+        strip = flat[: (end - start) * (n - start)].view(end - start, n - start)
+        torch.matmul(table[start:end], table[start:].T, out=strip)
+        own = torch.arange(end - start)
+        strip[own, own] = -torch.inf  # a row is not its own neighbour
+        if threshold is not None:
+            rows, cols = torch.nonzero(strip >= threshold, as_tuple=True)
+            upper = cols > rows  # within the block, each pair once
+            rows, cols = rows[upper], cols[upper]
+            pairs.append(((rows + start).numpy(), (cols + start).numpy(), strip[rows, cols].numpy()))
+        if not k:
+            continue
+        found = torch.topk(strip, min(k, n - start), dim=1)
+        _merge(best, best_index, start, end, found.values, found.indices + start, k)
+        if end < n:  # the later rows' candidates among this block's rows
+            later = strip[:, end - start :]
+            if start == 0 or end - start < k:  # their first k candidates: every value counts
+                found = torch.topk(later.T.contiguous(), min(k, end - start), dim=1)
+                _merge(best, best_index, end, n, found.values, found.indices + start, k)
+            else:  # only values above a row's k-th best can enter it: few, found in one pass
+                rows, cols = torch.nonzero(later > best[end:, -1], as_tuple=True)
+                if len(cols):
+                    _merge_sparse(best, best_index, end, cols, later[rows, cols], rows + start, k)
+    joined = tuple(np.concatenate(part) for part in zip(*pairs, strict=True)) if pairs else ()
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    return best_index.numpy(), best.numpy(), joined or empty  # type: ignore[return-value]
+
+
+def _merge(best, best_index, start: int, end: int, values, indices, k: int) -> None:
+    """Keep rows start..end's best k of what they had and the new candidates."""
+    import torch
+
+    values = torch.cat([best[start:end], values], dim=1)
+    indices = torch.cat([best_index[start:end], indices], dim=1)
+    top = torch.topk(values, k, dim=1)
+    best[start:end] = top.values
+    best_index[start:end] = torch.gather(indices, 1, top.indices)
+
+
+def _merge_sparse(best, best_index, offset: int, targets, values, indices, k: int) -> None:
+    """Merge candidates given one by one (row `offset + targets[i]` may take `indices[i]` at `values[i]`)."""
+    import torch
+
+    order = torch.argsort(targets, stable=True)
+    targets, values, indices = targets[order], values[order], indices[order]
+    rows, counts = torch.unique_consecutive(targets, return_counts=True)
+    slot = torch.arange(len(targets)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    group = torch.repeat_interleave(torch.arange(len(rows)), counts)
+    dense = torch.full((len(rows), int(counts.max())), -torch.inf)
+    dense_index = torch.full(dense.shape, -1, dtype=torch.long)
+    dense[group, slot], dense_index[group, slot] = values, indices
+    rows = rows + offset
+    merged = torch.cat([best[rows], dense], dim=1)
+    merged_index = torch.cat([best_index[rows], dense_index], dim=1)
+    top = torch.topk(merged, k, dim=1)
+    best[rows] = top.values
+    best_index[rows] = torch.gather(merged_index, 1, top.indices)
+
+
+def nearest(units: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosines), each (len(queries), k): the k rows of `units` nearest each unit vector of
+    `queries`, best first, exactly, a block of queries at a time."""
     import torch
 
     table = torch.from_numpy(np.ascontiguousarray(units, np.float32))
-    k = min(k, len(units) - (1 if exclude_self else 0))
-    found_index, found_cosine = [], []
+    k = min(k, len(units))
+    found_index, found_cosine = [np.zeros((0, k), np.int64)], [np.zeros((0, k), np.float32)]
     for start in range(0, len(queries), QUERY_BLOCK):
-        block = queries[start : start + QUERY_BLOCK]
-        vectors = table[torch.from_numpy(block)] if exclude_self else torch.from_numpy(np.asarray(block, np.float32))
-        cosines = vectors @ table.T
-        if exclude_self:
-            cosines[torch.arange(len(block)), torch.from_numpy(block)] = -torch.inf
-        best = torch.topk(cosines, k, dim=1)
+        block = torch.from_numpy(np.ascontiguousarray(queries[start : start + QUERY_BLOCK], np.float32))
+        best = torch.topk(block @ table.T, k, dim=1)
         found_index.append(best.indices.numpy())
         found_cosine.append(best.values.numpy())
-    if not found_index:
-        return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
     return np.concatenate(found_index), np.concatenate(found_cosine)
-
-
-def pairs_at_least(units: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, cosine) of every pair i < j whose cosine is at least `threshold`, exactly."""
-    import torch
-
-    table = torch.from_numpy(np.ascontiguousarray(units, np.float32))
-    found = []
-    for start in range(0, len(units), QUERY_BLOCK):
-        cosines = table[start : start + QUERY_BLOCK] @ table.T
-        rows, cols = torch.nonzero(cosines >= threshold, as_tuple=True)
-        keep = cols > rows + start
-        found.append((rows[keep].numpy() + start, cols[keep].numpy(), cosines[rows[keep], cols[keep]].numpy()))
-    if not found:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return tuple(np.concatenate(part) for part in zip(*found, strict=True))  # type: ignore[return-value]
 
 
 @dataclass
@@ -119,13 +174,12 @@ def find_duplicates(reader: StoreReader, threshold: float) -> Duplicates:
     ids = reader.ids
     units, has_rows = unit_rows(reader)
     rows = np.flatnonzero(has_rows)
-    near_index, near_cosine = nearest(units[rows], np.arange(len(rows)), 1)
+    near_index, near_cosine, (i, j, _) = knn_graph(units[rows], 1, threshold)
     closest = np.full(len(ids), -1)
     cosine = np.full(len(ids), np.nan, np.float32)
     if near_index.shape[1]:
         closest[rows] = rows[near_index[:, 0]]
         cosine[rows] = near_cosine[:, 0]
-    i, j, _ = pairs_at_least(units[rows], threshold)
     edges = [(rows[i], rows[j])]
     by_sha: dict[str, list[int]] = {}
     for position, sha in enumerate(reader.source_sha256):
@@ -248,13 +302,15 @@ def neighbours(
         position = ids.index(vid)
         if not has_rows[position]:
             raise ConfigError(f"{store}: video {vid!r} has no rows (no audio, or it failed), so no neighbours")
-        found, cosines = nearest(units, np.array([position]), k + int((~has_rows).sum()))
-    else:
-        found, cosines = nearest(units, query[None, :], k + int((~has_rows).sum()), exclude_self=False)
+        query = units[position]
+    # rows without features and the video itself come back too, and are dropped below
+    found, cosines = nearest(units, query[None, :], k + 1 + int((~has_rows).sum()))
     rows = {}
     if manifest and Path(manifest).is_file():
         rows = {row["id"]: row for row in read_prepared(manifest)}
-    picked = [(int(i), float(c)) for i, c in zip(found[0], cosines[0], strict=True) if has_rows[i]][:k]
+    itself = ids.index(vid) if vid is not None else -1
+    picked = [(int(i), float(c)) for i, c in zip(found[0], cosines[0], strict=True) if has_rows[i] and i != itself]
+    picked = picked[:k]
     return [
         Neighbour(ids[i], c, rows.get(ids[i], {}).get("split", ""), rows.get(ids[i], {}).get(caption, ""))
         for i, c in picked

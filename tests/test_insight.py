@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from extract import insight
 from extract.config import ConfigError
-from extract.insight import InsightConfig, nearest, neighbours, run_insight, unit_rows
+from extract.insight import InsightConfig, knn_graph, nearest, neighbours, run_insight, unit_rows
 from extract.store import StoreReader, StoreWriter
 
 
@@ -77,15 +77,18 @@ def test_exact_search_equals_brute_force(tmp_path, monkeypatch, block):
     rows = {f"v{i:02d}": rng.normal(size=(int(rng.integers(1, 4)), 16)).astype(np.float32) for i in range(20)}
     store = feature_store(tmp_path / "s", rows)
     units, _ = unit_rows(StoreReader(store))
-    found, cosines = nearest(units, np.arange(len(units)), 5)
+    found, cosines, (i, j, c) = knn_graph(units, 5, 0.3)
     brute = units @ units.T
     np.fill_diagonal(brute, -np.inf)
     expected = np.argsort(-brute, axis=1)[:, :5]
     np.testing.assert_array_equal(found, expected)
     np.testing.assert_allclose(cosines, np.take_along_axis(brute, expected, 1), rtol=1e-5)
-    i, j, c = insight.pairs_at_least(units, 0.3)
     upper = np.argwhere(np.triu(brute >= 0.3, 1))
     assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == sorted(map(tuple, upper.tolist()))
+    np.testing.assert_allclose(c, brute[i, j], rtol=1e-5)
+    queried, _ = nearest(units, units[:4], 6)  # outside queries: each finds itself first
+    np.testing.assert_array_equal(queried[:, 0], np.arange(4))
+    np.testing.assert_array_equal(queried[:, 1:], expected[:4])
     listed = neighbours(store, 3, "v05", manifest=manifest(tmp_path / "m.csv", {vid: "train" for vid in rows}))
     assert [n.id for n in listed] == [
         StoreReader(store).ids[k] for k in expected[StoreReader(store).ids.index("v05"), :3]
