@@ -66,9 +66,9 @@ def make_copies(sources: list[Path], folder: Path) -> dict[str, str]:
 
 
 def store_for(backbone: str, videos: list[Path], out: Path, weights: Path | None) -> Path:
-    store = out / backbone
+    store = out / backbone / backbone  # `run --out DIR` writes DIR/<backbone>
     if not store.exists():
-        cmd = [sys.executable, "-m", "extract", "run", backbone, *map(str, videos), "--out", str(store),
+        cmd = [sys.executable, "-m", "extract", "run", backbone, *map(str, videos), "--out", str(out / backbone),
                "--frames", "10", "--dtype", "float32"]  # fmt: skip
         if weights:
             cmd += ["--weights", str(weights)]
@@ -80,6 +80,7 @@ def random_weights(backbone: str, folder: Path) -> Path | None:
     """Random weights saved where the trained ones are not cached, as the production loader reads them."""
     from bench.weights import torchvision_file
 
+    folder.mkdir(parents=True, exist_ok=True)
     if backbone == "resnet50":
         return torchvision_file(folder, "resnet50")
     if backbone == "clip":

@@ -31,7 +31,8 @@ from extract.store import StoreReader
 
 INSIGHT = Path("data/insight")
 QUERY_BLOCK = 2048  # rows per matrix product: 2048 x 10^5 float32 cosines are 0.8 GB, the one buffer
-# chosen on real clips and their known copies (bench/duplicates.py, README "Duplicates and leakage")
+# provisional: common for trained CLIP embeddings; bench/duplicates.py measures it once trained weights are
+# cached (with random ones, README "Duplicates and leakage", it separates nothing)
 DEFAULT_THRESHOLD = 0.95
 
 
