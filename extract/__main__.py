@@ -272,6 +272,22 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_parquet(args: argparse.Namespace) -> int:
+    from extract.parquet_files import export_parquet
+
+    count = export_parquet(args.store, args.out, args.manifest)
+    print(f"{args.out}: {count} videos as parquet shards in data/ and a dataset card (README.md)")
+    return EXIT_OK
+
+
+def cmd_import_parquet(args: argparse.Namespace) -> int:
+    from extract.parquet_files import import_parquet
+
+    store, count = import_parquet(args.folder, args.out)
+    print(f"{store}: {count} videos imported from {args.folder}")
+    return EXIT_OK
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from extract.store import describe
 
@@ -412,6 +428,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="store folder to write")
     p.add_argument("--dtype", default=None, help="of the stored rows (default: the files'), e.g. float16")
     p.set_defaults(run=cmd_import_numpy)
+
+    p = sub.add_parser("export-parquet", help="a feature store -> parquet shards and a Hugging Face dataset card")
+    p.add_argument("store", help="a feature store folder, e.g. data/features/resnet50")
+    p.add_argument("--out", required=True, help="folder for README.md and data/*.parquet")
+    p.add_argument("--manifest", default="data/prepared/manifest.csv", help="columns to add (caption, split, labels)")
+    p.set_defaults(run=cmd_export_parquet)
+
+    p = sub.add_parser("import-parquet", help="export-parquet's folder -> a feature store (same rows and recipe)")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True, help="store folder to write")
+    p.set_defaults(run=cmd_import_parquet)
 
     p = sub.add_parser("insight", help="duplicates and split leakage in one feature store (params insight.<name>)")
     p.add_argument("name")

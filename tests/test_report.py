@@ -108,6 +108,7 @@ def project(tmp_path_factory, whisper_file, clip_folder) -> Path:
             **quick,
         },
     }
+    params["insight"] = {"resnet18": {"store": frames}}
     params["report"] |= {"worst": 2, "strip_frames": 4}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")

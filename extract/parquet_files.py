@@ -1,0 +1,141 @@
+"""A feature store as parquet shards with a Hugging Face dataset card, and back.
+
+    <folder>/README.md                         the dataset card: configs, features, the recipe
+    <folder>/data/train-00000-of-00002.parquet  id, rows, timestamps, and the manifest's columns
+
+`rows` is a list of fixed-size lists (each row the store's width, in its float16 or float32), so
+`datasets.load_dataset("parquet", data_dir=folder)` or `load_dataset(folder)` reads it as it is.
+The store's attributes (recipe and reuse key included) travel in each file's schema metadata, so
+`import_parquet` makes the same store again: the same ids, rows, timestamps and recipe. Ids coming
+back in are held to the rule every writer keeps (`extract.files.id_problem`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from extract.errors import UserError
+from extract.files import ID_RULE, atomic_path, id_problem, write_text
+from extract.manifest import read_prepared
+from extract.store import StoreReader, StoreWriter
+
+SHARD_VIDEOS = 10_000  # videos per parquet file
+META_KEY = b"reelfeat"
+SKIPPED_COLUMNS = ("id", "video", "sha256")  # kept apart, or a path that means nothing elsewhere
+
+
+def export_parquet(store: str | Path, out: str | Path, manifest: str | Path | None = None) -> int:
+    """Write the store's videos as parquet shards and a dataset card under `out`; returns the count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    reader = StoreReader(store)
+    if len(reader.row_shape) != 1:
+        raise UserError(f"{store} holds rows of shape {reader.row_shape}, not features: export data/features/<name>")
+    width = reader.row_shape[0]
+    value = {np.dtype("float16"): pa.float16(), np.dtype("float32"): pa.float32()}.get(reader.dtype, pa.float32())
+    table = {row["id"]: row for row in read_prepared(manifest)} if manifest and Path(manifest).is_file() else {}
+    columns = [c for c in (next(iter(table.values()), {}) or {}) if c not in SKIPPED_COLUMNS]
+    attrs = {k: v for k, v in reader.attrs.items() if k != "schema_version"}
+    meta = {META_KEY: json.dumps({"attrs": attrs, "dtype": str(reader.dtype), "width": width}).encode()}
+    schema = pa.schema(
+        [("id", pa.string()), ("rows", pa.list_(pa.list_(value, width))), ("timestamps", pa.list_(pa.float32()))]
+        + [("source_sha256", pa.string())]
+        + [(c, pa.string()) for c in columns],
+        metadata=meta,
+    )
+    ids, sha = reader.ids, dict(zip(reader.ids, reader.source_sha256, strict=True))
+    shards = max(1, math.ceil(len(ids) / SHARD_VIDEOS))
+    data = Path(out) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for old in data.glob("*.parquet"):
+        old.unlink()
+    for shard in range(shards):
+        chunk = ids[shard * SHARD_VIDEOS : (shard + 1) * SHARD_VIDEOS]
+        got = [reader.get(vid) for vid in chunk]
+        counts = np.array([len(rows) for rows, _ in got], np.int32)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+        flat = np.concatenate([rows.reshape(-1) for rows, _ in got]).astype(reader.dtype)
+        fixed = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=value), width)
+        stamps = np.concatenate([t.astype(np.float32) for _, t in got])
+        arrays = [
+            pa.array(chunk, pa.string()),
+            pa.ListArray.from_arrays(offsets, fixed),
+            pa.ListArray.from_arrays(offsets, pa.array(stamps, pa.float32())),
+            pa.array([sha[vid] for vid in chunk], pa.string()),
+        ] + [pa.array([table.get(vid, {}).get(c, "") for vid in chunk], pa.string()) for c in columns]
+        with atomic_path(data / f"train-{shard:05d}-of-{shards:05d}.parquet") as path:
+            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
+    write_text(Path(out) / "README.md", _card(reader, width, str(reader.dtype), columns, len(ids)))
+    return len(ids)
+
+
+def _card(reader: StoreReader, width: int, dtype: str, columns: list[str], videos: int) -> str:
+    """The dataset card: YAML front matter (configs, features, the recipe), then what it holds."""
+    import yaml
+
+    recipe = json.loads(str(reader.attrs.get("recipe") or reader.attrs.get("config") or "{}"))
+    weights = recipe.get("weights") or {}
+    features = [
+        {"name": "id", "dtype": "string"},
+        {"name": "rows", "list": {"list": dtype, "length": width}},
+        {"name": "timestamps", "list": "float32"},
+        {"name": "source_sha256", "dtype": "string"},
+    ] + [{"name": c, "dtype": "string"} for c in columns]
+    front = {
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
+        "dataset_info": {"features": features},
+        "tags": ["reelfeat", "video-features"],
+        "reelfeat": {"recipe": recipe},
+    }
+    name = weights.get("name") or "a local file"
+    return (
+        "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
+        f"# {reader.path.name} features\n\n"
+        f"{videos} videos from reelfeat store `{reader.path.name}`: each video's rows ({width}-d, {dtype}) "
+        "and their times in seconds, with the manifest's columns where given.\n\n"
+        f"Made by `{(recipe.get('backbone') or {}).get('model', '?')}` with weights {name} "
+        f"(sha256 {weights.get('sha256', '?')}). The features derive from those weights: their licence "
+        "is the weights' model card's.\n\n"
+        '```python\nfrom datasets import load_dataset\nds = load_dataset("parquet", data_dir="THIS_FOLDER")\n```\n'
+        "`reelfeat import-parquet THIS_FOLDER --out STORE` makes the store again.\n"
+    )
+
+
+def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
+    """A store from `export_parquet`'s shards (same ids, rows, timestamps and recipe); returns (store, videos)."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    files = sorted((folder / "data").glob("*.parquet")) or sorted(folder.glob("*.parquet"))
+    if not files:
+        raise UserError(f"{folder}: no parquet files in it or in its data/ folder; export one with export-parquet")
+    first = pq.read_schema(files[0])
+    if not first.metadata or META_KEY not in first.metadata:
+        raise UserError(f"{files[0]}: not written by reelfeat export-parquet (no reelfeat metadata in its schema)")
+    meta = json.loads(first.metadata[META_KEY])
+    width, dtype = int(meta["width"]), np.dtype(meta["dtype"])
+    count = 0
+    with StoreWriter(out, row_shape=(width,), dtype=dtype, attrs=meta["attrs"]) as writer:
+        for path in files:
+            rows_type = pq.read_schema(path).field("rows").type
+            if getattr(rows_type.value_type, "list_size", None) != width:
+                raise UserError(
+                    f"{path}: rows are {getattr(rows_type.value_type, 'list_size', '?')} wide, but {files[0].name}'s "
+                    f"are {width}: one store holds one width; remove the file or export it apart"
+                )
+            for batch in pq.ParquetFile(path).iter_batches(columns=["id", "rows", "timestamps", "source_sha256"]):
+                ids = batch.column(0).to_pylist()
+                rows, stamps, sha = batch.column(1), batch.column(2), batch.column(3).to_pylist()
+                for i, vid in enumerate(ids):
+                    if why := id_problem(vid or ""):
+                        raise UserError(f"{path}: id {vid!r} {why}; {ID_RULE}")
+                    video = rows[i].values.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+                    seconds = stamps[i].values.to_numpy(zero_copy_only=False).astype(np.float32)
+                    writer.add(vid, video.astype(dtype), seconds, sha[i] or "")
+                    count += 1
+    return Path(out), count
