@@ -258,18 +258,26 @@ def leaking_tests(groups: list[list[tuple[str, str]]]) -> set[str]:
     return leaking
 
 
-def leaking_test_ids(root: Path = INSIGHT) -> tuple[set[str], list[str]]:
-    """(test ids with a duplicate in train by any insight under `root`, the insights read)."""
-    leaking: set[str] = set()
-    read = []
+def leaking_groups(root: Path = INSIGHT) -> list[dict[str, list[str]]]:
+    """The duplicate groups, of every insight under `root`, that hold both train and test videos:
+    each as {"train": ids, "test": ids}."""
+    found = []
     for path in sorted(Path(root).glob("*/duplicates.csv")):
-        read.append(path.parent.name)
         with open(path, newline="", encoding="utf-8") as handle:
             groups: dict[str, list[tuple[str, str]]] = {}
             for row in csv.DictReader(handle):
                 groups.setdefault(row["group"], []).append((row["id"], row["split"]))
-        leaking |= leaking_tests(list(groups.values()))
-    return leaking, read
+        for members in groups.values():
+            split = {part: [vid for vid, s in members if s == part] for part in ("train", "test")}
+            if split["train"] and split["test"]:
+                found.append(split)
+    return found
+
+
+def leaking_test_ids(root: Path = INSIGHT) -> tuple[set[str], list[str]]:
+    """(test ids with a duplicate in train by any insight under `root`, the insights read)."""
+    read = [path.parent.name for path in sorted(Path(root).glob("*/duplicates.csv"))]
+    return {vid for group in leaking_groups(root) for vid in group["test"]}, read
 
 
 @dataclass

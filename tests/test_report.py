@@ -109,7 +109,7 @@ def project(tmp_path_factory, whisper_file, clip_folder) -> Path:
         },
     }
     params["insight"] = {"resnet18": {"store": frames}}
-    params["report"] |= {"worst": 2, "strip_frames": 4}
+    params["report"] |= {"worst": 2, "strip_frames": 4, "maps": [frames, "data/features/clip"], "map_label": "action"}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/demo/\n")
     git(repo, "init", "-q")
@@ -223,6 +223,14 @@ def test_a_second_repro_rebuilds_nothing_and_the_same_inputs_give_the_same_page(
     sh(project, "python", "-m", "reelfeat", "report", "--out", str(tmp_path / "again.html"))
     assert (tmp_path / "again.html").read_bytes() == (project / "data" / "report" / "index.html").read_bytes()
     # a head's param reruns the report with the head: tests/test_dvc.py
+
+
+def test_each_configured_store_has_a_map_with_its_knn_probe_inline(project):
+    page = (project / "data" / "report" / "index.html").read_text()
+    section = page[page.index('<section id="maps">') : page.index('<section id="stores">')]
+    for store in ("data/features/resnet18", "data/features/clip"):
+        assert f'alt="map of {store}"' in section
+    assert section.count('<img src="data:image/png;base64,') == 2
 
 
 def test_report_params_are_checked_by_name():

@@ -21,9 +21,13 @@ class ReportConfig:
     worst: int = 4  # test videos shown per head
     strip_frames: int = 8
     runs: str = "data/runs"
+    maps: tuple[str, ...] = ()  # feature stores drawn as a 2-D map (t-SNE of the pooled rows)
+    map_label: str = ""  # the manifest column that colours the map's points and its kNN probe
+    map_limit: int = 2000  # at most this many videos drawn: a random subset (seed 0) above it
+    insight: str = "data/insight"  # duplicate groups: train-test pairs drawn as connected points
 
     def validate(self, where: str) -> None:
-        for key in ("worst", "strip_frames"):
+        for key in ("worst", "strip_frames", "map_limit"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: {getattr(self, key)!r}; write a whole number of at least 1")
 

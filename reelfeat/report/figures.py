@@ -140,3 +140,43 @@ def strip(
         ax.set(ylabel="attention")
         ax.legend(fontsize=6, loc="upper right")
     return data_uri(fig, "jpeg")
+
+
+SPLIT_MARKERS = {"train": "o", "val": "s", "test": "^"}
+
+
+@styled
+def embedding_map(
+    xy: np.ndarray,
+    labels: list[str],
+    splits: list[str],
+    pairs: list[tuple[int, int]],
+    agreement: dict[str, float],
+    title: str,
+) -> str:
+    """Left: the 2-D map, a colour per label and a marker per split, leaking duplicate pairs joined.
+    Right: per label, the share of each video's nearest neighbours that carry its label (kNN probe)."""
+    fig, (ax, bars) = new_figure(1, 2, figsize=(9, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    classes = sorted(set(labels))
+    colours = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    for i, j in pairs:
+        ax.plot(xy[[i, j], 0], xy[[i, j], 1], color="red", linewidth=0.8, zorder=1)
+    label_array, split_array = np.array(labels), np.array(splits)
+    from matplotlib.lines import Line2D
+
+    handles = []
+    for c, name in enumerate(classes):
+        colour = colours(c % colours.N)
+        handles.append(Line2D([], [], marker="o", linestyle="", color=colour, label=name))
+        for split, marker in SPLIT_MARKERS.items():
+            keep = (label_array == name) & (split_array == split)
+            if keep.any():
+                ax.scatter(*xy[keep].T, s=14, marker=marker, color=colour, zorder=2)
+    handles += [Line2D([], [], marker=m, linestyle="", color="grey", label=split) for split, m in SPLIT_MARKERS.items()]
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(handles=handles, fontsize=6, loc="best", markerscale=0.8)
+    names = list(agreement)
+    bars.barh(names, [agreement[n] for n in names], color=[colours(classes.index(n) % colours.N) for n in names])
+    bars.set(xlim=(0, 1), title="kNN probe: neighbours sharing the label", xlabel="share of the 5 nearest")
+    bars.invert_yaxis()
+    return data_uri(fig)

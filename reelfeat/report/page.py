@@ -59,7 +59,7 @@ def write_page(config: ReportConfig, out: str | Path) -> Path:
         _metrics_tables(reviews, failed),
     ]
     parts += [_head_section(review, rows, frames, transcripts, config) for review in reviews]
-    parts += [_stores_section(config.stores), _run_section(config.runs), "</body></html>"]
+    parts += [_maps_section(config, rows), _stores_section(config.stores), _run_section(config.runs), "</body></html>"]
     return write_text(out, "\n".join(parts) + "\n")
 
 
@@ -221,6 +221,59 @@ def _video(
 
 def _img(uri: str, alt: str) -> str:
     return f'<p><img src="{uri}" alt="{escape(alt)}"></p>'
+
+
+def _maps_section(config: ReportConfig, rows: dict[str, dict]) -> str:
+    """Each configured store as a 2-D map (t-SNE of its pooled rows) with its kNN label probe."""
+    if not config.maps:
+        return ""
+    out = ['<section id="maps"><h2>Maps of the stores</h2>']
+    out.append(
+        f"<p>t-SNE of each video's mean row (L2-normalised; at most {config.map_limit} videos, a random subset "
+        f"above that), coloured by <code>{escape(config.map_label or 'split')}</code>; red lines join duplicates "
+        "that straddle train and test. Right: for each label, the share of its videos' 5 nearest neighbours "
+        "(all videos, exact cosine) that carry it: high bars mean the store separates the labels before any "
+        "head is trained.</p>"
+    )
+    for store in config.maps:
+        try:
+            out.append(_map(store, config, rows))
+        except (UserError, FileNotFoundError, ValueError) as exc:
+            out.append(f"<p>{escape(store)}: {escape(str(exc))}</p>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _map(store: str, config: ReportConfig, rows: dict[str, dict]) -> str:
+    from sklearn.manifold import TSNE
+
+    from extract.insight import knn_graph, leaking_groups, unit_rows
+
+    reader = StoreReader(store)
+    units, has_rows = unit_rows(reader)
+    ids = [vid for vid, has in zip(reader.ids, has_rows, strict=True) if has]
+    units = units[has_rows]
+    if len(ids) < 4:
+        return f"<p>{escape(store)}: {len(ids)} videos with rows; a map needs at least 4</p>"
+    label = [str(rows.get(vid, {}).get(config.map_label or "split", "")) for vid in ids]
+    neighbours, _, _ = knn_graph(units, min(5, len(ids) - 1))
+    shared = np.array(label)[neighbours] == np.array(label)[:, None]
+    agreement = {name: float(shared[np.array(label) == name].mean()) for name in sorted(set(label))}
+    shown = np.arange(len(ids))
+    if len(ids) > config.map_limit:
+        shown = np.sort(np.random.default_rng(0).choice(len(ids), config.map_limit, replace=False))
+    xy = TSNE(2, perplexity=min(30.0, (len(shown) - 1) / 3), init="pca", random_state=0).fit_transform(units[shown])
+    where = {ids[k]: n for n, k in enumerate(shown)}
+    pairs = [
+        (where[a], where[b])
+        for group in leaking_groups(Path(config.insight))
+        for a in group["train"]
+        for b in group["test"]
+        if a in where and b in where
+    ]
+    splits = [str(rows.get(ids[k], {}).get("split", "")) for k in shown]
+    uri = figures.embedding_map(xy, [label[k] for k in shown], splits, pairs, agreement, store)
+    return _img(uri, f"map of {store}")
 
 
 def _stores_section(folders: tuple[str, ...]) -> str:
