@@ -1,18 +1,19 @@
 """How far apart known near-duplicates sit in a feature store, against all other pairs: the evidence
 for `insight`'s default threshold.
 
-    python bench/duplicates.py [--backbones resnet50 clip] [--out bench/results/duplicates]
+    python bench/duplicates.py [--backbones resnet50 clip whisper] [--out bench/results/duplicates]
 
 From each real clip in ../shared/media and the first demo clips, ffmpeg makes six known copies, as
 reposts are made: re-encoded (CRF 35), cropped 10% (and scaled back), a watermark box and burned-in
 caption bar, sped up 5%, mirrored, and trimmed by its first second. All videos, originals and
-copies, go through `python -m extract run` (10 frames per video) into one store per backbone; each
+copies (with their audio), go through `python -m extract run` (10 frames per video, or all the
+audio) into one store per backbone; each
 video's mean row, L2-normalised, is compared with every other's. True pairs: a clip and any of its
 copies, or two copies of one clip. Every other pair is a false one. The output: each backbone's
 quantiles of both cosine distributions, and precision and recall at each threshold.
 
-The backbones run with random weights where their trained ones are not cached (this machine has
-no internet): the line says which.
+Whisper runs with its trained tiny.en weights from ../shared/weights; ResNet50 and CLIP with random
+weights, as this machine cannot download theirs: each line says which.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.clips import RESULTS, real_clips, videos_in  # noqa: E402
+from bench.clips import MEDIA, RESULTS, real_clips, videos_in  # noqa: E402
 from bench.peer import machine  # noqa: E402
 
 COPIES = {
@@ -43,15 +44,20 @@ COPIES = {
 THRESHOLDS = (0.80, 0.85, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
 
 
-def make_copies(sources: list[Path], folder: Path) -> dict[str, str]:
-    """Each copy's file stem -> its source's stem; the originals are linked in beside them."""
+def make_copies(sources: list[Path], folder: Path, seconds: int = 20, height: int | None = None) -> dict[str, str]:
+    """Each copy's file stem -> its source's stem. The originals are each source's first `seconds`
+    (scaled to `height`, if given) re-encoded at high quality with their audio, beside the copies."""
     folder.mkdir(parents=True, exist_ok=True)
     origin = {}
+    scale = ["-vf", f"scale=-2:{height}"] if height else []
     for source in sources:
         original = folder / f"{source.stem}.mp4"
         if not original.exists():
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", "20", "-c:v", "libx264",
-                            "-preset", "veryfast", "-crf", "18", "-an", str(original)], check=True)  # fmt: skip
+            encode = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac"]
+            subprocess.run(
+                ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", str(seconds), *scale, *encode, str(original)],
+                check=True,
+            )
         origin[original.stem] = source.stem
         for name, args in COPIES.items():
             copy = folder / f"{source.stem}__{name}.mp4"
@@ -76,13 +82,17 @@ def store_for(backbone: str, videos: list[Path], out: Path, weights: Path | None
     return store
 
 
-def random_weights(backbone: str, folder: Path) -> Path | None:
-    """Random weights saved where the trained ones are not cached, as the production loader reads them."""
+def weights_for(backbone: str, folder: Path) -> tuple[Path | None, str]:
+    """(weights for `run --weights`, what they are): Whisper tiny.en's trained checkpoint from
+    ../shared/weights; random weights for the others, whose trained ones this machine cannot download,
+    saved where the production loader reads them."""
     from bench.weights import torchvision_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    if backbone == "whisper":
+        return MEDIA.parent / "weights" / "whisper-tiny.en.pt", "trained: whisper tiny.en (../shared/weights)"
     if backbone == "resnet50":
-        return torchvision_file(folder, "resnet50")
+        return torchvision_file(folder, "resnet50"), "random (trained ones not downloadable here)"
     if backbone == "clip":
         from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -90,8 +100,8 @@ def random_weights(backbone: str, folder: Path) -> Path | None:
         if not path.exists():
             CLIPModel(CLIPConfig()).save_pretrained(path)
             CLIPImageProcessor().save_pretrained(path)
-        return path
-    return None
+        return path, "random (trained ones not downloadable here)"
+    return None, "the library's default (downloaded or cached)"
 
 
 def cosines(rows: dict[str, np.ndarray], origin: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +115,31 @@ def cosines(rows: dict[str, np.ndarray], origin: dict[str, str]) -> tuple[np.nda
     return matrix[upper][same], matrix[upper][~same]
 
 
+def grouping(reader, origin: dict[str, str], with_rows: set[str], threshold: float) -> dict:
+    """What `insight` makes of the store at `threshold`: the share of copies (of sources `with_rows`)
+    grouped with their original (connected components, as duplicates.csv holds them), and the groups
+    that join two sources."""
+    from extract.insight import find_duplicates
+
+    found = find_duplicates(reader, threshold)
+    names = [Path(vid).name for vid in found.ids]
+    group_of = dict(zip(names, found.group.tolist(), strict=True))
+    copies = [n for n in names if n in origin and n != origin[n] and origin[n] in with_rows]
+    with_original = sum(group_of[n] >= 0 and group_of[n] == group_of[origin[n]] for n in copies)
+    sources_in: dict[int, set[str]] = {}
+    for name, group in group_of.items():
+        if group >= 0 and name in origin:
+            sources_in.setdefault(group, set()).add(origin[name])
+    return {
+        "threshold": threshold,
+        "copies_with_original": round(with_original / len(copies), 4),
+        "groups_joining_sources": sum(len(sources) > 1 for sources in sources_in.values()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", nargs="*", default=["resnet50", "clip"])
+    parser.add_argument("--backbones", nargs="*", default=["resnet50", "clip", "whisper"])
     parser.add_argument("--demo", type=int, default=8, help="demo clips taken as sources besides the real ones")
     parser.add_argument("--out", type=Path, default=RESULTS / "duplicates")
     args = parser.parse_args()
@@ -118,9 +150,10 @@ def main() -> None:
     from extract.store import StoreReader
 
     for backbone in args.backbones:
-        weights = random_weights(backbone, args.out / "weights")
+        weights, about = weights_for(backbone, args.out / "weights")
         store = store_for(backbone, videos, args.out / "stores", weights)
-        rows = {vid: r.astype(np.float32).mean(0) for vid, r in StoreReader(store).iter_rows() if len(r)}
+        reader = StoreReader(store)
+        rows = {vid: r.astype(np.float32).mean(0) for vid, r in reader.iter_rows() if len(r)}
         true, false = cosines(rows, origin)
         points = []
         for threshold in THRESHOLDS:
@@ -132,14 +165,15 @@ def main() -> None:
         quantiles = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
         record = {
             "backbone": backbone,
-            "weights": "random (trained ones not cached)" if weights else "trained",
-            "sources": len(sources),
+            "weights": about,
+            "sources": len({origin[Path(vid).name] for vid in rows}),  # with rows: silent ones give none to audio
             "videos": len(rows),
             "true_pairs": len(true),
             "other_pairs": len(false),
             "true_quantiles": [round(float(np.quantile(true, q)), 4) for q in quantiles],
             "other_quantiles": [round(float(np.quantile(false, q)), 4) for q in quantiles],
             "at": points,
+            "grouped": [grouping(reader, origin, {Path(v).name for v in rows}, t) for t in THRESHOLDS],
             **where,
         }
         print(json.dumps(record), flush=True)

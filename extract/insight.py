@@ -335,7 +335,8 @@ def embed_like(store: str | Path, video: str, backbones: dict, settings) -> np.n
     from extract.manifest import video_rows
     from extract.remake import InputMaker
 
-    recipe = StoreReader(store).recipe
+    reader = StoreReader(store)
+    recipe = reader.recipe
     if recipe.backbone is None:
         raise ConfigError(f"{store} is not a feature store (it has no backbone in its recipe): name data/features/*")
     rows = video_rows([video], None, Path.cwd())
@@ -344,7 +345,7 @@ def embed_like(store: str | Path, video: str, backbones: dict, settings) -> np.n
         maker.plan_views(recipe)
         maker.decode()
         made = StoreReader(maker.make(recipe))
-        if made.attrs.get("config") != StoreReader(store).attrs.get("config"):
+        if made.attrs.get("config") != reader.attrs.get("config"):
             raise UserError(f"{video} was embedded with another recipe than {store}'s: its weights differ")
         failure = made.failures.get(rows[0]["id"])
         units, has_rows = unit_rows(made)
