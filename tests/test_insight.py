@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SHARED
 
 from extract import insight
 from extract.config import ConfigError
 from extract.insight import InsightConfig, knn_graph, nearest, neighbours, run_insight, unit_rows
 from extract.store import StoreReader, StoreWriter
+
+SHARED_WEIGHTS = SHARED / "weights"
 
 
 def feature_store(path: Path, rows: dict[str, np.ndarray], sha: dict[str, str] | None = None) -> Path:
@@ -128,3 +130,46 @@ def test_neighbours_of_a_new_video_embed_it_with_the_stores_recipe(tmp_path, wei
     first = found.stdout.splitlines()[0].split()
     assert first[2] == "c1" and float(first[1]) > 0.9999  # itself, remade the same way
     assert len(found.stdout.splitlines()) == 2
+
+
+def test_ffmpeg_copies_of_real_clips_group_with_their_original_at_the_default_threshold(
+    tmp_path, shared_media, monkeypatch
+):
+    """Copies made as reposts are (bench/duplicates.py's six), of real clips with sound, through `run`'s
+    one-shot extraction and `insight`. The store is Whisper tiny.en's pooled encoder rows: its trained
+    weights are the only ones for a video's content this offline machine has (../shared/weights), and
+    random weights make the property meaningless (random ResNet50's pooled rows put every pair of
+    clips at 0.995 or above). Audio passes the visual edits (crop, watermark, mirror) only re-encoded, so these
+    copies test speed-up, trimming and re-encoding; the visual backbones' threshold is not tested."""
+    monkeypatch.syspath_prepend(str(ROOT))  # bench/ is beside the packages, not one of them
+    from bench.duplicates import COPIES, make_copies
+    from extract.manifest import video_rows
+    from extract.oneshot import run_one_shot
+    from extract.views import AudioView
+
+    weights = SHARED_WEIGHTS / "whisper-tiny.en.pt"
+    if not weights.is_file():
+        pytest.skip(f"{weights} is absent")
+    sources = [shared_media / name for name in ("tiktok_talking.mp4", "tiktok_dance_hevc.mp4", "bigbuckbunny.mp4")]
+    sources.append(shared_media / "paddlevideo_example.avi")  # bigbuckbunny's nearest other clip: 0.93 at 10 s
+    origin = make_copies(sources, tmp_path / "videos", seconds=8, height=144)
+    reupload = tmp_path / "videos" / "tiktok_talking_again.mp4"  # the same file under another id
+    reupload.write_bytes((tmp_path / "videos" / "tiktok_talking.mp4").read_bytes())
+    origin[reupload.stem] = "tiktok_talking"
+    videos = sorted(f"videos/{path.name}" for path in (tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == len(sources) * (len(COPIES) + 1) + 1
+    # as `run whisper` runs it, without the transcripts this test has no use for
+    values = {"model": "whisper", "weights": str(weights), "transcribe": False}
+    run_one_shot("whisper", values, video_rows(videos, None, tmp_path), AudioView(sample_rate=16000), tmp_path / "out")
+    splits = {f"videos/{stem}": "train" if stem == source else "test" for stem, source in origin.items()}
+    config = InsightConfig(store=str(tmp_path / "out" / "whisper"), manifest=str(manifest(tmp_path / "m.csv", splits)))
+    assert config.threshold == insight.DEFAULT_THRESHOLD
+    summary = run_insight(config, tmp_path / "insight")
+    with open(tmp_path / "insight" / "duplicates.csv", newline="") as handle:
+        group_of = {Path(row["id"]).name: row["group"] for row in csv.DictReader(handle)}
+    assert set(group_of) == set(origin)  # every video is in a group
+    sources_of = {}
+    for stem, group in group_of.items():
+        sources_of.setdefault(group, set()).add(origin[stem])
+    assert sorted(map(sorted, sources_of.values())) == [[source.stem] for source in sorted(sources)]
+    assert summary["exact_duplicates"] == 2 and summary["leaking_groups"] == len(sources)

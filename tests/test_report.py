@@ -135,6 +135,14 @@ def test_every_head_has_its_section_and_a_row_in_the_metrics_table(project):
     # the zero-shot head is the baseline beside the trained tag head, with intervals on the metrics
     tags_table = text[text.index("<h3>tags ") : text.index("</table>", text.index("<h3>tags "))]
     assert "#head-tags" in tags_table and "zero-shot baseline" in tags_table and 'class="ci">[' in tags_table
+    # beneath a head whose test videos have train duplicates (insight@resnet18), its leakage-free row
+    dropped = {}
+    for name in heads:
+        metrics = json.loads((project / "data/heads" / name / "metrics.json").read_text())
+        dropped[name] = metrics.get("test_leakage_free", {}).get("dropped", 0)
+        row = f"leakage-free: {dropped[name]} test videos with a train duplicate dropped"
+        assert (row in text) == bool(dropped[name]), name
+    assert any(dropped.values())
 
 
 def test_every_image_is_inline_and_nothing_is_fetched(project):

@@ -112,27 +112,38 @@ def _metrics_tables(reviews: list[HeadReview], failed: dict[str, str]) -> str:
         out.append(f"<table><tr><th>head</th><th>inputs</th><th>n</th>{header}</tr>")
         for review in members:
             test = review.metrics.get("test", {})
-            ci = test.get("ci95", {})
-            cells = []
-            for name in names:
-                interval = ci.get(name)
-                shown = _value(test.get(name))
-                if interval:
-                    shown += f' <span class="ci">[{interval[0]:.3g}, {interval[1]:.3g}]</span>'
-                cells.append(f'<td class="num">{shown}</td>')
             baseline = review.config.kind == "zero_shot"
             label = f'<a href="#head-{escape(review.name)}">{escape(review.name)}</a>'
             label += " <span class='muted'>(zero-shot baseline)</span>" if baseline else ""
             row_class = ' class="baseline"' if baseline else ""
             out.append(
                 f"<tr{row_class}><td>{label}</td><td>{escape(_inputs(review))}</td>"
-                f'<td class="num">{_value(test.get("n"))}</td>{"".join(cells)}</tr>'
+                f'<td class="num">{_value(test.get("n"))}</td>{_metric_cells(test, names)}</tr>'
             )
+            free = review.metrics.get("test_leakage_free")
+            if free and free.get("dropped"):  # the same head without the test videos duplicated in train
+                out.append(
+                    f'<tr class="leakage-free"><td class="muted">&nbsp;&nbsp;leakage-free: {free["dropped"]} test '
+                    f'videos with a train duplicate dropped</td><td></td><td class="num">{_value(free.get("n"))}</td>'
+                    f"{_metric_cells(free, names)}</tr>"
+                )
         out.append("</table>")
     for name, error in sorted(failed.items()):
         out.append(f'<p class="error">{escape(name)}: not shown: {escape(error)}</p>')
     out.append("</section>")
     return "\n".join(out)
+
+
+def _metric_cells(metrics: dict, names: list[str]) -> str:
+    """Table cells of `names` from one split's metrics, each with its 95% interval where there is one."""
+    ci = metrics.get("ci95", {})
+    cells = []
+    for name in names:
+        shown = _value(metrics.get(name))
+        if interval := ci.get(name):
+            shown += f' <span class="ci">[{interval[0]:.3g}, {interval[1]:.3g}]</span>'
+        cells.append(f'<td class="num">{shown}</td>')
+    return "".join(cells)
 
 
 def _inputs(review: HeadReview) -> str:
