@@ -151,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if view is not None:
         view.validate("python -m extract run")
     values = {"model": args.backbone, "weights": args.weights, "dtype": args.dtype, "precision": args.precision}
+    values |= backbone_options(args.options, values)
     if args.column:
         values["column"] = args.column
     rows = video_rows(args.videos, args.manifest, Path.cwd())
@@ -170,6 +171,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.clock.count(summary.computed, summary.reused)
     summaries = {args.backbone: summary}
     return videos_exit(summaries, print_summary(summaries, "extracted"), args.allow_failures)
+
+
+def backbone_options(pairs: list[str], flags: dict) -> dict:
+    """`run --set KEY=VALUE` pairs as a backbone's params.yaml entry would give them: each value read as
+    YAML (`false`, `3`, `[1, 2]`); the backbone's config checks keys and types when it is built."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"run --set {pair!r}: write KEY=VALUE, e.g. --set transcribe=false")
+        if key in flags:
+            raise ConfigError(f"run --set {key}: give it with --{key} instead")
+        try:
+            options[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"run --set {pair!r}: {text!r} is not a YAML value; quote it") from None
+    return options
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
@@ -387,6 +408,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some videos failed")
     p.add_argument("--backend", default=None, help="local or ray (default: REELFEAT_BACKEND, else local)")
+    p.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backbone option as its params.yaml entry takes it, the value read as YAML; repeatable "
+        "(e.g. --set transcribe=false for whisper rows without transcripts)",
+    )
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("weights", help="fetch every configured backbone's weights; print file, size, sha256")

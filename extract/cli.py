@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import re
 import shutil
 import sys
@@ -66,6 +67,9 @@ def run_command(args: argparse.Namespace) -> int:
         return code
     except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # stdout's reader stopped early (`| head`): what it read was printed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return EXIT_ERROR
     except OSError as exc:
         if exc.errno != errno.ENOSPC:

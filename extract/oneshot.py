@@ -145,7 +145,7 @@ def run_one_shot(
         from extract.backbones import backbone_config, default_device
         from extract.features import ExtractWork, decoded_in_run, feature_store, store_result
 
-        entry, config = backbone_config(key, values)
+        entry, config = backbone_config(key, values, where=f"run {key}")
         device = device or default_device(settings.device)
         threads, turn = decode_plan(device)
         source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
@@ -194,7 +194,7 @@ def _run_remote(
     from extract.backbones import backbone_config
     from extract.features import ExtractWork, build_features, decoded_in_run
 
-    entry, config = backbone_config(key, values)
+    entry, config = backbone_config(key, values, where=f"run {key}")
     reader = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)
     source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows], reader)
     work = ExtractWork(entry, config, "cpu", batch_size, source)

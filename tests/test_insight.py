@@ -111,6 +111,16 @@ def test_neighbours_errors_are_one_line_naming_the_store_and_the_fix(tmp_path):
     assert run.returncode == 0 and run.stdout.split()[:3] == ["1", "-1.0000", "b"]
 
 
+def test_a_listing_cut_short_by_its_reader_ends_without_a_traceback(tmp_path):
+    rows = {f"v{i:04d}": np.full((1, 2), i, np.float32) + np.eye(2, dtype=np.float32)[i % 2] for i in range(3000)}
+    store = feature_store(tmp_path / "many", rows)  # 3000 lines of output: more than a pipe holds
+    cli = [sys.executable, "-m", "reelfeat", "neighbours", str(store), "v0001", "-k", "2999"]
+    listing = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert listing.stdout.readline().split()[0] == b"1"
+    listing.stdout.close()  # as `| head -1` does
+    assert listing.wait(timeout=60) == 1 and listing.stderr.read() == b""
+
+
 def test_neighbours_of_a_new_video_embed_it_with_the_stores_recipe(tmp_path, weights_dir):
     from conftest import make_video, save_torchvision
 
@@ -135,17 +145,14 @@ def test_neighbours_of_a_new_video_embed_it_with_the_stores_recipe(tmp_path, wei
 def test_ffmpeg_copies_of_real_clips_group_with_their_original_at_the_default_threshold(
     tmp_path, shared_media, monkeypatch
 ):
-    """Copies made as reposts are (bench/duplicates.py's six), of real clips with sound, through `run`'s
-    one-shot extraction and `insight`. The store is Whisper tiny.en's pooled encoder rows: its trained
+    """Copies made as reposts are (bench/duplicates.py's six), of real clips with sound, through `run`
+    (without transcripts) and `insight`. The store is Whisper tiny.en's pooled encoder rows: its trained
     weights are the only ones for a video's content this offline machine has (../shared/weights), and
     random weights make the property meaningless (random ResNet50's pooled rows put every pair of
     clips at 0.995 or above). Audio passes the visual edits (crop, watermark, mirror) only re-encoded, so these
     copies test speed-up, trimming and re-encoding; the visual backbones' threshold is not tested."""
     monkeypatch.syspath_prepend(str(ROOT))  # bench/ is beside the packages, not one of them
     from bench.duplicates import COPIES, make_copies
-    from extract.manifest import video_rows
-    from extract.oneshot import run_one_shot
-    from extract.views import AudioView
 
     weights = SHARED_WEIGHTS / "whisper-tiny.en.pt"
     if not weights.is_file():
@@ -158,9 +165,8 @@ def test_ffmpeg_copies_of_real_clips_group_with_their_original_at_the_default_th
     origin[reupload.stem] = "tiktok_talking"
     videos = sorted(f"videos/{path.name}" for path in (tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == len(sources) * (len(COPIES) + 1) + 1
-    # as `run whisper` runs it, without the transcripts this test has no use for
-    values = {"model": "whisper", "weights": str(weights), "transcribe": False}
-    run_one_shot("whisper", values, video_rows(videos, None, tmp_path), AudioView(sample_rate=16000), tmp_path / "out")
+    run = [sys.executable, "-m", "extract", "run", "whisper", *videos, "--out", "out", "--weights", str(weights)]
+    subprocess.run([*run, "--set", "transcribe=false"], check=True, cwd=tmp_path, capture_output=True)
     splits = {f"videos/{stem}": "train" if stem == source else "test" for stem, source in origin.items()}
     config = InsightConfig(store=str(tmp_path / "out" / "whisper"), manifest=str(manifest(tmp_path / "m.csv", splits)))
     assert config.threshold == insight.DEFAULT_THRESHOLD

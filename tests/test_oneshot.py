@@ -203,3 +203,19 @@ def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes
     )
     assert summary.computed == 2 and THREADS_SEEN == [1, 1]
     assert torch.get_num_threads() == 2  # put back afterwards
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("transcibe=false", "error: run whisper: unknown key(s) ['transcibe']; valid keys are"),
+        ("transcribe=maybe", "error: run whisper.transcribe: 'maybe' is not true or false"),
+        ("transcribe", "error: run --set 'transcribe': write KEY=VALUE, e.g. --set transcribe=false"),
+        ("weights=x", "error: run --set weights: give it with --weights instead"),
+    ],
+)
+def test_a_wrong_backbone_option_is_one_line_naming_it(tmp_path, clip, capsys, option, message):
+    code = main(["run", "whisper", str(clip), "--out", str(tmp_path / "out"), "--set", option])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_ERROR and err.startswith(message) and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "whisper").exists()

@@ -297,12 +297,13 @@ def input_kind(name: str) -> str:
 
 
 def backbone_config(
-    key: str, values: dict[str, Any], section: str = "backbones"
+    key: str, values: dict[str, Any], section: str = "backbones", where: str | None = None
 ) -> tuple[BackboneEntry, BackboneConfig]:
-    """Entry and validated config of `<section>.<key>` in params.yaml (`backbones`, or `encoders`)."""
+    """Entry and validated config of `<section>.<key>` in params.yaml (`backbones`, or `encoders`);
+    `where` names the values' origin in errors instead, where they came from elsewhere (`run`'s flags)."""
     values = {"model": key, **(values or {})}
     entry = get_backbone(values["model"])
-    return entry, build_config(entry.config_cls, values, f"params.yaml {section}.{key}")
+    return entry, build_config(entry.config_cls, values, where or f"params.yaml {section}.{key}")
 
 
 def default_device(wanted: str | None = None) -> torch.device:
