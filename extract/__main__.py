@@ -25,6 +25,8 @@ from extract.config import ConfigError
 from extract.media import SEEK_MODES
 from extract.views import AudioView
 
+PREPARED = "data/prepared/manifest.csv"  # `prepare`'s table, which commands read splits and captions from
+
 
 def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
     """The exit code of a stage that made `summaries`: --allow-failures covers some videos failing,
@@ -286,17 +288,26 @@ def cmd_neighbours(args: argparse.Namespace) -> int:
     if args.video:
         backbones = load_section(args.params, "backbones") if Path(args.params).is_file() else {}
         query = embed_like(args.store, args.video, backbones, args.settings)
-    found = neighbours(args.store, args.k, args.id, query, args.manifest, args.caption)
+    found = neighbours(args.store, args.k, args.id, query, optional_manifest(args.manifest), args.caption)
     width = max((len(n.id) for n in found), default=2)
     for rank, n in enumerate(found, 1):
         print(f"{rank:>3}  {n.cosine:.4f}  {n.id:<{width}}  {n.split or '-':<5}  {n.caption}")
     return EXIT_OK
 
 
+def optional_manifest(named: str | None) -> str | None:
+    """A manifest named with --manifest, which must exist; without one, the prepared manifest where there is one."""
+    if named is None:
+        return PREPARED if Path(PREPARED).is_file() else None
+    if not Path(named).is_file():
+        raise ConfigError(f"--manifest {named}: no such file; name a prepared manifest, or leave it out")
+    return named
+
+
 def cmd_export_parquet(args: argparse.Namespace) -> int:
     from extract.parquet_files import export_parquet
 
-    count = export_parquet(args.store, args.out, args.manifest)
+    count = export_parquet(args.store, args.out, optional_manifest(args.manifest))
     print(f"{args.out}: {count} videos as parquet shards in data/ and a dataset card (README.md)")
     return EXIT_OK
 
@@ -462,7 +473,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-parquet", help="a feature store -> parquet shards and a Hugging Face dataset card")
     p.add_argument("store", help="a feature store folder, e.g. data/features/resnet50")
     p.add_argument("--out", required=True, help="folder for README.md and data/*.parquet")
-    p.add_argument("--manifest", default="data/prepared/manifest.csv", help="columns to add (caption, split, labels)")
+    p.add_argument(
+        "--manifest", default=None, help=f"columns to add: caption, split, labels (default: {PREPARED} if there is one)"
+    )
     p.set_defaults(run=cmd_export_parquet)
 
     p = sub.add_parser("import-parquet", help="export-parquet's folder -> a feature store (same rows and recipe)")
@@ -480,7 +493,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", nargs="?", default=None, help="a video of the store (its manifest id)")
     p.add_argument("--video", default=None, help="a new video file instead, embedded with the store's recipe")
     p.add_argument("-k", type=int, default=10, help="how many (default 10)")
-    p.add_argument("--manifest", default="data/prepared/manifest.csv", help="where splits and captions come from")
+    p.add_argument(
+        "--manifest", default=None, help=f"where splits and captions come from (default: {PREPARED} if there is one)"
+    )
     p.add_argument("--caption", default="text", help="the manifest column shown (default: text)")
     p.set_defaults(run=cmd_neighbours)
 

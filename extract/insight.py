@@ -298,7 +298,9 @@ def neighbours(
     caption: str = "text",
 ) -> list[Neighbour]:
     """The k videos of `store` nearest video `vid` of the store, or the unit row `query`, best first,
-    with their split and caption from `manifest` (where it exists)."""
+    with their split and caption from `manifest` (where given)."""
+    if k < 1:
+        raise ConfigError(f"neighbours: -k {k}: ask for 1 or more")
     reader = StoreReader(store)
     ids = reader.ids
     units, has_rows = unit_rows(reader)
@@ -316,7 +318,7 @@ def neighbours(
     # rows without features and the video itself come back too, and are dropped below
     found, cosines = nearest(units, query[None, :], k + 1 + int((~has_rows).sum()))
     rows = {}
-    if manifest and Path(manifest).is_file():
+    if manifest:
         rows = {row["id"]: row for row in read_prepared(manifest)}
     itself = ids.index(vid) if vid is not None else -1
     picked = [(int(i), float(c)) for i, c in zip(found[0], cosines[0], strict=True) if has_rows[i] and i != itself]

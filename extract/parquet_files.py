@@ -38,7 +38,7 @@ def export_parquet(store: str | Path, out: str | Path, manifest: str | Path | No
         raise UserError(f"{store} holds rows of shape {reader.row_shape}, not features: export data/features/<name>")
     width = reader.row_shape[0]
     value = {np.dtype("float16"): pa.float16(), np.dtype("float32"): pa.float32()}.get(reader.dtype, pa.float32())
-    table = {row["id"]: row for row in read_prepared(manifest)} if manifest and Path(manifest).is_file() else {}
+    table = {row["id"]: row for row in read_prepared(manifest)} if manifest else {}
     columns = [c for c in (next(iter(table.values()), {}) or {}) if c not in SKIPPED_COLUMNS]
     attrs = {k: v for k, v in reader.attrs.items() if k != "schema_version"}
     meta = {META_KEY: json.dumps({"attrs": attrs, "dtype": str(reader.dtype), "width": width}).encode()}
@@ -108,27 +108,23 @@ def _card(reader: StoreReader, width: int, dtype: str, columns: list[str], video
 
 def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
     """A store from `export_parquet`'s shards (same ids, rows, timestamps and recipe); returns (store, videos)."""
-    import pyarrow.parquet as pq
 
     folder = Path(folder)
     files = sorted((folder / "data").glob("*.parquet")) or sorted(folder.glob("*.parquet"))
     if not files:
         raise UserError(f"{folder}: no parquet files in it or in its data/ folder; export one with export-parquet")
-    first = pq.read_schema(files[0])
-    if not first.metadata or META_KEY not in first.metadata:
-        raise UserError(f"{files[0]}: not written by reelfeat export-parquet (no reelfeat metadata in its schema)")
-    meta = json.loads(first.metadata[META_KEY])
+    meta = _reelfeat_meta(files[0])
     width, dtype = int(meta["width"]), np.dtype(meta["dtype"])
     count = 0
     with StoreWriter(out, row_shape=(width,), dtype=dtype, attrs=meta["attrs"]) as writer:
         for path in files:
-            rows_type = pq.read_schema(path).field("rows").type
-            if getattr(rows_type.value_type, "list_size", None) != width:
+            wide = _reelfeat_meta(path)["width"]
+            if wide != width:
                 raise UserError(
-                    f"{path}: rows are {getattr(rows_type.value_type, 'list_size', '?')} wide, but {files[0].name}'s "
-                    f"are {width}: one store holds one width; remove the file or export it apart"
+                    f"{path}: rows are {wide} wide, but {files[0].name}'s are {width}: one store holds one width; "
+                    "remove the file or export it apart"
                 )
-            for batch in pq.ParquetFile(path).iter_batches(columns=["id", "rows", "timestamps", "source_sha256"]):
+            for batch in _batches(path, ["id", "rows", "timestamps", "source_sha256"]):
                 ids = batch.column(0).to_pylist()
                 rows, stamps, sha = batch.column(1), batch.column(2), batch.column(3).to_pylist()
                 for i, vid in enumerate(ids):
@@ -139,3 +135,37 @@ def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
                     writer.add(vid, video.astype(dtype), seconds, sha[i] or "")
                     count += 1
     return Path(out), count
+
+
+def _reelfeat_meta(path: Path) -> dict:
+    """What export_parquet put in a file's schema (attrs, dtype, width), checked against the file's own
+    `rows` column; any other file is refused by name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: not a readable parquet file ({exc}); remove it or export again") from None
+    try:
+        meta = json.loads(schema.metadata[META_KEY])
+        meta["width"] = int(meta["width"])
+        width = schema.field("rows").type.value_type.list_size
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise UserError(
+            f"{path}: not written by reelfeat export-parquet (no reelfeat metadata or rows column in its schema)"
+        ) from None
+    if width != meta["width"]:
+        raise UserError(f"{path}: its rows are {width} wide, but its metadata says {meta['width']}; export again")
+    return meta
+
+
+def _batches(path: Path, columns: list[str]):
+    """The file's record batches of `columns`; a damaged file is one error naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        yield from pq.ParquetFile(path).iter_batches(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: damaged parquet file ({exc}); remove it or export again") from None

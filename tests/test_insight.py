@@ -179,3 +179,9 @@ def test_ffmpeg_copies_of_real_clips_group_with_their_original_at_the_default_th
         sources_of.setdefault(group, set()).add(origin[stem])
     assert sorted(map(sorted, sources_of.values())) == [[source.stem] for source in sorted(sources)]
     assert summary["exact_duplicates"] == 2 and summary["leaking_groups"] == len(sources)
+
+
+def test_neighbours_asks_for_one_or_more(tmp_path):
+    two = feature_store(tmp_path / "two", {"a": np.ones((1, 4), np.float32), "b": -np.ones((1, 4), np.float32)})
+    with pytest.raises(ConfigError, match="-k 0: ask for 1 or more"):
+        neighbours(two, 0, "a")

@@ -83,3 +83,25 @@ def test_a_file_of_another_width_and_an_escaping_id_are_refused_by_name(tmp_path
     assert run.returncode == 1 and "id '../../escape' has an empty, '.' or '..' part" in run.stderr
     assert [f.name for f in (tmp_path / "b2").iterdir()] == [".lock"]  # nothing published
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_damaged_and_foreign_files_and_a_missing_manifest_are_one_line_naming_them(tmp_path, store):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, _ = store
+    export = [sys.executable, "-m", "reelfeat", "export-parquet", str(path), "--out", str(tmp_path / "hf")]
+    run = subprocess.run([*export, "--manifest", "nothere.csv"], capture_output=True, text=True, cwd=tmp_path)
+    expected = "error: --manifest nothere.csv: no such file; name a prepared manifest, or leave it out\n"
+    assert run.returncode == 1 and run.stderr == expected
+    assert not (tmp_path / "hf").exists()
+    export_parquet(path, tmp_path / "hf")
+    data = tmp_path / "hf" / "data"
+    (data / "zz-damaged.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(UserError, match=r"zz-damaged.parquet: not a readable parquet file .*; remove it"):
+        import_parquet(tmp_path / "hf", tmp_path / "back")
+    (data / "zz-damaged.parquet").unlink()
+    pq.write_table(pa.table({"id": ["x"], "rows": [[1.0]]}), data / "zz-foreign.parquet")
+    with pytest.raises(UserError, match=r"zz-foreign.parquet: not written by reelfeat export-parquet"):
+        import_parquet(tmp_path / "hf", tmp_path / "back")
+    assert not (tmp_path / "back" / "index.json").exists()  # nothing published
