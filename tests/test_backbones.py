@@ -526,6 +526,7 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
     long_rows, long_times = store.get("long")
     assert long_rows.shape == (1550, 32) and long_times[1500] == pytest.approx(30.0)
     assert store.get("none")[0].shape == (0, 32)
+    assert store.info_names() == []  # no transcripts asked for: no empty transcript columns either
 
 
 def test_audio_models_refuse_another_sample_rate(tmp_path, vggish_folder):

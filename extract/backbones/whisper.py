@@ -94,6 +94,8 @@ class WhisperBackbone(Backbone):
         weights = ResolvedWeights(config.weights or "base", source, (path,))
         super().__init__(config, weights, self.model.dims.n_audio_state, device)
         self.transcripts_batched = 0  # videos whose transcript came from the batched decode
+        if not config.transcribe:  # encoder rows only: the store holds no empty transcript columns
+            self.columns = {}
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         require_sample_rate(self, recipe, SAMPLE_RATE)
@@ -206,7 +208,7 @@ class WhisperBackbone(Backbone):
         state = units.state
         parts = [out[:n] for out, n in zip(outputs, state.keep, strict=True)]
         feats = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
-        columns = {"transcript": "", "language": "", "segments": "[]"}
+        columns = {name: "[]" if name == "segments" else "" for name in self.columns}
         if self.config.transcribe and len(video.rows):
             columns = state.transcript or self._transcribe(video)
         return Rows(feats, units.timestamps, columns)
