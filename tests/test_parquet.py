@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from extract import parquet_files
 from extract.errors import UserError
 from extract.parquet_files import export_parquet, import_parquet
 from extract.store import StoreReader, StoreWriter
@@ -36,11 +37,16 @@ def store(tmp_path):
     return tmp_path / "store", manifest
 
 
-def test_export_import_and_load_dataset_give_the_same_rows_ids_and_recipe(tmp_path, store):
+def test_export_import_and_load_dataset_give_the_same_rows_ids_and_recipe(tmp_path, store, monkeypatch):
+    import pyarrow.parquet as pq
     from datasets import load_dataset
 
     path, manifest = store
+    monkeypatch.setattr(parquet_files, "ROW_GROUP_BYTES", 40)  # a's 48 bytes of rows close a row group
+    monkeypatch.setattr(parquet_files, "READ_VIDEOS", 1)
     assert export_parquet(path, tmp_path / "hf", manifest) == 3
+    (shard,) = (tmp_path / "hf" / "data").glob("*.parquet")
+    assert pq.ParquetFile(shard).num_row_groups == 2  # [a], [b, silent]: written as they fill, not all at once
     card = (tmp_path / "hf" / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and "IMAGENET1K_V2" in card
     back, count = import_parquet(tmp_path / "hf", tmp_path / "back")
