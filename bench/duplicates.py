@@ -12,8 +12,9 @@ compared with every other's. True pairs: a clip and any of its
 copies, or two copies of one clip. Every other pair is a false one. The output: each backbone's
 quantiles of both cosine distributions, and precision and recall at each threshold.
 
-Whisper runs with its trained tiny.en weights from ../shared/weights; ResNet50 and CLIP with random
-weights, as this machine cannot download theirs: each line says which.
+Whisper runs with its trained tiny.en weights from ../shared/weights; ResNet50 and CLIP with their
+trained weights where the libraries' caches hold them (`python -m extract weights` fills them), else
+with random weights, as this machine cannot download theirs: each line says which.
 """
 
 from __future__ import annotations
@@ -72,37 +73,48 @@ def make_copies(sources: list[Path], folder: Path, seconds: int = 20, height: in
 
 
 def store_for(backbone: str, videos: list[Path], out: Path, weights: Path | None) -> Path:
-    store = out / backbone / backbone  # `run --out DIR` writes DIR/<backbone>
-    if not store.exists():
-        cmd = [sys.executable, "-m", "extract", "run", backbone, *map(str, videos), "--out", str(out / backbone),
-               "--frames", "10", "--dtype", "float32"]  # fmt: skip
-        if weights:
-            cmd += ["--weights", str(weights)]
-        if backbone == "whisper":  # the encoder's rows are the same without transcripts, and come faster
-            cmd += ["--set", "transcribe=false"]
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return store
+    """`run` into out/<backbone>: it reuses the videos whose file and settings (weights included) are unchanged."""
+    cmd = [sys.executable, "-m", "extract", "run", backbone, *map(str, videos), "--out", str(out / backbone),
+           "--frames", "10", "--dtype", "float32"]  # fmt: skip
+    if weights:
+        cmd += ["--weights", str(weights)]
+    if backbone == "whisper":  # the encoder's rows are the same without transcripts, and come faster
+        cmd += ["--set", "transcribe=false"]
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return out / backbone / backbone  # `run --out DIR` writes DIR/<backbone>
 
 
 def weights_for(backbone: str, folder: Path) -> tuple[Path | None, str]:
     """(weights for `run --weights`, what they are): Whisper tiny.en's trained checkpoint from
-    ../shared/weights; random weights for the others, whose trained ones this machine cannot download,
-    saved where the production loader reads them."""
+    ../shared/weights; for ResNet50 and CLIP their trained defaults where the libraries' caches hold
+    them (None: `run` resolves them as users get them), else random weights saved where the
+    production loader reads them."""
     from bench.weights import torchvision_file
 
     folder.mkdir(parents=True, exist_ok=True)
     if backbone == "whisper":
         return MEDIA.parent / "weights" / "whisper-tiny.en.pt", "trained: whisper tiny.en (../shared/weights)"
+    random = "random (trained ones not cached, and not downloadable here)"
     if backbone == "resnet50":
-        return torchvision_file(folder, "resnet50"), "random (trained ones not downloadable here)"
+        import torch
+        from torchvision.models import ResNet50_Weights
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(ResNet50_Weights.DEFAULT.url).name
+        return (None, f"trained: {cached.name} (cached)") if cached.is_file() else (
+            torchvision_file(folder, "resnet50"), random)  # fmt: skip
     if backbone == "clip":
+        from huggingface_hub import try_to_load_from_cache
         from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
+        from extract.backbones.clip import DEFAULT_CHECKPOINT
+
+        if isinstance(try_to_load_from_cache(DEFAULT_CHECKPOINT, "config.json"), str):
+            return None, f"trained: {DEFAULT_CHECKPOINT} (cached)"
         path = folder / "clip-vit-b32"
         if not path.exists():
             CLIPModel(CLIPConfig()).save_pretrained(path)
             CLIPImageProcessor().save_pretrained(path)
-        return path, "random (trained ones not downloadable here)"
+        return path, random
     return None, "the library's default (downloaded or cached)"
 
 
