@@ -265,7 +265,7 @@ def cmd_import_numpy(args: argparse.Namespace) -> int:
 
 
 def cmd_insight(args: argparse.Namespace) -> int:
-    from extract.insight import INSIGHT, insight_config, run_insight
+    from extract.insight import INSIGHT, crowding, insight_config, run_insight
 
     section = load_section(args.params, "insight")
     if args.name not in section:
@@ -276,6 +276,8 @@ def cmd_insight(args: argparse.Namespace) -> int:
         f"{summary['videos']} videos, {summary['exact_duplicates']} exact); {summary['leaking_groups']} groups "
         f"straddle train and test ({summary['leaking_test_videos']} test videos)"
     )
+    if warning := crowding(summary):
+        print(f"warning: insight@{args.name}: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ QUERY_BLOCK = 2048  # rows per matrix product: 2048 x 10^5 float32 cosines are 0
 # joins its original (bench/duplicates.py, README "Duplicates and leakage"); for visual stores it is the value
 # common for trained CLIP embeddings, unmeasured here (random weights separate nothing)
 DEFAULT_THRESHOLD = 0.95
+CROWDED = 0.5  # one group holding more than this share of a store's videos is warned about
 
 
 @dataclass(frozen=True)
@@ -244,10 +245,25 @@ def run_insight(config: InsightConfig, out: Path) -> dict:
         "exact_duplicates": int(found.exact.sum()),
         "leaking_groups": len(leaking),
         "leaking_test_videos": len(leaking_tests(list(groups.values()))),
+        "largest_group": max(map(len, members.values()), default=0),
         "leaks": leaking,
     }
     write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def crowding(summary: dict) -> str | None:
+    """What to tell the user when one group holds most of the store: rows that hardly tell videos apart
+    (random weights put every pair of clips at 0.995 or more), whose leakage-free metrics would drop
+    most test videos."""
+    largest, videos = summary["largest_group"], summary["videos"]
+    if largest <= 2 or largest <= CROWDED * videos:
+        return None
+    return (
+        f"one duplicate group holds {largest} of {videos} videos: {summary['store']}'s rows hardly tell videos "
+        "apart (untrained weights?), so leakage-free metrics drop most test videos; check its weights, or raise "
+        "threshold"
+    )
 
 
 def leaking_tests(groups: list[list[tuple[str, str]]]) -> set[str]:

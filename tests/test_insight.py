@@ -66,6 +66,7 @@ def test_exact_and_near_duplicates_are_grouped_and_train_test_groups_are_leakage
     assert summary["groups"] == 2 and summary["videos_in_groups"] == 5 and summary["exact_duplicates"] == 2
     assert summary["leaking_groups"] == 1 and summary["leaks"][0]["ids"] == ["a", "a_again"]
     assert summary["leaking_test_videos"] == 1  # b's group holds val and test only
+    assert summary["largest_group"] == 3 and insight.crowding(summary) is None
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
     first = (tmp_path / "out" / "duplicates.csv").read_bytes()
     run_insight(config, tmp_path / "out")
@@ -185,3 +186,20 @@ def test_neighbours_asks_for_one_or_more(tmp_path):
     two = feature_store(tmp_path / "two", {"a": np.ones((1, 4), np.float32), "b": -np.ones((1, 4), np.float32)})
     with pytest.raises(ConfigError, match="-k 0: ask for 1 or more"):
         neighbours(two, 0, "a")
+
+
+def test_a_store_whose_rows_tell_nothing_apart_is_warned_about(tmp_path):
+    """Random weights put every pair of clips near 1: one group swallows the store, and the user hears it."""
+    rows = {f"v{i}": np.ones((1, 8), np.float32) + 1e-4 * i for i in range(6)}
+    store = feature_store(tmp_path / "flat", rows)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"insight:\n  flat:\n    store: {store}\n    manifest: {manifest(tmp_path / 'm.csv', {})}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "reelfeat", "--params", str(params), "insight", "flat", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0
+    assert (
+        run.stderr.startswith("warning: insight@flat: one duplicate group holds 6 of 6 videos")
+        and "weights" in run.stderr
+    )
