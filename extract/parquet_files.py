@@ -25,8 +25,8 @@ from extract.manifest import read_prepared
 from extract.store import StoreReader, StoreWriter
 
 SHARD_VIDEOS = 10_000  # videos per parquet file
-# rows gathered before a row group is written: export's memory, whatever the store's size (peak about
-# 20x this, the writer's buffers included: 374 MB on a 553 MB store, which took 5.5 GB held whole)
+# rows gathered before a row group is written: export's memory, whatever the store's size (bench/parquet.py:
+# a 341 MB peak on a 552 MB store, the writer's buffers included, where files built whole took 5.5 GB)
 ROW_GROUP_BYTES = 16 << 20
 READ_VIDEOS = 8  # videos per record batch on import
 META_KEY = b"reelfeat"
@@ -67,7 +67,7 @@ def export_parquet(store: str | Path, out: str | Path, manifest: str | Path | No
         with atomic_path(data / f"train-{shard:05d}-of-{shards:05d}.parquet") as path:
             with pq.ParquetWriter(path, schema, use_dictionary=text, write_statistics=text) as writer:
                 for group in _row_groups(reader, chunk):
-                    writer.write_table(_table(group, schema, width, reader.dtype, sha, table, columns))
+                    writer.write_table(_table(group, schema, width, sha, table, columns))
     write_text(Path(out) / "README.md", _card(reader, width, str(reader.dtype), columns, len(ids)))
     return len(ids)
 
@@ -86,14 +86,14 @@ def _row_groups(reader: StoreReader, ids: list[str]) -> Iterator[list[tuple[str,
         yield group
 
 
-def _table(group: list, schema, width: int, dtype: np.dtype, sha: dict, table: dict, columns: list[str]):
+def _table(group: list, schema, width: int, sha: dict, table: dict, columns: list[str]):
     """One row group: a parquet row per video, its rows a list of fixed-size lists."""
     import pyarrow as pa
 
     value = schema.field("rows").type.value_type.value_type
     counts = np.array([len(rows) for _, rows, _ in group], np.int32)
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    flat = np.concatenate([rows.reshape(-1) for _, rows, _ in group]).astype(dtype, copy=False)
+    flat = np.concatenate([rows.reshape(-1) for _, rows, _ in group])
     fixed = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=value), width)
     stamps = np.concatenate([t.astype(np.float32) for _, _, t in group])
     ids = [vid for vid, _, _ in group]
@@ -145,7 +145,7 @@ def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
     if not files:
         raise UserError(f"{folder}: no parquet files in it or in its data/ folder; export one with export-parquet")
     meta = _reelfeat_meta(files[0])
-    width, dtype = int(meta["width"]), np.dtype(meta["dtype"])
+    width, dtype = meta["width"], np.dtype(meta["dtype"])
     count = 0
     with StoreWriter(out, row_shape=(width,), dtype=dtype, attrs=meta["attrs"]) as writer:
         for path in files:

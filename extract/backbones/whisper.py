@@ -208,7 +208,7 @@ class WhisperBackbone(Backbone):
         state = units.state
         parts = [out[:n] for out, n in zip(outputs, state.keep, strict=True)]
         feats = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
-        columns = {name: "[]" if name == "segments" else "" for name in self.columns}
+        columns = {"transcript": "", "language": "", "segments": "[]"} if self.columns else {}
         if self.config.transcribe and len(video.rows):
             columns = state.transcript or self._transcribe(video)
         return Rows(feats, units.timestamps, columns)
