@@ -186,6 +186,8 @@ def backbone_options(pairs: list[str], flags: dict) -> dict:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"run --set {pair!r}: write KEY=VALUE, e.g. --set transcribe=false")
+        if key == "model":
+            raise ConfigError("run --set model: name the backbone as run's first argument instead")
         if key in flags:
             raise ConfigError(f"run --set {key}: give it with --{key} instead")
         try:

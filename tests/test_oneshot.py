@@ -212,6 +212,7 @@ def test_beside_a_gpu_inputs_are_prepared_on_one_thread_while_every_core_decodes
         ("transcribe=maybe", "error: run whisper.transcribe: 'maybe' is not true or false"),
         ("transcribe", "error: run --set 'transcribe': write KEY=VALUE, e.g. --set transcribe=false"),
         ("weights=x", "error: run --set weights: give it with --weights instead"),
+        ("model=clip", "error: run --set model: name the backbone as run's first argument instead"),
     ],
 )
 def test_a_wrong_backbone_option_is_one_line_naming_it(tmp_path, clip, capsys, option, message):
