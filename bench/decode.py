@@ -28,7 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.clips import RESULTS, generated_clip  # noqa: E402
@@ -48,13 +47,11 @@ def make_clip(seconds: int) -> Path:
 
 
 def full_decode(path: Path, meta: media.Probe, wanted, view: FramesView) -> np.ndarray:
-    """Decode, scale and convert every frame in order; keep the wanted ones."""
-    stream = media.resize_filters(ffmpeg.input(str(path)).video, view.size, view.resize)
-    cmd = (
-        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
-        .global_args("-nostdin", "-v", "error")
-        .compile()
-    )
+    """Decode, scale and convert every frame in order with the ffmpeg command; keep the wanted ones."""
+    height, width = view.size
+    scale = f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=bicubic,crop={width}:{height}"
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-vf", f"{scale},setsar=1"]
+    cmd += ["-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
     frame_bytes = view.size[0] * view.size[1] * 3
     keep = {int(i) for i in wanted}
     kept = {}

@@ -48,7 +48,7 @@ def make_videos(count: int, seconds: int) -> list[Path]:
     return [generated_clip(folder / f"v{i:02d}.mp4", seconds, "720x1280") for i in range(count)]
 
 
-def all_frames(path: Path, meta: media.Probe) -> np.ndarray:
+def all_frames(path: Path) -> np.ndarray:
     """Every frame at full resolution, RGB: what a VideoCapture read loop holds."""
     raw = subprocess.run(
         [
@@ -69,7 +69,9 @@ def all_frames(path: Path, meta: media.Probe) -> np.ndarray:
         capture_output=True,
         check=True,
     ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, meta.height, meta.width, 3)
+    with media.MediaFile(path, 300) as source:
+        info = source.info()
+    return np.frombuffer(raw, np.uint8).reshape(-1, info["height"], info["width"], 3)
 
 
 def naive(videos: list[Path], weights: dict[str, Path]) -> float:
@@ -84,7 +86,7 @@ def naive(videos: list[Path], weights: dict[str, Path]) -> float:
         for video in videos:
             meta = media.probe(video)
             for name, (model, transforms) in models.items():
-                frames = all_frames(video, meta)  # decoded again for every backbone
+                frames = all_frames(video)  # decoded again for every backbone
                 first_10s = frames[: int(10 * meta.fps)]
                 keep = np.linspace(0, len(first_10s) - 1, 16).round().astype(int)
                 picked = torch.from_numpy(first_10s[keep].copy()).permute(0, 3, 1, 2)

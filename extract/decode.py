@@ -1,14 +1,15 @@
 """The decode stage: every view of every video, decoded once, into the store `data/decoded/<view>`.
 
-Videos are decoded by the executor's workers (each running ffmpeg children), a bounded number in
-flight so memory stays flat however many videos there are; this process is the only writer. Each
-view of each video ends in rows or in a one-line failure (probe or decode) recorded in its store.
+Videos are decoded by the executor's workers (FFmpeg's libraries in each, see `extract.media`), a
+bounded number in flight so memory stays flat however many videos there are; this process is the
+only writer. Each view of each video ends in rows or in a one-line failure (probe or decode)
+recorded in its store. A worker still decoding one video `KILL_GRACE_S` after that video's time
+limit (a call into FFmpeg that never returns) is killed and the video recorded as failed.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,41 +55,54 @@ class Task:
     path: str
     views: dict[str, View]
     threads: int
-    timeout: float = media.FFMPEG_TIMEOUT_S  # of each ffmpeg call: the ffmpeg_timeout_s setting
+    timeout: float = media.FFMPEG_TIMEOUT_S  # seconds for all of this video's decoding: ffmpeg_timeout_s
 
     def __str__(self) -> str:
         return self.path
 
 
 Decoded = dict[str, "tuple[np.ndarray, np.ndarray, dict] | Failure"]
+KILL_GRACE_S = 30.0  # past a video's time limit, before its worker is killed (the limit is checked between packets)
+
+
+def worker_limit(timeout: float) -> float:
+    """Seconds a decode worker may hold one video before it is killed."""
+    return timeout + KILL_GRACE_S
 
 
 def decode_video(task: Task) -> Decoded:
-    """All requested views of one video: (rows, timestamps, info) per view, or its Failure."""
-    meta = run_step("probe", media.probe, task.path)
-    if isinstance(meta, Failure):
-        return dict.fromkeys(task.views, meta)
-    return {name: run_step("decode", _decode_view, task, meta, view) for name, view in task.views.items()}
+    """All requested views of one video: (rows, timestamps, info) per view, or its Failure. The file
+    is opened and probed once for all of them."""
+    opened = run_step("probe", _opened, task)
+    if isinstance(opened, Failure):
+        return dict.fromkeys(task.views, opened)
+    with opened as source:
+        return {name: run_step("decode", _decode_view, source, view) for name, view in task.views.items()}
 
 
-def _decode_view(task: Task, meta: media.Probe, view: View) -> tuple[np.ndarray, np.ndarray, dict]:
+def _opened(task: Task) -> media.MediaFile:
+    source = media.MediaFile(task.path, task.timeout, task.threads)
+    try:
+        source.probe()
+    except BaseException:
+        source.close()
+        raise
+    return source
+
+
+def _decode_view(source: media.MediaFile, view: View) -> tuple[np.ndarray, np.ndarray, dict]:
+    meta = source.probe()
     if view.kind == "audio":
-        samples = (
-            media.decode_audio(task.path, view.sample_rate, view.max_seconds, task.threads, task.timeout)
-            if meta.has_audio
-            else np.zeros(0, np.float32)
-        )
-        return samples, (np.arange(len(samples)) / view.sample_rate).astype(np.float32), meta.as_info()
+        samples = source.audio(view.sample_rate, view.max_seconds) if meta.has_audio else np.zeros(0, np.float32)
+        return samples, (np.arange(len(samples)) / view.sample_rate).astype(np.float32), source.info()
     if not meta.has_video:
         raise media.MediaError("no video stream (audio-only file)")
     index, _ = view.plan(meta)
     seek = view.seek_for(meta, index.ravel())
-    frames, found = media.decode_frames(
-        task.path, meta, index.ravel(), view.size, view.resize, task.threads, seek, view.max_shift, task.timeout
-    )
+    frames, found = source.frames(index.ravel(), view.size, view.resize, seek, view.max_shift)
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
-    info = meta.as_info() | ({"seek": seek} if "seek" in info_dtypes(view) else {})
+    info = source.info() | ({"seek": seek} if "seek" in info_dtypes(view) else {})
     return frames.reshape(*index.shape, *frames.shape[1:]), times, info
 
 
@@ -115,7 +129,7 @@ def run_decode(
             config=view_config_json(view),
             row_shape=view.row_shape(),
             dtype=np.float32 if view.kind == "audio" else np.uint8,
-            attrs={"view": name, "kind": view.kind, "ffmpeg": ffmpeg_version()},
+            attrs={"view": name, "kind": view.kind, "decoder": media.decoder_version()},
             info_dtypes=info_dtypes(view),
             checkpoint_s=settings.checkpoint_s,
             shard_bytes=settings.shard_bytes,
@@ -130,7 +144,8 @@ def run_decode(
         if needed:
             tasks.append(Task(row["id"], row["video"], needed, threads, settings.ffmpeg_timeout_s))
     sha_of = {row["id"]: row["sha256"] for row in rows}
-    for task, decoded in make_executor(settings, workers).map(decode_video, tasks):
+    limit = worker_limit(settings.ffmpeg_timeout_s)
+    for task, decoded in make_executor(settings, workers).map(decode_video, tasks, limit_s=limit):
         if isinstance(decoded, Failure):  # its worker died on it, or decode_video itself raised
             decoded = dict.fromkeys(task.views, decoded)
         for name, result in decoded.items():
@@ -142,15 +157,3 @@ def run_decode(
             progress(1)
     order = [(row["id"], row["sha256"]) for row in rows]
     return {name: builder.finish(order) for name, builder in builders.items()}
-
-
-_FFMPEG_VERSION: str | None = None
-
-
-def ffmpeg_version() -> str:
-    """The ffmpeg version string, recorded as provenance (not part of the reuse key)."""
-    global _FFMPEG_VERSION
-    if _FFMPEG_VERSION is None:
-        out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=30).stdout
-        _FFMPEG_VERSION = out.split("\n", 1)[0].split(" Copyright")[0]
-    return _FFMPEG_VERSION

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from extract.backbones import VideoInput, input_kind
 from extract.config import ConfigError
-from extract.decode import Task, decode_video
+from extract.decode import Task, decode_video, worker_limit
 from extract.errors import Failure, StepFailed
 from extract.executor import Executor, make_executor
 from extract.manifest import write_csv
@@ -141,7 +141,8 @@ def run_one_shot(
     new = [task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held]
     first, rest = new[:CPU_TURN_VIDEOS], new[CPU_TURN_VIDEOS:]
     early = make_executor(settings, startup_decoders(processes))
-    with RunAhead(early.map(decode_video, first), limit=len(first)) as ahead:
+    limit = worker_limit(settings.ffmpeg_timeout_s)
+    with RunAhead(early.map(decode_video, first, limit), limit=len(first)) as ahead:
         from extract.backbones import backbone_config, default_device
         from extract.features import ExtractWork, decoded_in_run, feature_store, store_result
 
@@ -158,14 +159,14 @@ def run_one_shot(
             if (row["id"], row["sha256"]) in held and not builder.reusable(row["id"], row["sha256"])
         ]
         if turn is None:
-            decoded = chain(ahead, executor.map(decode_video, later))
+            decoded = chain(ahead, executor.map(decode_video, later, limit))
         else:  # each turn's videos are all decoded before the model runs on them
             decoded = chain(
                 ahead,
                 (
                     pair
                     for i in range(0, len(later), turn)
-                    for pair in list(executor.map(decode_video, later[i : i + turn]))
+                    for pair in list(executor.map(decode_video, later[i : i + turn], limit))
                 ),
             )
         sha_of = {row["id"]: row["sha256"] for row in rows}

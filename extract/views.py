@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from extract.config import ConfigError, build_config
-from extract.media import RESIZE_MODES, SEEK_MODES, Probe
+from extract.media import RESIZE_MODES, SEEK_MODES, Probe, nearest_keyframe
 
 
 def _span(meta: Probe, max_seconds: float | None) -> float:
@@ -66,13 +66,23 @@ class FramesView:
         return (meta.frame_times[index] - meta.frame_times[0]).astype(np.float32)
 
     def seek_for(self, meta: Probe, index: np.ndarray) -> str:
-        """How this video's planned frames are found. `auto` is `fast` where every two planned frames
-        are at least 2 x `max_shift` apart, so that a frame moves inside its own window only and
-        skipping non-reference frames saves decoding (10 frames over a 20 s TikTok); it is `exact`
-        where the sampling is denser, since there nearly every frame is decoded anyway."""
+        """How this video's planned frames are found. `auto` is `keyframes` where each planned frame
+        has its own keyframe within `max_shift` (frames planned farther apart than the keyframes are,
+        and a shift the view allows): the cost of decoding those keyframes alone. Else it is `fast`
+        where every two planned frames are at least 2 x `max_shift` apart, so that a frame moves
+        inside its own window only and skipping frames saves decoding (10 frames over a 20 s TikTok);
+        and `exact` where the sampling is denser, since there nearly every frame is decoded anyway.
+        Frames picked by number (no presentation times) are decoded exactly whatever the mode."""
         if self.seek != "auto":
             return self.seek
-        gaps = np.diff(np.unique(meta.frame_times[index]))
+        if not meta.seekable:
+            return "exact"
+        planned = np.unique(index)
+        keys = nearest_keyframe(meta, planned)
+        shift = np.abs(meta.frame_times[keys] - meta.frame_times[planned])
+        if len(np.unique(keys)) == len(planned) and shift.max(initial=0.0) <= self.max_shift:
+            return "keyframes"
+        gaps = np.diff(meta.frame_times[planned])
         return "fast" if gaps.size == 0 or gaps.min() >= 2 * self.max_shift else "exact"
 
     def row_shape(self) -> tuple[int, ...]:

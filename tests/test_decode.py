@@ -58,9 +58,9 @@ CASES = {
     "shorter.mp4": "ok",
     "missing.mp4": "file not found",
     "zero.mp4": "empty file (0 bytes)",
-    "truncated.mp4": "ffprobe failed",
+    "truncated.mp4": "probe: FFmpeg cannot read it: moov atom not found",
     "truncated_faststart.mp4": "truncated video: its index lists",
-    "text.mp4": "ffprobe failed",
+    "text.mp4": "probe: FFmpeg cannot read it: moov atom not found",
     "audio_only.mp4": "decode: no video stream (audio-only file)",
 }
 

@@ -131,3 +131,15 @@ def test_local_workers_start_on_the_call_before_any_result_is_read(tmp_path):
 def test_local_workers_zero_runs_in_this_process():
     results = dict(make_executor(Settings(), 0).map(shout, ["a", "bad"]))
     assert results == {"a": "A", "bad": Failure("shout: ValueError: no shouting at bad")}
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_local_worker_past_the_time_limit_is_killed_and_only_its_item_fails():
+    """A call into FFmpeg that never returns cannot be stopped from inside the worker: the pool kills it."""
+    results = dict(make_executor(Settings(), 2).map(nap, [0.01, 600.0, 0.02, 0.03], limit_s=1.0))
+    assert results[600.0] == Failure("nap: still running after 1 s; its worker process was stopped")
+    assert results[0.01] == 0.01 and results[0.02] == 0.02 and results[0.03] == 0.03

@@ -184,10 +184,10 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
 def test_a_decode_worker_killed_on_one_video_records_it_and_keeps_the_rest(tmp_path, monkeypatch):
     original = decode._decode_view
 
-    def dies_on_doomed(task, meta, view):
-        if task.vid == "doomed":
+    def dies_on_doomed(source, view):
+        if source.path.stem == "doomed":
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(task, meta, view)
+        return original(source, view)
 
     monkeypatch.setattr(decode, "_decode_view", dies_on_doomed)  # the forked workers inherit it
     rows = [
@@ -283,12 +283,10 @@ def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, c
 
 
 def test_damaged_metadata_counts_as_absent():
-    from extract.media import _float, _rotation
+    from extract.media.pyav import display_rotation
 
-    assert _rotation({"tags": {"rotate": "ninety"}}) == 0
-    assert _rotation({"side_data_list": [{"rotation": "nan"}]}) == 0
-    assert _rotation({"side_data_list": [{"rotation": -90}]}) == 270
-    assert _float("inf", None) is None and _float("N/A", 0.0) == 0.0
+    assert display_rotation(float("nan")) == 0  # a display matrix that is no rotation (all zeros)
+    assert display_rotation(-90.0) == 270 and display_rotation(90.4) == 90
 
 
 def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store, weights_dir, tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_ray_decode_writes_the_same_stores_as_local(local_ray, clips, tmp_path):
     remote = run_decode(clips, VIEWS, tmp_path / "ray", workers=2, backend="ray")
     for name in VIEWS:
         assert_same_rows(StoreReader(tmp_path / "local" / name), StoreReader(tmp_path / "ray" / name))
-        assert "ffprobe failed" in remote[name].failures["broken"] == local[name].failures["broken"]
+        assert "FFmpeg cannot read it" in remote[name].failures["broken"] == local[name].failures["broken"]
 
 
 def test_ray_extract_writes_the_same_store_as_local(local_ray, clips, tmp_path):
@@ -133,7 +133,7 @@ def test_run_on_ray_sends_decoding_and_the_model_to_the_actors_and_makes_the_loc
     local = run_one_shot("resnet18", values, clips, view, tmp_path / "local", settings=Settings(workers=0))
     remote = run_one_shot("resnet18", values, clips, view, tmp_path / "ray", settings=Settings(backend="ray"))
     assert (remote.computed, remote.failures) == (local.computed, local.failures) == (12, remote.failures)
-    assert remote.failures["broken"].startswith("probe: ffprobe failed")
+    assert remote.failures["broken"].startswith("probe: FFmpeg cannot read it")
     ours, theirs = StoreReader(tmp_path / "ray/resnet18"), StoreReader(tmp_path / "local/resnet18")
     assert_same_rows(ours, theirs, rtol=1e-4, atol=1e-5)
     assert ours.attrs["config"] == theirs.attrs["config"]

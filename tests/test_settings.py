@@ -66,7 +66,7 @@ def test_decode_uses_the_settings_it_is_given_not_the_environment(tmp_path, clip
     rows = [{"id": f"v{i}", "video": str(clip), "sha256": str(i)} for i in range(3)]
     hurried = run_decode(rows, views, tmp_path / "hurried", settings=Settings(workers=0, ffmpeg_timeout_s=0.001))
     assert set(hurried["frames"].failures.values()) == {
-        "decode: ffmpeg decode took longer than 0.001 s (REELFEAT_FFMPEG_TIMEOUT)"
+        "probe: reading the video took longer than 0.001 s (REELFEAT_FFMPEG_TIMEOUT)"
     }
     small = run_decode(
         rows, views, tmp_path / "small", settings=Settings(workers=0, shard_mb=2 * 16 * 16 * 3 / (1 << 20))

@@ -12,7 +12,7 @@ from extract.views import AudioView, ClipsView, FramesView, view_config_json, vi
 
 def fake_probe(frames: int, fps: float = 10.0, start: float = 0.0) -> Probe:
     times = start + np.arange(frames) / fps
-    return Probe(frames / fps, start, True, False, 64, 48, fps, 0, times, times[::10])
+    return Probe(frames / fps, True, False, fps, times, times[::10])
 
 
 def test_uniform_frames_cover_the_first_seconds_only():
@@ -89,3 +89,14 @@ def test_seek_settings_enter_the_reuse_key_only_where_they_change_rows():
     fast = view_config_json(FramesView(seek="fast"))
     assert fast != exact and fast != view_config_json(FramesView(seek="fast", max_shift=0.3))
     assert "max_shift" not in view_config_json(FramesView(seek="keyframes", max_shift=1.0))
+
+
+def test_seek_auto_takes_keyframes_where_each_planned_frame_has_its_own_within_max_shift():
+    meta = fake_probe(300)  # 30 s at 10 fps, a keyframe every second
+    index, _ = FramesView(num_frames=3, max_seconds=None).plan(meta)  # at 5, 15 and 25 s: keyframes
+    assert FramesView().seek_for(meta, index) == "keyframes"
+    index, _ = FramesView(num_frames=100, max_seconds=None).plan(meta)  # 0.3 s apart: keyframes shared
+    assert FramesView().seek_for(meta, index) == "fast"
+    index = np.array([55, 145, 255])  # 0.5 s from the nearest keyframe
+    assert FramesView().seek_for(meta, index) == "fast"
+    assert FramesView(max_shift=0.5).seek_for(meta, index) == "keyframes"

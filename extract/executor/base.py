@@ -1,7 +1,9 @@
 """The executor interface: what the decode and extract stages hand over, and what comes back.
 
 Two kinds of work:
-- `map(fn, items)`: `fn(item)` for every item (decode: one video's views), each in a worker.
+- `map(fn, items, limit_s)`: `fn(item)` for every item (decode: one video's views), each in a worker;
+  a local worker that holds one item longer than `limit_s` is killed and the item fails (a call
+  into a C library that never returns cannot be stopped from inside; Ray tasks are not timed).
 - `map_model(work, items)`: a model built once per model process (`work.open()`), fed with inputs
   that `runner.prepare(item)` makes (in worker processes where the backend has them), and run
   by `runner.run(...)`, which batches across items.
@@ -66,8 +68,10 @@ class Executor(ABC):
     model_provenance: dict[str, str | int]
 
     @abstractmethod
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
-        """(item, fn(item) or Failure) for every item, as they finish."""
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], limit_s: float | None = None
+    ) -> Iterator[tuple[T, R | Failure]]:
+        """(item, fn(item) or Failure) for every item, as they finish; items held past `limit_s` fail."""
 
     @abstractmethod
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:

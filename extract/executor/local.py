@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -54,6 +55,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.job: tuple[int, Any] | None = None
+        self.since = 0.0  # when it was handed its job (time.monotonic)
 
     def stop(self) -> None:
         try:
@@ -75,18 +77,25 @@ class _Worker:
 
 
 def pool_map(
-    fn: Callable[[T], R], items: Sequence[T], workers: int, init: Callable[[], None] | None = None
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    init: Callable[[], None] | None = None,
+    limit_s: float | None = None,
 ) -> Iterator[tuple[T, R | Failure]]:
     """(item, fn(item) or Failure) for every item, from `workers` forked processes, as they finish.
 
     The workers are forked and handed their first items now, from the calling thread, so they work
-    while the caller does something else (`run` builds its model) before reading any result."""
+    while the caller does something else (`run` builds its model) before reading any result. A
+    worker holding one item longer than `limit_s` seconds is killed and replaced; that item fails."""
     todo = deque(enumerate(items))
     pool: list[_Worker] = []
     for _ in range(min(workers, len(todo))):
         pool.append(_Worker(fn, init, [w.conn for w in pool]))
         _hand_out(pool, len(pool) - 1, todo)
-    return _results(pool, todo, lambda: _Worker(fn, init, [w.conn for w in pool]))
+    name = getattr(fn, "__name__", "work")
+    overdue = Failure(f"{name}: still running after {limit_s or 0:g} s; its worker process was stopped")
+    return _results(pool, todo, lambda: _Worker(fn, init, [w.conn for w in pool]), limit_s, overdue)
 
 
 def _hand_out(pool: list[_Worker], slot: int, todo: deque, start: Callable[[], _Worker] | None = None) -> None:
@@ -95,6 +104,7 @@ def _hand_out(pool: list[_Worker], slot: int, todo: deque, start: Callable[[], _
     if worker.job is not None or not todo:
         return
     worker.job = todo.popleft()
+    worker.since = time.monotonic()
     try:
         worker.conn.send(worker.job)
     except OSError:  # it died after its last result: hand the item to a new worker
@@ -105,7 +115,9 @@ def _hand_out(pool: list[_Worker], slot: int, todo: deque, start: Callable[[], _
             _hand_out(pool, slot, todo)
 
 
-def _results(pool: list[_Worker], todo: deque, start: Callable[[], _Worker]) -> Iterator[tuple[Any, Any]]:
+def _results(
+    pool: list[_Worker], todo: deque, start: Callable[[], _Worker], limit_s: float | None, overdue: Failure
+) -> Iterator[tuple[Any, Any]]:
     deaths: Counter[int] = Counter()
     try:
         while True:
@@ -114,9 +126,15 @@ def _results(pool: list[_Worker], todo: deque, start: Callable[[], _Worker]) -> 
             busy = [w for w in pool if w.job is not None]
             if not busy:
                 return
-            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+            timeout = None if limit_s is None else max(0.0, min(w.since for w in busy) + limit_s - time.monotonic())
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=timeout))
             for worker in busy:
                 if worker.conn not in ready and worker.process.sentinel not in ready:
+                    if limit_s is not None and time.monotonic() - worker.since > limit_s:
+                        worker.process.kill()
+                        worker.stop()
+                        pool[pool.index(worker)] = start()
+                        yield worker.job[1], overdue
                     continue
                 index, item = worker.job
                 try:
@@ -148,10 +166,12 @@ class LocalExecutor(Executor):
         self.workers = workers
         self.model_provenance = {}
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
-        if self.workers == 0:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], limit_s: float | None = None
+    ) -> Iterator[tuple[T, R | Failure]]:
+        if self.workers == 0:  # in this process: nothing to kill, so only `fn`'s own time checks hold
             return ((item, call(fn, item)) for item in items)
-        return pool_map(fn, items, self.workers)
+        return pool_map(fn, items, self.workers, limit_s=limit_s)
 
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
         runner = work.open()

@@ -60,8 +60,12 @@ class RayExecutor(Executor):
         self.actors = actors
         self.model_provenance = {}
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | Failure]]:
-        """Tasks, at most 2 x workers in flight; Ray starts a task again on a new worker when its worker died."""
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], limit_s: float | None = None
+    ) -> Iterator[tuple[T, R | Failure]]:
+        """Tasks, at most 2 x workers in flight; Ray starts a task again on a new worker when its worker died.
+        `limit_s` is not enforced here: a task's start is not seen from the driver, only `fn`'s own
+        time checks hold."""
         ray = self.ray
         remote = ray.remote(num_cpus=1, max_retries=RETRIES)(call).options(name=getattr(fn, "__name__", "work"))
         running: dict[Any, T] = {}
