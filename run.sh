@@ -2,14 +2,15 @@
 # reelfeat on a fresh machine, two commands:
 #   ./run.sh demo   set up, then run the whole pipeline on the embedded demo data (dvc repro)
 #   ./run.sh test   set up, then run the linter and the test suite
-# Setup: system ffmpeg (apt-get, when missing; for tests also chromium), a virtual environment in .venv
-# with the pinned requirements (reinstalled only when a requirements file changes).
+# Setup: a virtual environment in .venv with the pinned requirements (reinstalled only when a requirements
+# file changes; PyAV's wheel carries the FFmpeg libraries reelfeat decodes with). For tests also system
+# ffmpeg, the independent reference the decoding tests compare against, and chromium (apt-get, when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 install_ffmpeg() {
   command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && return
-  echo "run.sh: installing system ffmpeg with apt-get" >&2
+  echo "run.sh: installing system ffmpeg with apt-get (the tests' reference decoder)" >&2
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -54,7 +55,6 @@ setup_venv() {  # $1: requirements file
 
 case "${1:-}" in
   demo)
-    install_ffmpeg
     setup_venv requirements.txt
     dvc repro
     ;;

@@ -20,7 +20,8 @@ Per clip, one thread, medians of `--repeats`:
 
 Then the decode stage over all the clips (`run_decode`, a frames view of `--frames` frames over the
 whole video at 224x224, `seek: auto`, `--workers` processes), against `ffmpeg -f null` of the same
-clips run `--workers` at a time on one thread each: the same cores. Prints markdown tables and one
+clips run `--workers` at a time on one thread each, largest file first as the stage takes them: the
+same cores. Prints markdown tables and one
 JSON line of totals, with the machine.
 """
 
@@ -114,8 +115,9 @@ def stage_seconds(clips: list[Path], view: FramesView, workers: int) -> tuple[fl
     rows = [{"id": f"v{i:03d}", "video": str(path), "sha256": str(i)} for i, path in enumerate(clips)]
     with tempfile.TemporaryDirectory(prefix="reelfeat-seek-") as out:
         stage, _ = timed(lambda: run_decode(rows, {"frames": view}, out, settings=Settings(workers=workers)))
+    largest_first = sorted(clips, key=lambda p: p.stat().st_size, reverse=True)  # as the stage orders them
     with ThreadPoolExecutor(workers) as pool:
-        command, _ = timed(lambda: list(pool.map(lambda p: ffmpeg_seconds(p, []), clips)))
+        command, _ = timed(lambda: list(pool.map(lambda p: ffmpeg_seconds(p, []), largest_first)))
     return stage, command
 
 

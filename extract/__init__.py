@@ -1,1 +1,1 @@
-"""reelfeat extraction: manifest, ffmpeg decoding, frozen backbones and HDF5 feature stores."""
+"""reelfeat extraction: manifest, decoding (FFmpeg, in process), frozen backbones, HDF5 feature stores."""

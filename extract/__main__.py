@@ -17,6 +17,7 @@ from extract.cli import (
     EXIT_OK,
     EXIT_VIDEOS_FAILED,
     command_parser,
+    exit_process,
     load_section,
     progress_bar,
     run_command,
@@ -515,4 +516,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -9,12 +9,14 @@ listed above the exit and inside each store under /failures).
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 from tqdm import tqdm
@@ -25,6 +27,21 @@ from extract.runlog import StageClock
 from extract.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a command's process with `code` once its exit handlers have run (Ray's shutdown, logging's
+    flush, h5py's closing of files) and its output is flushed, skipping the interpreter's teardown: its
+    last garbage collections walk every object torch and its compiler stack made, 0.6 s of a process
+    that imported torchvision (`run` on the seven real clips: 4.5 s to 3.9 s). Every file a command
+    writes is closed and renamed into place before it returns, so nothing is left for the teardown."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code)
 
 
 def load_section(params_path: str, section: str) -> dict:

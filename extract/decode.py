@@ -70,6 +70,20 @@ def worker_limit(timeout: float) -> float:
     return timeout + KILL_GRACE_S
 
 
+def biggest_first(tasks: list[Task]) -> list[Task]:
+    """Tasks by file size, largest first: the longest decodes start first and the short ones fill the
+    other cores behind them, instead of one long video holding up the end of a run alone (the decode
+    stage on the seven real clips, 2 workers: 1.71 s in manifest order, 1.50 s largest first)."""
+
+    def size(task: Task) -> int:
+        try:
+            return os.path.getsize(task.path)
+        except OSError:
+            return 0  # missing: fails at once, wherever it goes
+
+    return sorted(tasks, key=size, reverse=True)
+
+
 def decode_video(task: Task) -> Decoded:
     """All requested views of one video: (rows, timestamps, info) per view, or its Failure. The file
     is opened and probed once for all of them."""
@@ -145,7 +159,7 @@ def run_decode(
             tasks.append(Task(row["id"], row["video"], needed, threads, settings.ffmpeg_timeout_s))
     sha_of = {row["id"]: row["sha256"] for row in rows}
     limit = worker_limit(settings.ffmpeg_timeout_s)
-    for task, decoded in make_executor(settings, workers).map(decode_video, tasks, limit_s=limit):
+    for task, decoded in make_executor(settings, workers).map(decode_video, biggest_first(tasks), limit_s=limit):
         if isinstance(decoded, Failure):  # its worker died on it, or decode_video itself raised
             decoded = dict.fromkeys(task.views, decoded)
         for name, result in decoded.items():

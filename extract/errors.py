@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
-MAX_REASON = 400  # characters of a recorded reason: enough for ffmpeg's last line, not a dump
+MAX_REASON = 400  # characters of a recorded reason: enough for FFmpeg's last word, not a dump
 
 
 class UserError(Exception):

@@ -53,7 +53,8 @@ from extract.views import View, view_config_json
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
 DEFAULT_BATCH = {"frames": 32, "clips": 4, "audio": 16, "text": 64}
 CPU_BATCH = {**DEFAULT_BATCH, "frames": 8}
-PROVENANCE = ("device", "precision", "batch_size")  # store attributes set from `ExtractRunner.provenance`
+# store attributes set from `ExtractRunner.provenance`
+PROVENANCE = ("device", "precision", "runtime", "int8_min_cosine", "batch_size")
 
 
 def default_batch(kind: str, device: torch.device) -> int:
@@ -180,7 +181,7 @@ class ExtractRunner:
         """Where and how the model ran: recorded in the store, never part of its reuse key."""
         return {
             "device": self.backbone.device.type,
-            "precision": str(self.backbone.compute_dtype).removeprefix("torch."),  # what `auto` resolved to here
+            **self.backbone.provenance(),  # precision (what `auto` resolved to here) and runtime
             "batch_size": self.batch_size,  # after any halving for GPU memory
         }
 

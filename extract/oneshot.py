@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from extract.backbones import VideoInput, input_kind
 from extract.config import ConfigError
-from extract.decode import Task, decode_video, worker_limit
+from extract.decode import Task, biggest_first, decode_video, worker_limit
 from extract.errors import Failure, StepFailed
 from extract.executor import Executor, make_executor
 from extract.manifest import write_csv
@@ -52,15 +52,15 @@ def decode_processes(workers: int | None = None) -> int:
 
 
 def decode_plan(device: torch.device) -> tuple[int, int | None]:
-    """(ffmpeg threads per decode process, videos per turn or None to overlap) beside the model.
+    """(decoder threads per decode process, videos per turn or None to overlap) beside the model.
 
-    With a GPU the cores are free: one decode process per core, one ffmpeg thread each, overlapped
+    With a GPU the cores are free: one decode process per core, one decoder thread each, overlapped
     with the model, while this process prepares inputs on one torch thread (`torch_threads`).
 
     On the CPU, decoding and the model take turns at every core, a few videos at a time: sharing
     the cores measured slower than taking turns (16.2 s against 14.7 s on 13 clips, 2 cores), since
     oneDNN's threads wait for the slowest and a core busy decoding slows every convolution. Each
-    ffmpeg may then use every core, so that one long video does not hold up its turn on one core
+    decoder may then use every core, so that one long video does not hold up its turn on one core
     (a 1080x1920 HEVC TikTok: 4.35 s on one thread, 2.5 s on two).
     """
     if device.type == "cuda":
@@ -70,7 +70,7 @@ def decode_plan(device: torch.device) -> tuple[int, int | None]:
 
 def startup_decoders(processes: int) -> int:
     """Decode processes while this process starts (imports torch, builds the model) on one core: the
-    other cores, one ffmpeg thread each, so that they do not slow the start-up they hide behind."""
+    other cores, one decoder thread each, so that they do not slow the start-up they hide behind."""
     return max(1, processes - 1) if processes else 0
 
 
@@ -138,7 +138,7 @@ def run_one_shot(
         return _run_remote(key, values, rows, view, out_dir, executor, batch_size, settings, progress)
     task_of = {row["id"]: Task(row["id"], row["video"], {"view": view}, 1, settings.ffmpeg_timeout_s) for row in rows}
     held = held_sources(out_dir / key)
-    new = [task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held]
+    new = biggest_first([task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held])
     first, rest = new[:CPU_TURN_VIDEOS], new[CPU_TURN_VIDEOS:]
     early = make_executor(settings, startup_decoders(processes))
     limit = worker_limit(settings.ffmpeg_timeout_s)
@@ -256,7 +256,7 @@ class RunAhead(Iterator[T]):
 @dataclass(frozen=True)
 class DecodingReader:
     """`run`'s input on Ray: a video decoded where it is read, with the decode stage's `decode_video`,
-    on as many ffmpeg threads as the actor has torch threads (its share of the node's CPUs)."""
+    on as many decoder threads as the actor has torch threads (its share of the node's CPUs)."""
 
     view: View
     paths: dict[str, str]

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, load_section, run_command
+from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, exit_process, load_section, run_command
 from extract.config import ConfigError
 
 
@@ -110,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -7,10 +7,9 @@ fix); 3 the run finished but some videos failed (they are listed above the exit)
 from __future__ import annotations
 
 import argparse
-import sys
 
 from extract.__main__ import add_commands as add_extract_commands
-from extract.cli import EXIT_OK, command_parser, load_section, run_command
+from extract.cli import EXIT_OK, command_parser, exit_process, load_section, run_command
 from heads.__main__ import add_commands as add_head_commands
 
 
@@ -53,5 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(parser.parse_args(argv))
 
 
+def console() -> None:
+    """The installed `reelfeat` command."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

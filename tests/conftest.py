@@ -128,6 +128,15 @@ def weights_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("weights")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def torch_home(tmp_path_factory) -> Path:
+    """The torch hub folder the tests' processes use (the ONNX models exported there included), in
+    the session's temp folder instead of the user's cache; a test may point it elsewhere."""
+    folder = tmp_path_factory.mktemp("torch_home")
+    os.environ["TORCH_HOME"] = str(folder)
+    return folder
+
+
 def save_torchvision(weights_dir: Path, name: str) -> Path:
     import torch
     import torchvision

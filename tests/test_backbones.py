@@ -66,12 +66,62 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
         np.testing.assert_allclose(rows, expected, rtol=1e-4, atol=1e-4)
         assert times.tolist() == list(range(n))
     attrs = store.attrs
+    assert attrs["runtime"].startswith("onnxruntime ") and attrs["precision"] == "float32"  # float32 on the CPU
     recipe = json.loads(attrs["recipe"])
     assert recipe["weights"]["source"] == "path" and recipe["weights"]["name"] is None  # no local path recorded
     # the typed recipe reads back what was written, and gives back the store's reuse key
     assert store.recipe.to_dict() == recipe and store.recipe.key == attrs["config"]
     assert store.recipe.input.view["type"] == "frames" and store.recipe.backbone["model"] == "resnet18"
     assert "resize_size=[256]" in recipe["preprocessing"]["transforms"]
+
+
+def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, weights_dir, torch_home):
+    from extract.backbones.onnx_runtime import onnx_cache
+    from extract.files import file_sha256
+
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    config |= {"dtype": "float32", "precision": "float32"}
+    run_features("r18", config, tmp_path / "first", workers=0)
+    exported = sorted(onnx_cache().glob("resnet18-*-float32-*.onnx"))
+    assert len(exported) == 1 and not list(onnx_cache().glob(".*.tmp"))
+    stamp = exported[0].stat().st_mtime_ns
+    run_features("r18", config, tmp_path / "again", workers=0)
+    assert exported[0].stat().st_mtime_ns == stamp  # loaded, not exported again
+    with open(exported[0], "r+b") as handle:  # a flipped byte in the middle of the weights
+        handle.seek(exported[0].stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    run_features("r18", config, tmp_path / "mended", workers=0)
+    remade = sorted(onnx_cache().glob("resnet18-*-float32-*.onnx"))
+    assert len(remade) == 1 and remade[0].stat().st_mtime_ns != stamp
+    assert file_sha256(remade[0]).startswith(remade[0].stem.rsplit("-", 1)[1])  # its name says its bytes
+    assert_same_rows(StoreReader(tmp_path / "first"), StoreReader(tmp_path / "mended"))
+
+
+def test_int8_rows_stay_near_float32_and_the_store_says_how_near(tmp_path, weights_dir):
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(4, seed=1)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    stores = {}
+    for precision in ("float32", "int8"):
+        run_features("r18", {**config, "dtype": "float32", "precision": precision}, tmp_path / precision, workers=0)
+        stores[precision] = StoreReader(tmp_path / precision)
+    attrs = stores["int8"].attrs
+    assert attrs["precision"] == "int8" and attrs["runtime"].startswith("onnxruntime ")
+    assert 0.99 <= attrs["int8_min_cosine"] < 1.0
+    for vid in ("a", "b"):
+        full, quantized = stores["float32"].get(vid)[0], stores["int8"].get(vid)[0]
+        cosine = (full * quantized).sum(1) / (np.linalg.norm(full, axis=1) * np.linalg.norm(quantized, axis=1))
+        assert cosine.min() >= 0.99 and not np.array_equal(full, quantized)
+    assert stores["int8"].recipe.key != stores["float32"].recipe.key  # int8 rows are not float32 rows
+
+
+def test_int8_is_refused_where_it_does_not_run(tmp_path, weights_dir):
+    source = write_input(tmp_path / "clips", "clips", {"v": np.zeros((1, 8, 64, 64, 3), np.uint8)})
+    config = {"model": "mc3_18", "input": str(source), "weights": str(save_torchvision(weights_dir, "mc3_18"))}
+    with pytest.raises(ConfigError, match="precision int8 runs torchvision image classifiers on the CPU only"):
+        run_features("mc3", {**config, "precision": "int8"}, tmp_path / "f", workers=0)
 
 
 @pytest.mark.parametrize("name", ["mc3_18", "s3d"])

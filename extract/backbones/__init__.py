@@ -43,7 +43,7 @@ FAMILY_MODULES = (
     "pe_video",
 )
 INPUT_KINDS = ("frames", "clips", "audio", "text")
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")  # int8: torchvision image classifiers, CPU
 # What each registered backbone reads, known without loading its family (the families import torch,
 # about 3 s of a process's start): `run` picks its view and starts decoding from this before torch
 # is imported. A test holds it to the registry; a name not here is looked up there.
@@ -154,17 +154,32 @@ class Backbone:
 
     input_kind: ClassVar[str]
     columns: ClassVar[dict[str, str]] = {}  # per-video columns it writes (name -> dtype, "str" for text)
+    int8: ClassVar[bool] = False  # whether `precision: int8` runs it (on the CPU)
 
     def __init__(self, config: BackboneConfig, weights: ResolvedWeights, dim: int, device: torch.device) -> None:
+        import torch
+
+        if config.precision == "int8" and not (self.int8 and device.type == "cpu"):
+            raise ConfigError(
+                f"backbone {config.model}: precision int8 runs torchvision image classifiers on the CPU only "
+                "(ONNX Runtime); give it auto, float32, bfloat16 or float16"
+            )
         self.config = config
         self.weights = weights
         self.dim = dim
         self.device = device
-        self.compute_dtype = compute_dtype(config.precision, device)
+        # int8's rows are measured against float32, the precision its model was made from
+        self.compute_dtype = torch.float32 if config.precision == "int8" else compute_dtype(config.precision, device)
 
     def preprocessing(self) -> dict[str, Any]:
         """What is done to inputs before the model, recorded in the store."""
         return {}
+
+    def provenance(self) -> dict[str, str | float]:
+        """How the model computes here (precision `auto` resolved, and what runs it), for the store."""
+        import torch
+
+        return {"precision": str(self.compute_dtype).removeprefix("torch."), "runtime": f"torch {torch.__version__}"}
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         """Refuse, before any work, an input this model cannot take (row shape, sample rate)."""

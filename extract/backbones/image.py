@@ -18,41 +18,56 @@ from extract.backbones import (
     BackboneEntry,
     Units,
     VideoInput,
+    compute_dtype,
     register_backbone,
     register_family,
 )
+from extract.backbones.onnx_runtime import OnnxClassifier, cache_key
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
 from extract.config import ConfigError
 
 
-def load_torchvision(name: str, weights: str | None, what: str) -> tuple[nn.Module, Any, ResolvedWeights]:
-    """(model in eval mode, the weights enum member whose transforms to use, resolved weights).
+def resolve_torchvision(name: str, weights: str | None, what: str) -> tuple[Any, ResolvedWeights]:
+    """(the weights enum member whose transforms to use, resolved weights), without building the model.
 
     A library name is a member of the model's weights enum (`IMAGENET1K_V2`, `DEFAULT`, ...),
     fetched into the torch hub cache; a local file is loaded as a state dict, and then the
     preprocessing is that of the model's default weights.
     """
-    from torchvision.models import get_model, get_model_weights
+    from torchvision.models import get_model_weights
 
     enum = get_model_weights(name)
     if weights and is_local_path(weights):
-        files, member, source = local_files(weights, what), enum.DEFAULT, "path"
-    else:
-        wanted = (weights or "DEFAULT").rsplit(".", 1)[-1]
-        try:
-            member = enum[wanted]
-        except KeyError:
-            raise ConfigError(
-                f"{what}: weights {weights!r} are not among {name}'s: {[w.name for w in enum]}; or give a local file"
-            ) from None
-        files, source = (torch_hub_file(member.url, what),), f"torchvision:{member}"
+        return enum.DEFAULT, ResolvedWeights(weights, "path", local_files(weights, what))
+    wanted = (weights or "DEFAULT").rsplit(".", 1)[-1]
+    try:
+        member = enum[wanted]
+    except KeyError:
+        raise ConfigError(
+            f"{what}: weights {weights!r} are not among {name}'s: {[w.name for w in enum]}; or give a local file"
+        ) from None
+    files = (torch_hub_file(member.url, what),)
+    return member, ResolvedWeights(weights or str(member), f"torchvision:{member}", files)
+
+
+def build_torchvision(name: str, weights: ResolvedWeights, what: str) -> nn.Module:
+    """The model with its weights, in eval mode."""
+    from torchvision.models import get_model
+
     model = get_model(name, weights=None)
-    state = torch.load(files[0], map_location="cpu", weights_only=True)
+    state = torch.load(weights.path, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        raise WeightsError(f"{what}: {files[0]} is not a state dict of {name}: {str(exc).splitlines()[0]}") from None
-    return model.eval(), member, ResolvedWeights(weights or str(member), source, files)
+        reason = str(exc).splitlines()[0]
+        raise WeightsError(f"{what}: {weights.path} is not a state dict of {name}: {reason}") from None
+    return model.eval()
+
+
+def load_torchvision(name: str, weights: str | None, what: str) -> tuple[nn.Module, Any, ResolvedWeights]:
+    """(model in eval mode, the weights enum member whose transforms to use, resolved weights)."""
+    member, resolved = resolve_torchvision(name, weights, what)
+    return build_torchvision(name, resolved, what), member, resolved
 
 
 def strip_classifier(model: nn.Module) -> int:
@@ -114,11 +129,49 @@ class TorchvisionBackbone(Backbone):
 
 
 class ImageBackbone(TorchvisionBackbone):
+    """Frames through an image classifier: eagerly in torch, or, on the CPU in float32 and int8, in
+    ONNX Runtime (`onnx_runtime`: faster there, measured), whose model is exported once per machine."""
+
     input_kind = "frames"
+    int8 = True  # `precision: int8` runs here (ONNX Runtime)
+
+    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+        precision = compute_dtype(config.precision, device) if config.precision != "int8" else "int8"
+        if device.type != "cpu" or precision not in (torch.float32, "int8"):
+            super().__init__(config, device)
+            self.runtime: OnnxClassifier | None = None
+            return
+        what = f"backbone {config.model}"
+        member, weights = resolve_torchvision(config.model, config.weights, what)
+        transforms = member.transforms()
+        size = (transforms.crop_size[0], transforms.crop_size[0])
+
+        def classifier() -> nn.Module:
+            model = build_torchvision(config.model, weights, what)
+            strip_classifier(model)
+            return model
+
+        key, name = cache_key(config.model, weights.sha256), str(precision).removeprefix("torch.")
+        runtime = OnnxClassifier(classifier, key, size, name, torch.get_num_threads())
+        Backbone.__init__(self, config, weights, runtime.dim, device)
+        self.transforms, self.runtime = transforms, runtime
 
     def units(self, video: VideoInput) -> Units:
         frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         return Units(list(self.transforms(frames)), video.timestamps)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.runtime is None:
+            return super().embed(batch)
+        return torch.from_numpy(self.runtime(batch.numpy()))
+
+    def provenance(self) -> dict[str, str | float]:
+        if self.runtime is None:
+            return super().provenance()
+        found = {"precision": self.runtime.precision, "runtime": self.runtime.version}
+        if self.runtime.int8_min_cosine is not None:
+            found["int8_min_cosine"] = self.runtime.int8_min_cosine
+        return found
 
 
 register_backbone("resnet50", ImageBackbone, config_cls=BackboneConfig, about="torchvision ResNet50, 2048-d per frame")
