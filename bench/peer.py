@@ -16,7 +16,8 @@ the median of the repeats is reported. The sides:
 - video_features: its own CLI (`main.py feature_type=resnet model_name=resnet50 extraction_total=10
   on_extraction=save_numpy device=cpu`; VGGish likewise);
 - reelfeat one-shot: `python -m extract run resnet50 VIDEO... --frames 10 --seek exact` (also `--seek
-  fast`, and `--seek auto`, the frames views' default);
+  fast`, and `--seek auto`, the frames views' default; `one-shot float32` and `one-shot int8` are
+  `--seek auto` with that `--precision`: ONNX Runtime, its model exported by the first run);
 - reelfeat stages: `python -m extract prepare`, `decode`, `features` in a project, as `dvc repro`
   runs them (DVC's own bookkeeping not counted).
 Outputs are checked to have the same number of rows per video. Sets: 13 generated 4 s 720x1280
@@ -149,10 +150,11 @@ class Sides:
                 args += [f"model_name={self.feature}", "extraction_total=10"]
             return timed([self.vf_python, "main.py", *args], self.vf, self.vf_env)
         if side.startswith("one-shot"):
-            seek = side.split(" ", 1)[1] if " " in side else "exact"
+            mode = side.split(" ", 1)[1] if " " in side else "exact"
+            seek, precision = ("auto", mode) if mode in ("float32", "int8") else (mode, "auto")
             command = [sys.executable, "-m", "extract", "run", self.feature, *map(str, self.videos)]
             command += ["--weights", str(self.weights), "--frames", "10", "--seek", seek, "--out", str(out)]
-            return timed(command, out, self.env)
+            return timed([*command, "--precision", precision], out, self.env)
         return self.run_stages(out)
 
     def run_stages(self, project: Path) -> float:
@@ -240,7 +242,7 @@ def main() -> None:
         for set_name, videos in clip_sets(args.sets, args.folder).items():
             for feature in args.features:
                 chosen = [v for v in videos if v.suffix == ".mp4" and has_audio(v)] if feature == "vggish" else videos
-                sides = [s for s in args.sides if feature != "vggish" or s not in ("one-shot fast", "one-shot auto")]
+                sides = [s for s in args.sides if feature != "vggish" or s in ("video_features", "one-shot", "stages")]
                 work = Path(tmp) / set_name / feature
                 work.mkdir(parents=True)
                 bench = Sides(feature, chosen, work, weights, args.vf.resolve(), args.vf_python)

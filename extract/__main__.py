@@ -416,7 +416,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--precision",
         default="auto",
         help="model compute precision: auto (bfloat16 where the CPU has it natively, float16 on CUDA, else "
-        "float32; the default), float32, bfloat16 or float16",
+        "float32; the default), float32, bfloat16, float16, or int8 (image classifiers on the CPU)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="model inputs per batch (default per input kind)")
     p.add_argument(
