@@ -52,7 +52,7 @@ class Probe:
 
 def read_probe(container: av.container.InputContainer, check_time: Callable[[], None]) -> Probe:
     """The probe of an open file: one pass over its video packets (no decoding)."""
-    video = next((s for s in container.streams.video if not s.disposition & _ATTACHED_PIC), None)
+    video = video_stream(container)
     has_audio = bool(container.streams.audio)
     if video is None:
         if not has_audio:
@@ -126,6 +126,11 @@ def read_probe(container: av.container.InputContainer, check_time: Callable[[], 
 
 
 _ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art, not the video
+
+
+def video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The file's first video stream that is not cover art; None where it has none."""
+    return next((s for s in container.streams.video if not s.disposition & _ATTACHED_PIC), None)
 
 
 def _as_printed(seconds: np.ndarray) -> np.ndarray:

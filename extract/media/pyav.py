@@ -23,7 +23,7 @@ import numpy as np
 
 from extract.media.bitstream import SKIP_NOTHING
 from extract.media.plan import Run, seek_runs, targets
-from extract.media.probe import MediaError, Probe, read_probe
+from extract.media.probe import MediaError, Probe, read_probe, video_stream
 
 RESIZE_MODES = ("crop", "pad", "stretch")
 
@@ -53,7 +53,7 @@ class MediaFile:
         self.timeout, self.threads = timeout, max(1, threads)
         self.deadline = time.monotonic() + timeout
         self.container = self._open()
-        self.video = next((s for s in self.container.streams.video if s.index == self._video_index()), None)
+        self.video = video_stream(self.container)
         self._probe = probe  # one read before, where the caller has it
         self._graphs: dict[tuple, av.filter.Graph] = {}
         self._rotation: int | None = None
@@ -300,10 +300,6 @@ class MediaFile:
             raise self._overdue() from None
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             raise MediaError(f"FFmpeg cannot read it: {_reason(exc)}") from None
-
-    def _video_index(self) -> int | None:
-        video = [s for s in self.container.streams.video if not s.disposition & 0x0400]  # not cover art
-        return video[0].index if video else None
 
     def _check_time(self) -> None:
         if time.monotonic() > self.deadline:
