@@ -75,9 +75,11 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
     assert "resize_size=[256]" in recipe["preprocessing"]["transforms"]
 
 
-def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, weights_dir, torch_home):
+def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, weights_dir, monkeypatch):
     from extract.backbones.onnx_runtime import onnx_cache
     from extract.files import file_sha256
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache of its own
 
     source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
