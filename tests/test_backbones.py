@@ -102,6 +102,17 @@ def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, w
     assert_same_rows(StoreReader(tmp_path / "first"), StoreReader(tmp_path / "mended"))
 
 
+def test_a_cache_that_cannot_be_written_costs_an_export_per_run_not_the_run(tmp_path, weights_dir, monkeypatch):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))  # the hub folder cannot be made
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    summary = run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", workers=0)
+    assert summary.computed == 1 and StoreReader(tmp_path / "f").attrs["runtime"].startswith("onnxruntime ")
+    assert blocker.read_text() == "not a folder"
+
+
 def test_int8_rows_stay_near_float32_and_the_store_says_how_near(tmp_path, weights_dir):
     source = write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(4, seed=1)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,15 +89,23 @@ class OnnxClassifier:
 
     def _cached(self, stem: str, make: Callable[[Path], None]) -> Path:
         """The model `stem` from the cache, its bytes checked against the sha256 in its name; made
-        (and kept) where it is missing or damaged."""
+        (and kept) where it is missing or damaged. Where the cache cannot be written, the model is
+        made for this process only, in a temporary folder."""
         folder = onnx_cache()
         for found in sorted(folder.glob(f"{stem}-*.onnx")):
             if file_sha256(found).startswith(found.stem.rsplit("-", 1)[1]):
                 return found
             log.warning("%s does not match the sha256 in its name: made again", found)
             found.unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(folder / f"{stem}.onnx")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = temp_path(folder / f"{stem}.onnx")
+            tmp.touch()
+        except OSError as exc:
+            log.warning("cannot keep the exported model in %s (%s): it is made for this run only", folder, exc)
+            self._scratch = tempfile.TemporaryDirectory(prefix="reelfeat-onnx-")
+            folder = Path(self._scratch.name)
+            tmp = temp_path(folder / f"{stem}.onnx")
         try:
             make(tmp)
             return publish(tmp, folder / f"{stem}-{file_sha256(tmp)[:16]}.onnx")

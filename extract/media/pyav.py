@@ -261,6 +261,7 @@ class MediaFile:
                 if packet.size:
                     yield packet
         except av.error.FFmpegError as exc:  # a damaged container: what was read so far counts
+            self._check_time()  # unless the time limit interrupted the read
             self._last_error = _reason(exc)
 
     def _video_decoder(self) -> av.VideoStream:
@@ -296,9 +297,9 @@ class MediaFile:
         try:
             # the timeout stops FFmpeg's own reads (an interrupt callback) once the video's time is up
             return av.open(str(self.path), timeout=max(0.001, self.deadline - time.monotonic()))
-        except av.error.ExitError:
-            raise self._overdue() from None
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            # the time limit interrupts FFmpeg's reads, and the demuxer then blames the file
+            self._check_time()
             raise MediaError(f"FFmpeg cannot read it: {_reason(exc)}") from None
 
     def _check_time(self) -> None:
