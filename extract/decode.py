@@ -90,8 +90,10 @@ def decode_video(task: Task) -> Decoded:
     opened = run_step("probe", _opened, task)
     if isinstance(opened, Failure):
         return dict.fromkeys(task.views, opened)
+    # frames and clips first: their frames say the display rotation, which an audio view's facts need too
+    views = sorted(task.views.items(), key=lambda item: item[1].kind == "audio")
     with opened as source:
-        return {name: run_step("decode", _decode_view, source, view) for name, view in task.views.items()}
+        return {name: run_step("decode", _decode_view, source, view) for name, view in views}
 
 
 def _opened(task: Task) -> media.MediaFile:

@@ -113,6 +113,20 @@ def test_a_cache_that_cannot_be_written_costs_an_export_per_run_not_the_run(tmp_
     assert blocker.read_text() == "not a folder"
 
 
+def test_a_classifier_that_cannot_be_exported_runs_eagerly_and_int8_says_why_not(tmp_path, weights_dir, monkeypatch):
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("an operator the exporter does not know")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("torch.onnx.export", unsupported)  # as torch refuses a model it cannot export
+    source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
+    config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
+    run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", workers=0)
+    assert StoreReader(tmp_path / "f").attrs["runtime"].startswith("torch ")
+    with pytest.raises(ConfigError, match="precision int8 needs an ONNX export, which failed: an operator"):
+        run_features("r18", {**config, "precision": "int8"}, tmp_path / "q", workers=0)
+
+
 def test_int8_rows_stay_near_float32_and_the_store_says_how_near(tmp_path, weights_dir):
     source = write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(4, seed=1)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}

@@ -6,6 +6,7 @@ model name (`efficientnet_b0`, `vit_b_16`, ...) resolves to this family too.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ from extract.backbones import (
 from extract.backbones.onnx_runtime import OnnxClassifier, cache_key
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
 from extract.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_torchvision(name: str, weights: str | None, what: str) -> tuple[Any, ResolvedWeights]:
@@ -144,7 +147,8 @@ class ImageBackbone(TorchvisionBackbone):
         what = f"backbone {config.model}"
         member, weights = resolve_torchvision(config.model, config.weights, what)
         transforms = member.transforms()
-        size = (transforms.crop_size[0], transforms.crop_size[0])
+        crop = list(transforms.crop_size)
+        size = (crop[0], crop[-1])
 
         def classifier() -> nn.Module:
             model = build_torchvision(config.model, weights, what)
@@ -152,7 +156,17 @@ class ImageBackbone(TorchvisionBackbone):
             return model
 
         key, name = cache_key(config.model, weights.sha256), str(precision).removeprefix("torch.")
-        runtime = OnnxClassifier(classifier, key, size, name, torch.get_num_threads())
+        try:
+            runtime = OnnxClassifier(classifier, key, size, name, torch.get_num_threads())
+        except WeightsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model torch cannot export: eager float32 computes the same rows
+            if precision == "int8":
+                raise ConfigError(f"{what}: precision int8 needs an ONNX export, which failed: {exc}") from None
+            log.warning("%s: exporting to ONNX failed (%s); running it eagerly in torch", what, exc)
+            super().__init__(config, device)
+            self.runtime = None
+            return
         Backbone.__init__(self, config, weights, runtime.dim, device)
         self.transforms, self.runtime = transforms, runtime
 
