@@ -110,7 +110,8 @@ def main() -> None:
                 return fresh
 
             key = cache_key("resnet50", file_sha256(weights))
-            runtime = OnnxClassifier(build, key, (224, 224), precision, torch.get_num_threads())
+            normalize = (list(member.transforms().mean), list(member.transforms().std))
+            runtime = OnnxClassifier(build, key, (224, 224), normalize, precision, torch.get_num_threads())
             return lambda batch: runtime(batch.contiguous().numpy())
 
         candidates = {

@@ -157,7 +157,8 @@ class ImageBackbone(TorchvisionBackbone):
 
         key, name = cache_key(config.model, weights.sha256), str(precision).removeprefix("torch.")
         try:
-            runtime = OnnxClassifier(classifier, key, size, name, torch.get_num_threads())
+            normalize = (list(transforms.mean), list(transforms.std))
+            runtime = OnnxClassifier(classifier, key, size, normalize, name, torch.get_num_threads())
         except WeightsError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model torch cannot export: eager float32 computes the same rows

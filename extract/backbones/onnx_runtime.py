@@ -35,7 +35,6 @@ from extract.files import file_sha256, publish, temp_path
 
 log = logging.getLogger(__name__)
 CALIBRATION_IMAGES = 16
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # what every torchvision image classifier is fed
 
 
 def onnx_cache() -> Path:
@@ -43,14 +42,15 @@ def onnx_cache() -> Path:
 
 
 class OnnxClassifier:
-    """A classifier (its head removed) as an ONNX Runtime session: float32 rows for uint8-free inputs,
-    a batch (N, 3, H, W) of normalised float32 pixels in, (N, D) out."""
+    """A classifier (its head removed) as an ONNX Runtime session: a batch (N, 3, H, W) of float32
+    pixels normalised by `normalize` (the weights' mean and std) in, (N, D) rows out."""
 
     def __init__(
         self,
         build: Callable[[], nn.Module],
         key: str,
         size: tuple[int, int],
+        normalize: tuple[list[float], list[float]],
         precision: str,
         threads: int,
     ) -> None:
@@ -63,7 +63,7 @@ class OnnxClassifier:
         path = float_model
         if precision == "int8":  # the quantizer's version shapes the model too
             int8 = f"{stem}-int8-ort{onnxruntime.__version__}"
-            path = self._cached(int8, lambda out: _quantize(float_model, size, out))
+            path = self._cached(int8, lambda out: _quantize(float_model, calibration_images(size, *normalize), out))
         self.session = self._session(path)
         self.dim = int(self.session.get_outputs()[0].shape[1])
         self._float = self._session(float_model) if precision == "int8" else None
@@ -136,11 +136,9 @@ def _export(model: nn.Module, size: tuple[int, int], path: Path) -> None:
         )
 
 
-def _quantize(float_model: Path, size: tuple[int, int], path: Path) -> None:
+def _quantize(float_model: Path, images: np.ndarray, path: Path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    images = calibration_images(size)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -165,9 +163,11 @@ def _quantize(float_model: Path, size: tuple[int, int], path: Path) -> None:
         prepared.unlink(missing_ok=True)
 
 
-def calibration_images(size: tuple[int, int], count: int = CALIBRATION_IMAGES) -> np.ndarray:
+def calibration_images(
+    size: tuple[int, int], mean: list[float], std: list[float], count: int = CALIBRATION_IMAGES
+) -> np.ndarray:
     """Seeded 1/f-noise images (the spectrum of natural images, channels correlated), normalised as
-    torchvision's classifiers are fed: the activation ranges int8 is calibrated on."""
+    the classifier is fed: the activation ranges int8 is calibrated on."""
     rng = np.random.default_rng(0)
     height, width = size
     fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
@@ -182,7 +182,7 @@ def calibration_images(size: tuple[int, int], count: int = CALIBRATION_IMAGES) -
         low, high = np.percentile(image, [1, 99])
         images.append(np.clip((image - low) / (high - low), 0, 1))
     pixels = np.stack(images)
-    return ((pixels - np.array(MEAN)[:, None, None]) / np.array(STD)[:, None, None]).astype(np.float32)
+    return ((pixels - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]).astype(np.float32)
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

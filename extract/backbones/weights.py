@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from extract.errors import UserError
@@ -33,9 +34,10 @@ class ResolvedWeights:
     def path(self) -> Path:
         return self.files[0]
 
-    @property
+    @cached_property
     def sha256(self) -> str:
-        """sha256 of the files' contents (one file: its plain sha256)."""
+        """sha256 of the files' contents (one file: its plain sha256); read once (the recipe and the
+        ONNX cache both ask for it, and a ResNet50 is 98 MB)."""
         digests = [file_sha256(f) for f in self.files]
         if len(digests) == 1:
             return digests[0]
