@@ -33,7 +33,7 @@ from bench.weights import torchvision_file  # noqa: E402
 
 # runs inside the timed process: START is the wall clock when the interpreter was launched
 TIMER = r"""
-import json, os, runpy, sys, time
+import atexit, json, os, runpy, sys, time
 start = float(os.environ["STARTUP_T0"])
 marks = {}
 def mark(name):
@@ -53,12 +53,13 @@ def timed_inputs(runner, decoded):
             yield pair
     return timed(inputs(runner, decoded))
 oneshot._inputs = timed_inputs
-sys.argv = ["extract", *sys.argv[1:]]
-try:
-    runpy.run_module("extract", run_name="__main__")
-finally:
+def report():
     mark("done")
-    print("STARTUP " + json.dumps(marks), file=sys.stderr)
+    print("STARTUP " + json.dumps(marks), file=sys.stderr, flush=True)
+# `run` ends with os._exit after the atexit handlers (extract/cli.py exit_process): report from one
+atexit.register(report)
+sys.argv = ["extract", *sys.argv[1:]]
+runpy.run_module("extract", run_name="__main__")
 """
 
 
