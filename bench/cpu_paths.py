@@ -36,7 +36,7 @@ from bench.weights import torchvision_file  # noqa: E402
 from extract.backbones import compute_dtype  # noqa: E402
 from extract.backbones.image import fold_batch_norms, load_torchvision, strip_classifier  # noqa: E402
 from extract.backbones.onnx_runtime import OnnxClassifier, cache_key  # noqa: E402
-from extract.files import file_sha256  # noqa: E402
+from extract.core.files import file_sha256  # noqa: E402
 
 
 def timed(run, batches: list[torch.Tensor]) -> tuple[float, np.ndarray]:
@@ -55,7 +55,7 @@ def lowest_cosine(rows: np.ndarray, reference: np.ndarray) -> float:
 def frames(count: int, transforms) -> torch.Tensor:
     """`count` frames of the real clips (the same number from each), else random ones, transformed."""
     from extract import media
-    from extract.views import FramesView
+    from extract.media.views import FramesView
 
     clips = real_clips()
     if not clips:

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from bench.clips import RESULTS, generated_clip  # noqa: E402
 from extract import media  # noqa: E402
-from extract.views import FramesView  # noqa: E402
+from extract.media.views import FramesView  # noqa: E402
 
 VIEWS = {
     "16 frames / first 10 s": FramesView(num_frames=16, max_seconds=10, size=(224, 224)),

@@ -133,7 +133,7 @@ def grouping(reader, origin: dict[str, str], with_rows: set[str], threshold: flo
     """What `insight` makes of the store at `threshold`: the share of copies (of sources `with_rows`)
     grouped with their original (connected components, as duplicates.csv holds them), and the groups
     that join two sources."""
-    from extract.insight import find_duplicates
+    from extract.analysis.insight import find_duplicates
 
     found = find_duplicates(reader, threshold)
     names = [Path(vid).name for vid in found.ids]

@@ -5,7 +5,7 @@
 Both sides see the same frames, the same weights (random: the speed does not depend on them;
 saved to a file and loaded through the production loader) and the same batch size.
 - model only: frames already transformed, in memory, as tensors; only forward passes are timed;
-- end to end: `extract.features.run_features` from a decoded frames store to a new feature store:
+- end to end: `extract.stages.features.run_features` from a decoded frames store to a new feature store:
   store reads, weights' transforms in loader workers, batching across videos, forward passes,
   HDF5 writes. The model load is timed apart and left out.
 """
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from bench.weights import torchvision_file  # noqa: E402
 from extract.backbones import build_backbone, compute_dtype  # noqa: E402
-from extract.features import run_features  # noqa: E402
+from extract.stages.features import run_features  # noqa: E402
 from extract.store import StoreWriter  # noqa: E402
 
 

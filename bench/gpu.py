@@ -53,14 +53,14 @@ import torch  # noqa: E402
 
 from bench.weights import clip_vit_b32_folder, torchvision_file  # noqa: E402
 from extract.backbones import VideoInput, backbone_config, compute_dtype  # noqa: E402
-from extract.decode import Task, decode_video  # noqa: E402
-from extract.errors import Failure  # noqa: E402
+from extract.core.errors import Failure  # noqa: E402
 from extract.executor.local import pool_map  # noqa: E402
-from extract.features import ExtractRunner, Source, default_batch  # noqa: E402
-from extract.manifest import video_rows  # noqa: E402
-from extract.oneshot import run_one_shot  # noqa: E402
+from extract.media.views import View, view_config_json, view_from_params  # noqa: E402
+from extract.ondemand.oneshot import run_one_shot  # noqa: E402
+from extract.stages.decode import Task, decode_video  # noqa: E402
+from extract.stages.features import ExtractRunner, Source, default_batch  # noqa: E402
+from extract.stages.manifest import video_rows  # noqa: E402
 from extract.store import StoreReader  # noqa: E402
-from extract.views import View, view_config_json, view_from_params  # noqa: E402
 
 BUNDLE = ROOT / ".gpu"
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".avi")

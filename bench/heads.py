@@ -40,8 +40,8 @@ import yaml  # noqa: E402
 from bench import weights as random_weights  # noqa: E402
 from bench.clips import RESULTS, generated_clip  # noqa: E402
 from extract.backbones import build_backbone  # noqa: E402
-from extract.decode import run_decode, views_from_params  # noqa: E402
-from extract.features import run_features  # noqa: E402
+from extract.stages.decode import run_decode, views_from_params  # noqa: E402
+from extract.stages.features import run_features  # noqa: E402
 from extract.store import StoreWriter  # noqa: E402
 from heads.config import head_config  # noqa: E402
 from heads.train import train  # noqa: E402

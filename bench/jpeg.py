@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 
 from bench.clips import real_clips  # noqa: E402
 from bench.weights import torchvision_file  # noqa: E402
-from extract.decode import run_decode, views_from_params  # noqa: E402
-from extract.features import run_features  # noqa: E402
-from extract.files import file_sha256  # noqa: E402
+from extract.core.files import file_sha256  # noqa: E402
+from extract.stages.decode import run_decode, views_from_params  # noqa: E402
+from extract.stages.features import run_features  # noqa: E402
 from extract.store import StoreReader  # noqa: E402
 
 VIEWS = {

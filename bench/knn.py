@@ -2,7 +2,7 @@
 
     python bench/knn.py [--videos 100000] [--dim 512] [--k 10]
 
-Random unit rows (the values do not change the cost) through `extract.insight.knn_graph`: every
+Random unit rows (the values do not change the cost) through `extract.analysis.insight.knn_graph`: every
 video's k nearest, exactly; then the pass `insight` makes (each video's nearest, and the pairs at
 a cosine of 0.95 or more). Prints JSON with the seconds, the peak memory and the machine.
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench.peer import machine  # noqa: E402
-from extract.insight import QUERY_BLOCK, knn_graph  # noqa: E402
+from extract.analysis.insight import QUERY_BLOCK, knn_graph  # noqa: E402
 
 
 def main() -> None:

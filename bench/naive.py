@@ -33,8 +33,8 @@ import torchvision  # noqa: E402
 from bench.clips import RESULTS, generated_clip  # noqa: E402
 from bench.weights import torchvision_file  # noqa: E402
 from extract import media  # noqa: E402
-from extract.decode import run_decode, views_from_params  # noqa: E402
-from extract.features import run_features  # noqa: E402
+from extract.stages.decode import run_decode, views_from_params  # noqa: E402
+from extract.stages.features import run_features  # noqa: E402
 
 VIEWS = {
     "frames": {"type": "frames", "num_frames": 16, "max_seconds": 10, "size": [224, 224]},

@@ -3,7 +3,7 @@
     python bench/parquet.py [--videos 500] [--rows 1500] [--dim 384] [--out bench/results/parquet]
 
 A float16 store of `videos` x `rows` x `dim` random rows (by default Whisper base's shape for 30 s
-of audio, 553 MB), then `extract.parquet_files.export_parquet` and `import_parquet`, each in a fresh
+of audio, 553 MB), then `extract.interop.parquet_files.export_parquet` and `import_parquet`, each in a fresh
 process so that its peak resident memory is its own. Prints JSON with both, the sizes and the machine.
 """
 
@@ -39,7 +39,7 @@ def make_store(path: Path, videos: int, rows: int, dim: int) -> None:
 
 def timed(step: str, source: Path, target: Path) -> dict:
     """One step in this process (called as `--step`): seconds and peak resident memory."""
-    from extract.parquet_files import export_parquet, import_parquet
+    from extract.interop.parquet_files import export_parquet, import_parquet
 
     start = time.perf_counter()
     (export_parquet if step == "export" else import_parquet)(source, target)

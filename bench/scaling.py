@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 
 from bench.clips import RESULTS, generated_clip  # noqa: E402
 from bench.weights import torchvision_file  # noqa: E402
-from extract.decode import run_decode, views_from_params  # noqa: E402
+from extract.stages.decode import run_decode, views_from_params  # noqa: E402
 
 VIEWS = {
     "frames": {"type": "frames", "num_frames": 10, "max_seconds": 10, "size": [224, 224]},
@@ -42,7 +42,7 @@ def clip(i: int) -> Path:
 
 def pipeline(count: int, backend: str, weights: Path) -> float:
     """Seconds to decode and extract `count` clips into empty stores (deleted afterwards)."""
-    from extract.features import run_features  # torch stays out of the peak-memory child
+    from extract.stages.features import run_features  # torch stays out of the peak-memory child
 
     rows = [{"id": f"c{i:03d}", "video": str(clip(i)), "sha256": str(i)} for i in range(count)]
     with tempfile.TemporaryDirectory() as tmp:

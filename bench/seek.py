@@ -46,9 +46,9 @@ import numpy as np  # noqa: E402
 
 from bench.clips import RESULTS, real_clips, videos_in  # noqa: E402
 from extract import media  # noqa: E402
-from extract.decode import run_decode  # noqa: E402
-from extract.settings import Settings  # noqa: E402
-from extract.views import FramesView  # noqa: E402
+from extract.core.settings import Settings  # noqa: E402
+from extract.media.views import FramesView  # noqa: E402
+from extract.stages.decode import run_decode  # noqa: E402
 
 ANCHORS = {"every frame": [], "noref": ["-skip_frame", "noref"], "bidir": ["-skip_frame", "bidir"]}
 ANCHORS["keyframes only"] = ["-skip_frame", "nokey"]

@@ -38,7 +38,7 @@ start = float(os.environ["STARTUP_T0"])
 marks = {}
 def mark(name):
     marks.setdefault(name, round(time.time() - start, 3))
-import extract.oneshot as oneshot
+import extract.ondemand.oneshot as oneshot
 inputs = oneshot._inputs
 def timed_inputs(runner, decoded):
     mark("model")  # called once the model and the store's builder are made
@@ -56,7 +56,7 @@ oneshot._inputs = timed_inputs
 def report():
     mark("done")
     print("STARTUP " + json.dumps(marks), file=sys.stderr, flush=True)
-# `run` ends with os._exit after the atexit handlers (extract/cli.py exit_process): report from one
+# `run` ends with os._exit after the atexit handlers (extract/core/cli.py exit_process): report from one
 atexit.register(report)
 sys.argv = ["extract", *sys.argv[1:]]
 runpy.run_module("extract", run_name="__main__")

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from extract.cli import (
+from extract.core.cli import (
     EXIT_OK,
     EXIT_VIDEOS_FAILED,
     command_parser,
@@ -22,9 +22,9 @@ from extract.cli import (
     progress_bar,
     run_command,
 )
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 from extract.media import SEEK_MODES
-from extract.views import AudioView
+from extract.media.views import AudioView
 
 PREPARED = "data/prepared/manifest.csv"  # `prepare`'s table, which commands read splits and captions from
 
@@ -43,8 +43,8 @@ def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from extract.files import HashCache
-    from extract.manifest import prepare, prepare_config, write_prepared
+    from extract.core.files import HashCache
+    from extract.stages.manifest import prepare, prepare_config, write_prepared
 
     config = prepare_config(load_section(args.params, "prepare"))
     if args.skip_bad_rows:
@@ -72,8 +72,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from extract.decode import run_decode, views_from_params
-    from extract.manifest import read_prepared
+    from extract.stages.decode import run_decode, views_from_params
+    from extract.stages.manifest import read_prepared
     from extract.store import print_summary
 
     views = views_from_params(load_section(args.params, "decode"))
@@ -89,7 +89,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers run in loader workers instead
-    from extract.features import run_features
+    from extract.stages.features import run_features
     from extract.store import print_summary
 
     backbones = load_section(args.params, args.section)
@@ -121,7 +121,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_train_encoder(args: argparse.Namespace) -> int:
     from extract.backbones import backbone_config
     from extract.backbones.convlstm import encoder_checkpoint
-    from extract.train_encoder import train_encoder
+    from extract.stages.train_encoder import train_encoder
 
     encoders = load_section(args.params, "encoders")
     if args.encoder not in encoders:
@@ -135,10 +135,10 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from extract.backbones import input_kind
-    from extract.manifest import video_rows
-    from extract.oneshot import run_one_shot
+    from extract.media.views import ClipsView, FramesView
+    from extract.ondemand.oneshot import run_one_shot
+    from extract.stages.manifest import video_rows
     from extract.store import print_summary
-    from extract.views import ClipsView, FramesView
 
     if bool(args.videos) == bool(args.manifest):
         raise ConfigError("name video files, or give a table with --manifest, not both")
@@ -202,7 +202,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     import torch
 
     from extract.backbones import build_backbone
-    from extract.files import file_sha256
+    from extract.core.files import file_sha256
 
     backbones = load_section(args.params, "backbones")
     for key in args.backbone or sorted(backbones):
@@ -227,7 +227,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 
 
 def cmd_import_paddle(args: argparse.Namespace) -> int:
-    from extract.paddle import import_paddle
+    from extract.interop.paddle import import_paddle
 
     splits = {}
     for item in args.split:
@@ -244,7 +244,7 @@ def cmd_import_paddle(args: argparse.Namespace) -> int:
 
 
 def cmd_export_paddle(args: argparse.Namespace) -> int:
-    from extract.paddle import export_paddle
+    from extract.interop.paddle import export_paddle
 
     count = export_paddle(Path(args.image), Path(args.audio), Path(args.manifest), args.labels, Path(args.out))
     print(f"{args.out}: {count} videos in feature_files/, class.txt, train/val/test.txt")
@@ -252,7 +252,7 @@ def cmd_export_paddle(args: argparse.Namespace) -> int:
 
 
 def cmd_export_numpy(args: argparse.Namespace) -> int:
-    from extract.numpy_files import export_numpy
+    from extract.interop.numpy_files import export_numpy
 
     count = export_numpy(args.store, args.out, args.feature_type)
     print(f"{args.out}: {count} videos as <id>_<feature type>.npy and <id>_timestamps_ms.npy")
@@ -260,7 +260,7 @@ def cmd_export_numpy(args: argparse.Namespace) -> int:
 
 
 def cmd_import_numpy(args: argparse.Namespace) -> int:
-    from extract.numpy_files import import_numpy
+    from extract.interop.numpy_files import import_numpy
 
     store, count = import_numpy(args.folder, args.feature_type, args.out, args.dtype)
     print(f"{store}: {count} videos imported from {args.folder}")
@@ -268,7 +268,7 @@ def cmd_import_numpy(args: argparse.Namespace) -> int:
 
 
 def cmd_insight(args: argparse.Namespace) -> int:
-    from extract.insight import INSIGHT, crowding, insight_config, run_insight
+    from extract.analysis.insight import INSIGHT, crowding, insight_config, run_insight
 
     section = load_section(args.params, "insight")
     if args.name not in section:
@@ -285,7 +285,7 @@ def cmd_insight(args: argparse.Namespace) -> int:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from extract.insight import embed_like, neighbours
+    from extract.analysis.insight import embed_like, neighbours
 
     if (args.id is None) == (args.video is None):
         raise ConfigError("neighbours: name a video of the store (ID) or a new one (--video FILE), not both")
@@ -310,7 +310,7 @@ def optional_manifest(named: str | None) -> str | None:
 
 
 def cmd_export_parquet(args: argparse.Namespace) -> int:
-    from extract.parquet_files import export_parquet
+    from extract.interop.parquet_files import export_parquet
 
     count = export_parquet(args.store, args.out, optional_manifest(args.manifest))
     print(f"{args.out}: {count} videos as parquet shards in data/ and a dataset card (README.md)")
@@ -318,7 +318,7 @@ def cmd_export_parquet(args: argparse.Namespace) -> int:
 
 
 def cmd_import_parquet(args: argparse.Namespace) -> int:
-    from extract.parquet_files import import_parquet
+    from extract.interop.parquet_files import import_parquet
 
     store, count = import_parquet(args.folder, args.out)
     print(f"{store}: {count} videos imported from {args.folder}")

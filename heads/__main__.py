@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, exit_process, load_section, run_command
-from extract.config import ConfigError
+from extract.core.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, exit_process, load_section, run_command
+from extract.core.config import ConfigError
 
 
 def head_dir(name: str) -> Path:
@@ -50,7 +50,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import yaml
 
-    from extract.files import atomic_write
+    from extract.core.files import atomic_write
     from heads.predict import predict
 
     if bool(args.manifest) == bool(args.videos):

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from extract.errors import UserError
-from extract.files import atomic_write
-from extract.recipe import Recipe
+from extract.core.errors import UserError
+from extract.core.files import atomic_write
+from extract.core.recipe import Recipe
 from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict, config_to_dict
 from heads.models import HeadModel, ZeroShotHead, build_head

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extract.config import ConfigError, build_config
+from extract.core.config import ConfigError, build_config
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentive_probe")
 # attention heads when `heads` is not given: the transformer encoder's, and V-JEPA's attentive probe's

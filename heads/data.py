@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from extract.config import ConfigError
-from extract.manifest import read_prepared
+from extract.core.config import ConfigError
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 from heads.checkpoint import InputSchema
 from heads.config import HeadConfig, InputConfig

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from extract.config import ConfigError
-from extract.manifest import read_prepared
+from extract.core.config import ConfigError
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 from heads.data import POOLED, pad_sequences
 

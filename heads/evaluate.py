@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.files import atomic_write, write_text
-from extract.insight import INSIGHT, leaking_test_ids
+from extract.analysis.insight import INSIGHT, leaking_test_ids
+from extract.core.errors import UserError
+from extract.core.files import atomic_write, write_text
 from heads.checkpoint import load_head
 from heads.data import HeadData
 from heads.metrics import evaluate_split, pr_points, roc_points

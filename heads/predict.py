@@ -1,7 +1,7 @@
 """Use a trained head on new videos: make its inputs the way its checkpoint says, then write JSON lines.
 
 The checkpoint holds the recipe of every store the head read (decode view, backbone config,
-weights, preprocessing; see `extract.recipe`), so the videos go through the same stages with
+weights, preprocessing; see `extract.core.recipe`), so the videos go through the same stages with
 those settings, whatever `params.yaml` says now, into a temporary folder; the stores made are
 then checked against the recipes like any other. Each video gives one line, `{"id", "scores",
 "labels"}`, or `{"id", "error"}`.
@@ -17,10 +17,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.manifest import video_rows
-from extract.remake import InputMaker
-from extract.settings import Settings
+from extract.core.errors import UserError
+from extract.core.settings import Settings
+from extract.ondemand.remake import InputMaker
+from extract.stages.manifest import video_rows
 from extract.store import StoreReader
 from heads.checkpoint import load_head
 from heads.data import HeadData

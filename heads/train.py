@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from extract.determinism import deterministic
-from extract.errors import UserError
-from extract.files import write_text
+from extract.core.determinism import deterministic
+from extract.core.errors import UserError
+from extract.core.files import write_text
 from heads.checkpoint import CHECKPOINT, Checkpoint
 from heads.config import HeadConfig
 from heads.data import HeadData

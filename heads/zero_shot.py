@@ -13,8 +13,8 @@ import torch
 from torch.utils.data import default_collate
 
 from extract.backbones import VideoInput, get_backbone
-from extract.config import ConfigError
-from extract.recipe import Recipe
+from extract.core.config import ConfigError
+from extract.core.recipe import Recipe
 from heads.checkpoint import InputSchema
 from heads.config import HeadConfig
 from heads.tasks import Task

@@ -26,10 +26,10 @@ from importlib import import_module
 _API = {
     "open_store": ("extract.store", "StoreReader"),
     "StoreReader": ("extract.store", "StoreReader"),
-    "read_manifest": ("extract.manifest", "read_prepared"),
+    "read_manifest": ("extract.stages.manifest", "read_prepared"),
     "FeatureDataset": ("heads.dataset", "FeatureDataset"),
-    "export_numpy": ("extract.numpy_files", "export_numpy"),
-    "import_numpy": ("extract.numpy_files", "import_numpy"),
+    "export_numpy": ("extract.interop.numpy_files", "export_numpy"),
+    "import_numpy": ("extract.interop.numpy_files", "import_numpy"),
 }
 
 __all__ = sorted(_API)

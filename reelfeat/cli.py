@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from extract.__main__ import add_commands as add_extract_commands
-from extract.cli import EXIT_OK, command_parser, exit_process, load_section, run_command
+from extract.core.cli import EXIT_OK, command_parser, exit_process, load_section, run_command
 from heads.__main__ import add_commands as add_head_commands
 
 

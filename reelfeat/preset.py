@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from extract.config import ConfigError
-from extract.files import atomic_write
+from extract.core.config import ConfigError
+from extract.core.files import atomic_write
 
 PRESETS = Path(__file__).parent / "presets"
 # where entries go: a section's path in params.yaml (each level indented two spaces)
@@ -133,7 +133,7 @@ def add_preset(name: str, params_path: str | Path) -> list[str]:
 def _validate(params: dict[str, Any], added: list[str]) -> None:
     """Each new entry as its stage would read it, so a bad preset fails here and not mid-pipeline."""
     from extract.backbones import backbone_config
-    from extract.views import view_from_params
+    from extract.media.views import view_from_params
     from heads.config import head_config
 
     for where in added:

@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import reelfeat
-from extract.cli import EXIT_ERROR, EXIT_OK
-from extract.errors import UserError
+from extract.core.cli import EXIT_ERROR, EXIT_OK
+from extract.core.errors import UserError
 from extract.store import StoreReader, StoreWriter
 from reelfeat.cli import main
 

@@ -16,8 +16,8 @@ from conftest import SHARED, assert_same_rows, make_video, save_torchvision, tin
 from extract.backbones import READS, BackboneConfig, get_backbone, input_kind, list_backbones
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.weights import WeightsError
-from extract.config import ConfigError
-from extract.features import run_features
+from extract.core.config import ConfigError
+from extract.stages.features import run_features
 from extract.store import StoreReader, StoreWriter
 
 torch.manual_seed(0)
@@ -77,7 +77,7 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
 
 def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, weights_dir, monkeypatch):
     from extract.backbones.onnx_runtime import onnx_cache
-    from extract.files import file_sha256
+    from extract.core.files import file_sha256
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache of its own
 
@@ -639,9 +639,9 @@ def test_run_starts_its_decoders_before_torch_is_imported():
     code = (
         "import sys\n"
         "from extract.__main__ import cmd_run\n"
-        "from extract.decode import run_decode\n"
+        "from extract.stages.decode import run_decode\n"
         "from extract.backbones import input_kind\n"
-        "from extract.oneshot import run_one_shot\n"
+        "from extract.ondemand.oneshot import run_one_shot\n"
         "assert input_kind('resnet50') == 'frames'\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'transformers')))\n"
     )
@@ -740,7 +740,7 @@ needs_real = pytest.mark.skipif(not REAL_WEIGHTS.is_dir(), reason="../shared/wei
 
 @needs_real
 def test_whisper_tiny_en_transcribes_speech_in_a_generated_video(tmp_path):
-    from extract.decode import run_decode, views_from_params
+    from extract.stages.decode import run_decode, views_from_params
 
     speech = SHARED / "media" / "speech" / "quick_brown_fox.wav"
     video = tmp_path / "fox.mp4"
@@ -940,7 +940,7 @@ def test_whisper_transcripts_decoded_in_a_batch_equal_transcribe(shared_media):
         pytest.skip("../shared/weights/whisper-tiny.en.pt is absent")
     from extract import media
     from extract.backbones import VideoInput, backbone_config
-    from extract.features import ExtractRunner, Source
+    from extract.stages.features import ExtractRunner, Source
 
     files = sorted((shared_media / "speech").glob("*.wav")) + [shared_media / "tiktok_talking.mp4"]
     audio = {f.name: media.decode_audio(f, 16000, None) for f in files}

@@ -16,10 +16,10 @@ from conftest import ROOT, ffmpeg, make_video
 
 from extract import media
 from extract.__main__ import main
-from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
-from extract.decode import run_decode, views_from_params
-from extract.manifest import read_prepared
-from extract.settings import Settings
+from extract.core.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
+from extract.core.settings import Settings
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 
 VIEWS = {

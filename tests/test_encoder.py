@@ -14,11 +14,11 @@ from sklearn.linear_model import LogisticRegression
 
 from extract.backbones import backbone_config
 from extract.backbones.weights import WeightsError
-from extract.config import ConfigError
-from extract.features import run_features
-from extract.manifest import write_csv
+from extract.core.config import ConfigError
+from extract.stages.features import run_features
+from extract.stages.manifest import write_csv
+from extract.stages.train_encoder import train_encoder
 from extract.store import StoreReader, StoreWriter
-from extract.train_encoder import train_encoder
 
 FRAMES, SIZE = 8, 32
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from extract.errors import Failure
+from extract.core.errors import Failure
+from extract.core.settings import Settings
 from extract.executor import WORKER_DIED, make_executor
-from extract.settings import Settings
 
 
 def shout(item: str) -> str:

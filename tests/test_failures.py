@@ -18,13 +18,13 @@ import pytest
 import torch
 from conftest import ROOT, assert_same_rows, make_video, save_torchvision
 
-from extract import decode
 from extract.backbones import BackboneConfig, VideoInput, register_backbone
 from extract.backbones.image import ImageBackbone
-from extract.decode import run_decode, views_from_params
-from extract.errors import Failure
+from extract.core.errors import Failure
 from extract.executor import WORKER_DIED
-from extract.features import ExtractRunner, Source, run_features
+from extract.stages import decode
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.features import ExtractRunner, Source, run_features
 from extract.store import StoreReader, StoreWriter
 
 
@@ -267,7 +267,7 @@ def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, c
     import argparse
 
     from extract.__main__ import main
-    from extract.cli import EXIT_ERROR, run_command
+    from extract.core.cli import EXIT_ERROR, run_command
 
     assert main(["--params", str(tmp_path / "none.yaml"), "decode"]) == EXIT_ERROR
     assert (
@@ -312,7 +312,7 @@ def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store
 
 def test_a_stage_where_every_video_failed_exits_non_zero_even_with_allow_failures(tmp_path, monkeypatch, capsys):
     from extract.__main__ import main
-    from extract.cli import EXIT_OK, EXIT_VIDEOS_FAILED
+    from extract.core.cli import EXIT_OK, EXIT_VIDEOS_FAILED
 
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.mp4").write_bytes(b"not a video " * 10)
@@ -334,7 +334,7 @@ def test_a_stage_where_every_video_failed_exits_non_zero_even_with_allow_failure
 
 def test_a_full_disk_is_one_line_naming_the_store_and_a_rerun_completes(tmp_path, monkeypatch, capsys):
     from extract.__main__ import main
-    from extract.cli import EXIT_ERROR, EXIT_OK
+    from extract.core.cli import EXIT_ERROR, EXIT_OK
 
     small = tmp_path / "small"
     small.mkdir()

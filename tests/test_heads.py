@@ -17,9 +17,9 @@ import yaml
 from conftest import ROOT
 from sklearn import metrics as sk
 
-from extract.config import ConfigError
-from extract.errors import UserError
-from extract.recipe import contract_json
+from extract.core.config import ConfigError
+from extract.core.errors import UserError
+from extract.core.recipe import contract_json
 from extract.store import StoreWriter
 from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
@@ -476,8 +476,8 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
     import torchvision
     from conftest import make_video
 
-    from extract.decode import run_decode, views_from_params
-    from extract.features import run_features
+    from extract.stages.decode import run_decode, views_from_params
+    from extract.stages.features import run_features
     from heads.predict import predict
 
     monkeypatch.chdir(tmp_path)
@@ -535,7 +535,7 @@ def test_heads_build_on_the_extract_library_without_decoding_or_its_command_modu
     """Nor scikit-learn until a metric needs it: `train` pays none of its 1.8 s of imports."""
     code = (
         "import sys, heads.train, heads.evaluate, heads.dataset, heads.__main__; "
-        "print(sorted(m for m in ('ffmpeg', 'extract.media', 'extract.views', 'extract.__main__', 'sklearn') "
+        "print(sorted(m for m in ('ffmpeg', 'extract.media', 'extract.media.views', 'extract.__main__', 'sklearn') "
         "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, SHARED
 
-from extract import insight
-from extract.config import ConfigError
-from extract.insight import InsightConfig, knn_graph, nearest, neighbours, run_insight, unit_rows
+from extract.analysis import insight
+from extract.analysis.insight import InsightConfig, knn_graph, nearest, neighbours, run_insight, unit_rows
+from extract.core.config import ConfigError
 from extract.store import StoreReader, StoreWriter
 
 SHARED_WEIGHTS = SHARED / "weights"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from extract.config import ConfigError
-from extract.manifest import ManifestError, PrepareConfig, prepare, prepare_config, read_table, write_prepared
-from extract.split import iterative_stratification, make_split
+from extract.core.config import ConfigError
+from extract.core.split import iterative_stratification, make_split
+from extract.stages.manifest import ManifestError, PrepareConfig, prepare, prepare_config, read_table, write_prepared
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -168,9 +168,9 @@ def test_bad_prepare_params(params, message):
 
 
 def test_a_rerun_hashes_only_the_videos_that_changed(tmp_path, monkeypatch):
-    from extract import files
-    from extract.files import HashCache
-    from extract.manifest import PrepareConfig, prepare
+    from extract.core import files
+    from extract.core.files import HashCache
+    from extract.stages.manifest import PrepareConfig, prepare
 
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.mp4").write_bytes(name.encode() * 100)
@@ -197,7 +197,7 @@ def test_a_rerun_hashes_only_the_videos_that_changed(tmp_path, monkeypatch):
 
 def test_ids_that_would_leave_a_folder_are_refused_by_prepare_naming_each_row(tmp_path, monkeypatch, capsys):
     from extract.__main__ import main
-    from extract.cli import EXIT_ERROR
+    from extract.core.cli import EXIT_ERROR
 
     write(tmp_path / "params.yaml", "prepare:\n  manifest: m.csv\n")
     table = 'id,video\n../../escape/x,a.mp4\n/abs/x,b.mp4\n"a\x01b",c.mp4\nx//y,d.mp4\nok/fine,e.mp4\n'
@@ -214,7 +214,7 @@ def test_ids_that_would_leave_a_folder_are_refused_by_prepare_naming_each_row(tm
 
 def test_export_numpy_refuses_a_stored_id_that_would_leave_the_folder(tmp_path, monkeypatch, capsys):
     from extract.__main__ import main
-    from extract.cli import EXIT_ERROR
+    from extract.core.cli import EXIT_ERROR
     from extract.store import StoreWriter
 
     with StoreWriter(tmp_path / "store", row_shape=(4,), dtype=np.float32, attrs={"kind": "features"}) as writer:

@@ -17,7 +17,7 @@ from conftest import ffmpeg, make_video
 from extract import media
 from extract.media import bitstream
 from extract.media.probe import _skippable
-from extract.views import ClipsView, FramesView
+from extract.media.views import ClipsView, FramesView
 
 RESIZE_FILTERS = {  # as reelfeat's ffmpeg commands spelled them: what in-process frames must equal
     "crop": "scale={w}:{h}:force_original_aspect_ratio=increase:flags=bicubic,crop={w}:{h},setsar=1",

@@ -13,17 +13,17 @@ import pytest
 import torch
 from conftest import make_video, save_torchvision
 
-from extract import oneshot
 from extract.__main__ import main
 from extract.backbones import BackboneConfig, VideoInput, register_backbone
 from extract.backbones.image import ImageBackbone
-from extract.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
-from extract.decode import decode_video, run_decode, views_from_params
-from extract.features import run_features
-from extract.manifest import read_prepared
-from extract.settings import Settings
+from extract.core.cli import EXIT_ERROR, EXIT_OK, EXIT_VIDEOS_FAILED
+from extract.core.settings import Settings
+from extract.media.views import FramesView
+from extract.ondemand import oneshot
+from extract.stages.decode import decode_video, run_decode, views_from_params
+from extract.stages.features import run_features
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
-from extract.views import FramesView
 from heads.predict import InputMaker
 
 THREADS_SEEN: list[int] = []

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from extract.__main__ import main
-from extract.cli import EXIT_ERROR
-from extract.paddle import PickleRefused, export_paddle, import_paddle, load_plain_pickle
+from extract.core.cli import EXIT_ERROR
+from extract.interop.paddle import PickleRefused, export_paddle, import_paddle, load_plain_pickle
 from extract.store import StoreReader, StoreWriter
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from extract import parquet_files
-from extract.errors import UserError
-from extract.parquet_files import export_parquet, import_parquet
+from extract.core.errors import UserError
+from extract.interop import parquet_files
+from extract.interop.parquet_files import export_parquet, import_parquet
 from extract.store import StoreReader, StoreWriter
 
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import make_video, save_torchvision
 
 from extract.__main__ import main as extract_main
-from extract.errors import UserError
+from extract.core.errors import UserError
 from heads.__main__ import main as heads_main
 from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, git, sh
 
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 from reelfeat.preset import add_preset
 
 FOUNDATION = yaml.safe_load((ROOT / "reelfeat/presets/foundation.yaml").read_text())

@@ -14,9 +14,9 @@ import torch
 import torchvision
 from conftest import assert_same_rows, make_video
 
-from extract.decode import run_decode, views_from_params
-from extract.features import run_features
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.features import run_features
 from extract.store import StoreReader
 
 ray = pytest.importorskip("ray")
@@ -103,7 +103,7 @@ def test_on_ray_the_workers_decide_device_precision_and_batch_and_the_store_says
     """A driver that would pick CUDA (REELFEAT_DEVICE=cuda on a GPU driver) over CPU workers: the store
     records what the workers used, not what the driver would have."""
     from extract.backbones import compute_dtype
-    from extract.features import CPU_BATCH
+    from extract.stages.features import CPU_BATCH
 
     run_decode(clips, VIEWS, tmp_path / "decoded", workers=0)
     weights = tmp_path / "r18.pth"
@@ -122,9 +122,9 @@ def test_on_ray_the_workers_decide_device_precision_and_batch_and_the_store_says
 
 def test_run_on_ray_sends_decoding_and_the_model_to_the_actors_and_makes_the_local_store(local_ray, clips, tmp_path):
     from extract.backbones import compute_dtype
-    from extract.features import CPU_BATCH
-    from extract.oneshot import run_one_shot
-    from extract.views import FramesView
+    from extract.media.views import FramesView
+    from extract.ondemand.oneshot import run_one_shot
+    from extract.stages.features import CPU_BATCH
 
     weights = tmp_path / "r18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)

@@ -17,9 +17,9 @@ import torchvision
 from conftest import ROOT, assert_same_rows, make_video
 
 from extract.backbones import compute_dtype
-from extract.decode import run_decode, views_from_params
-from extract.features import CPU_BATCH, run_features
-from extract.settings import Settings
+from extract.core.settings import Settings
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.features import CPU_BATCH, run_features
 from extract.store import StoreReader
 
 ray = pytest.importorskip("ray")
@@ -64,9 +64,9 @@ def clips(tmp_path_factory) -> list[dict[str, str]]:
 DRIVER = """
 import json, sys
 import ray, torch
-from extract.decode import run_decode, views_from_params
-from extract.features import run_features
-from extract.settings import Settings
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.features import run_features
+from extract.core.settings import Settings
 
 clips, views, config, out = json.loads(sys.argv[1])
 settings = Settings.from_environment()

@@ -242,7 +242,7 @@ def test_each_configured_store_has_a_map_with_its_knn_probe_inline(project):
 
 
 def test_report_params_are_checked_by_name():
-    from extract.config import ConfigError
+    from extract.core.config import ConfigError
     from reelfeat.report.config import report_config
 
     assert report_config({"worst": 2}).worst == 2 and report_config(None).frames == "data/decoded/frames"

@@ -10,10 +10,10 @@ import pytest
 from conftest import ROOT
 from test_decode import make_project, run_cli
 
-from extract.cli import EXIT_ERROR
-from extract.config import ConfigError
-from extract.decode import run_decode, views_from_params
-from extract.settings import VARIABLES, Settings
+from extract.core.cli import EXIT_ERROR
+from extract.core.config import ConfigError
+from extract.core.settings import VARIABLES, Settings
+from extract.stages.decode import run_decode, views_from_params
 from extract.store import StoreReader
 
 
@@ -84,7 +84,7 @@ def test_only_the_settings_module_reads_the_environment():
             reads = isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
             if reads and not (isinstance(node.ctx, ast.Load) and _writes_only(path, node)):
                 readers.append(str(path.relative_to(ROOT)))  # once per read
-    assert readers == ["extract/backbones/whisper.py", "extract/settings.py"]
+    assert readers == ["extract/backbones/whisper.py", "extract/core/settings.py"]
     assert all(name.startswith(("REELFEAT_", "RAY_", "DVC_")) for name in VARIABLES.values())
 
 

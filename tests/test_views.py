@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 from extract.media import Probe
-from extract.views import AudioView, ClipsView, FramesView, view_config_json, view_from_params
+from extract.media.views import AudioView, ClipsView, FramesView, view_config_json, view_from_params
 
 
 def fake_probe(frames: int, fps: float = 10.0, start: float = 0.0) -> Probe:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import save_tiny_clip, write_input
 
-from extract.config import ConfigError
-from extract.features import run_features
+from extract.core.config import ConfigError
+from extract.stages.features import run_features
 from heads.checkpoint import load_head
 from heads.config import head_config
 from heads.data import HeadData

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from extract.backbones.weights import ResolvedWeights
-from extract.config import ConfigError, build_config
-from extract.recipe import Recipe
+from extract.core.config import ConfigError, build_config
+from extract.core.recipe import Recipe
 
 if TYPE_CHECKING:  # the families import torch when they are loaded; this module never does on import
     import torch

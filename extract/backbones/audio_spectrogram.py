@@ -28,8 +28,8 @@ from extract.backbones import (
 )
 from extract.backbones.text import huggingface_weights, load_complete
 from extract.backbones.weights import WeightsError
-from extract.config import ConfigError
-from extract.recipe import Recipe
+from extract.core.config import ConfigError
+from extract.core.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "MIT/ast-finetuned-audioset-10-10-0.4593"
 SAMPLE_RATE = 16000

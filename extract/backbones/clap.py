@@ -28,7 +28,7 @@ from extract.backbones import (
 from extract.backbones.clip import ClipTextBackbone, ClipTextConfig, projected
 from extract.backbones.text import huggingface_weights, load_complete
 from extract.backbones.weights import WeightsError
-from extract.recipe import Recipe
+from extract.core.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "laion/clap-htsat-unfused"
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch32"
 

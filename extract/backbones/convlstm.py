@@ -1,7 +1,7 @@
 """A ConvLSTM autoencoder learned on the dataset's own frames (the success-prediction seed's visual branch).
 
 Unlike the other families its weights are not downloaded: `python -m extract train-encoder NAME`
-trains it on the train split of a decoded frames view (`extract/train_encoder.py`) and writes
+trains it on the train split of a decoded frames view (`extract/stages/train_encoder.py`) and writes
 `data/encoders/NAME/model.pt`; the `encode@NAME` stage then embeds every video with it, through the
 same extraction loop as any backbone.
 
@@ -28,8 +28,8 @@ from torch.nn import functional as F
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.weights import ResolvedWeights, WeightsError, local_files
-from extract.config import ConfigError
-from extract.recipe import Recipe
+from extract.core.config import ConfigError
+from extract.core.recipe import Recipe
 
 ENCODERS_ROOT = Path("data/encoders")
 CHECKPOINT = "model.pt"

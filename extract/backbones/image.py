@@ -25,7 +25,7 @@ from extract.backbones import (
 )
 from extract.backbones.onnx_runtime import OnnxClassifier, cache_key
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 

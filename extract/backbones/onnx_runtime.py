@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from extract.files import file_sha256, publish, temp_path
+from extract.core.files import file_sha256, publish, temp_path
 
 log = logging.getLogger(__name__)
 CALIBRATION_IMAGES = 16

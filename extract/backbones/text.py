@@ -21,7 +21,7 @@ from extract.backbones.weights import (
     local_files,
     model_files,
 )
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 
 POOLINGS = ("cls", "pooler", "mean")
 OUTPUTS = ("pooled", "tokens")

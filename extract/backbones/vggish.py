@@ -23,7 +23,7 @@ from extract.backbones import (
     require_sample_rate,
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files, torch_hub_file
-from extract.recipe import Recipe
+from extract.core.recipe import Recipe
 
 MODEL_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 PCA_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth"

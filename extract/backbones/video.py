@@ -10,8 +10,8 @@ import torch
 
 from extract.backbones import BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.image import TorchvisionBackbone
-from extract.config import ConfigError
-from extract.recipe import Recipe
+from extract.core.config import ConfigError
+from extract.core.recipe import Recipe
 
 # Frames per clip each model accepts: (minimum, whether exactly that). MViT's temporal position
 # embedding fixes 16 and S3D needs 14; the others accept any length (all were trained on 16).

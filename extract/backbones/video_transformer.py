@@ -16,8 +16,8 @@ import torch
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, require_clip_len
 from extract.backbones.pixels import TensorImageProcessor
-from extract.config import ConfigError
-from extract.recipe import Recipe
+from extract.core.config import ConfigError
+from extract.core.recipe import Recipe
 
 SHARED_ROWS = ("frame", "shared")
 

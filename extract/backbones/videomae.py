@@ -15,7 +15,7 @@ import torch
 from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone, require_clip_len
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
-from extract.recipe import Recipe
+from extract.core.recipe import Recipe
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
 

@@ -21,7 +21,7 @@ from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
 from extract.backbones.video_transformer import ClipTransformer
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "facebook/vjepa2-vitl-fpc64-256"
 ROWS = ("tubelet", "clip")

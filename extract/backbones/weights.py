@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from extract.errors import UserError
-from extract.files import file_sha256
+from extract.core.errors import UserError
+from extract.core.files import file_sha256
 
 
 class WeightsError(UserError):

@@ -27,8 +27,8 @@ from extract.backbones import (
     require_sample_rate,
 )
 from extract.backbones.weights import ResolvedWeights, WeightsError, is_local_path, local_files
-from extract.errors import step
-from extract.recipe import Recipe
+from extract.core.errors import step
+from extract.core.recipe import Recipe
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 30 * SAMPLE_RATE

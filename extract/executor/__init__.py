@@ -5,9 +5,9 @@ The stages call `make_executor(...)` and hand it work (see `base.py`); it import
 
 from __future__ import annotations
 
+from extract.core.settings import BACKENDS, Settings
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelRunner, ModelWork
 from extract.executor.local import LocalExecutor
-from extract.settings import BACKENDS, Settings
 
 __all__ = [
     "BACKENDS",

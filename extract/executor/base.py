@@ -9,7 +9,7 @@ Two kinds of work:
   by `runner.run(...)`, which batches across items.
 
 Whatever the backend, every item comes back exactly once, with its result or a `Failure`: an
-exception is the item's failure (see `extract.errors`), and a worker process that dies on an item
+exception is the item's failure (see `extract.core.errors`), and a worker process that dies on an item
 (segfault, out-of-memory kill) is started again and the item retried `RETRIES` times, then
 recorded. Results come back as they finish, not in input order.
 """
@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from extract.errors import Failure, run_step
+from extract.core.errors import Failure, run_step
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-from extract.errors import Failure, describe
+from extract.core.errors import Failure, describe
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from extract.errors import Failure, UserError
+from extract.core.errors import Failure, UserError
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call, merged
 
 T = TypeVar("T")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.core.settings import Settings
 from extract.media.plan import SEEK_MODES, nearest_keyframe, seek_segments
 from extract.media.probe import MediaError, Probe
 from extract.media.pyav import RESIZE_MODES, MediaFile, decoder_version
-from extract.settings import Settings
 
 FFMPEG_TIMEOUT_S = Settings.ffmpeg_timeout_s  # a video's decoding time limit where the caller gives none
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from extract.errors import UserError
+from extract.core.errors import UserError
 from extract.media.bitstream import SKIP_BIDIR, SKIP_NONREF, SKIP_NOTHING, NalReader, x264_skips_b_frames
 
 if TYPE_CHECKING:

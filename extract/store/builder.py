@@ -15,8 +15,8 @@ from typing import TextIO
 
 import numpy as np
 
-from extract.files import TEMP_SUFFIX, write_text
-from extract.settings import Settings
+from extract.core.files import TEMP_SUFFIX, write_text
+from extract.core.settings import Settings
 from extract.store.index import INDEX, Entry, Index
 from extract.store.layout import Layout, StoreError
 from extract.store.shard import Shard, ShardWriter, named_by_content

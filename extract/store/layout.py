@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extract.errors import UserError
+from extract.core.errors import UserError
 
 SCHEMA_VERSION = 2
 STORAGES = ("raw", "jpeg")

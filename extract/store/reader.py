@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.recipe import Recipe
+from extract.core.recipe import Recipe
 from extract.store.index import Entry, Index
 from extract.store.layout import SCHEMA_VERSION, Layout, StoreError
 from extract.store.shard import Shard
@@ -47,7 +47,7 @@ class StoreReader:
 
     @property
     def recipe(self) -> Recipe:
-        """How the rows were made (see `extract.recipe`): a feature store's backbone, weights and input,
+        """How the rows were made (see `extract.core.recipe`): a feature store's backbone, weights and input,
         a decoded store's view."""
         attrs = self._index.attrs
         return Recipe.of(json.loads(str(attrs.get("recipe") or attrs.get("config") or "{}")))

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from extract.files import publish, temp_path
+from extract.core.files import publish, temp_path
 from extract.store.layout import SCHEMA_VERSION, Layout, StoreError
 
 _STR = h5py.string_dtype("utf-8")

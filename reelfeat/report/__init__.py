@@ -7,7 +7,7 @@
   its transcript and, for heads that pool with attention, the attention weights over the strip;
 - per store: videos, failures with their reasons, rows, bytes per video, backbone, weights and
   preprocessing;
-- the time each stage of the last run took (`extract.runlog`) and its videos per second.
+- the time each stage of the last run took (`extract.core.runlog`) and its videos per second.
 
 Images are PNG data URIs and the styles are inline: the page needs no network, no script and no
 other file. `config.py` reads the `report` params, `review.py` reads what `evaluate` scored, `figures.py`

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract.config import ConfigError, build_config
+from extract.core.config import ConfigError, build_config
 
 REPORT = Path("data/report/index.html")
 

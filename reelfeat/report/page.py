@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.files import write_text
-from extract.manifest import read_prepared
-from extract.runlog import read_runs
+from extract.core.errors import UserError
+from extract.core.files import write_text
+from extract.core.runlog import read_runs
+from extract.stages.manifest import read_prepared
 from extract.store import StoreError, StoreReader
 from reelfeat.report import figures
 from reelfeat.report.config import ReportConfig
@@ -258,7 +258,7 @@ def _maps_section(config: ReportConfig, rows: dict[str, dict]) -> str:
 def _map(store: str, config: ReportConfig, rows: dict[str, dict]) -> str:
     from sklearn.manifold import TSNE
 
-    from extract.insight import knn_graph, leaking_groups, unit_rows
+    from extract.analysis.insight import knn_graph, leaking_groups, unit_rows
 
     reader = StoreReader(store)
     units, has_rows = unit_rows(reader)

@@ -1,6 +1,6 @@
 """Stores for new videos made from recipes: what `predict` and `neighbours --video` need.
 
-A store's recipe (see `extract.recipe`) says how its rows were made: the decode view, the
+A store's recipe (see `extract.core.recipe`) says how its rows were made: the decode view, the
 backbone's config, its weights and preprocessing. `InputMaker` makes the same for a few new videos
 in a work folder, whatever `params.yaml` says now: one decode pass for every view the recipes
 need, then each backbone; the stores made are then checked against the recipes like any other.
@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from extract.backbones.weights import is_local_path
-from extract.decode import run_decode, views_from_params
-from extract.errors import UserError
-from extract.features import run_features
-from extract.manifest import write_csv
-from extract.recipe import Recipe
-from extract.settings import Settings
+from extract.core.errors import UserError
+from extract.core.recipe import Recipe
+from extract.core.settings import Settings
+from extract.stages.decode import run_decode, views_from_params
+from extract.stages.features import run_features
+from extract.stages.manifest import write_csv
 
 
 class InputMaker:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from extract.config import ConfigError, build_config
+from extract.core.config import ConfigError, build_config
 from extract.media import RESIZE_MODES, SEEK_MODES, Probe, nearest_keyframe
 
 

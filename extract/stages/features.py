@@ -8,7 +8,7 @@ preparing inputs, the forward pass (a failing batch is split until the video tha
 found), assembling rows. Videos whose input is unchanged since the last run (same source hash,
 same recipe) are reused without running the model.
 
-A feature store carries its recipe (see `extract.recipe`): the backbone's config, the weights,
+A feature store carries its recipe (see `extract.core.recipe`): the backbone's config, the weights,
 the preprocessing and the recipe of its input, paths left out. Its contract is the reuse key.
 """
 
@@ -41,13 +41,13 @@ from extract.backbones import (
     backbone_config,
     default_device,
 )
-from extract.config import ConfigError
-from extract.errors import Failure, StepFailed, describe, step
+from extract.core.config import ConfigError
+from extract.core.errors import Failure, StepFailed, describe, step
+from extract.core.recipe import Recipe
+from extract.core.settings import Settings
 from extract.executor import Executor, make_executor
-from extract.recipe import Recipe
-from extract.settings import Settings
+from extract.media.views import View, view_config_json
 from extract.store import BuildSummary, StoreBuilder, StoreReader
-from extract.views import View, view_config_json
 
 # Inputs per batch by input kind. On the CPU, ResNet50 ran 25% faster per frame in batches of 4-8
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
@@ -142,7 +142,7 @@ def decoded_in_run(
 
 
 def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> Recipe:
-    """The recipe of a backbone's rows (see `extract.recipe`)."""
+    """The recipe of a backbone's rows (see `extract.core.recipe`)."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in config.not_in_recipe}
     weights = backbone.weights.describe()
     if weights["source"] == "path":
@@ -371,7 +371,7 @@ def build_features(
 def feature_store(
     out_path: str | Path, config: BackboneConfig, backbone: Backbone, source: Source, settings: Settings
 ) -> StoreBuilder:
-    """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.recipe`).
+    """The builder of a backbone's feature store: its recipe is the reuse key (see `extract.core.recipe`).
     How the model ran (`PROVENANCE`) is set once it has run."""
     recipe = backbone_recipe(config, backbone, source)
     return StoreBuilder(

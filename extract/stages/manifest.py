@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.config import ConfigError, build_config
-from extract.errors import UserError
-from extract.files import ID_RULE, HashCache, atomic_write, file_sha256, id_problem
-from extract.split import SPLITS, make_split
+from extract.core.config import ConfigError, build_config
+from extract.core.errors import UserError
+from extract.core.files import ID_RULE, HashCache, atomic_write, file_sha256, id_problem
+from extract.core.split import SPLITS, make_split
 
 LABEL_TYPES = ("binary", "multi_label", "multi_class", "number")
 BINARY_VALUES = {"1": "1", "true": "1", "yes": "1", "0": "0", "false": "0", "no": "0"}

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.config import ConfigError, build_config
-from extract.files import atomic_write, write_text
-from extract.manifest import read_prepared
+from extract.core.config import ConfigError, build_config
+from extract.core.files import atomic_write, write_text
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 
 INSIGHT = Path("data/insight")
@@ -350,9 +350,9 @@ def embed_like(store: str | Path, video: str, backbones: dict, settings) -> np.n
     head's inputs; `backbones` (params.yaml's) name local weights where the recipe's were local."""
     import tempfile
 
-    from extract.errors import UserError
-    from extract.manifest import video_rows
-    from extract.remake import InputMaker
+    from extract.core.errors import UserError
+    from extract.ondemand.remake import InputMaker
+    from extract.stages.manifest import video_rows
 
     reader = StoreReader(store)
     recipe = reader.recipe

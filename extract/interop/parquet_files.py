@@ -7,7 +7,7 @@
 `datasets.load_dataset("parquet", data_dir=folder)` or `load_dataset(folder)` reads it as it is.
 The store's attributes (recipe and reuse key included) travel in each file's schema metadata, so
 `import_parquet` makes the same store again: the same ids, rows, timestamps and recipe. Ids coming
-back in are held to the rule every writer keeps (`extract.files.id_problem`).
+back in are held to the rule every writer keeps (`extract.core.files.id_problem`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.files import ID_RULE, atomic_path, id_problem, write_text
-from extract.manifest import read_prepared
+from extract.core.errors import UserError
+from extract.core.files import ID_RULE, atomic_path, id_problem, write_text
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader, StoreWriter
 
 SHARD_VIDEOS = 10_000  # videos per parquet file

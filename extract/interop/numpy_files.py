@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.files import atomic_write, inside
+from extract.core.errors import UserError
+from extract.core.files import atomic_write, inside
 from extract.store import StoreReader, StoreWriter
 
 TIMESTAMPS = "timestamps_ms"

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from extract.errors import UserError
+from extract.core.errors import UserError
 
 TEMP_SUFFIX = ".tmp"
 ID_RULE = "ids are relative paths: folder/name parts, none empty, '.' or '..', and no control characters"

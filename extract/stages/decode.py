@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from extract import media
-from extract.config import ConfigError
-from extract.errors import Failure, run_step
+from extract.core.config import ConfigError
+from extract.core.errors import Failure, run_step
+from extract.core.settings import Settings
 from extract.executor import make_executor
-from extract.settings import Settings
+from extract.media.views import View, view_config_json, view_from_params
 from extract.store import BuildSummary, StoreBuilder
-from extract.views import View, view_config_json, view_from_params
 
 INFO_DTYPES = {
     "duration": "f8",

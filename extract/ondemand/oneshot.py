@@ -24,20 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from extract.backbones import VideoInput, input_kind
-from extract.config import ConfigError
-from extract.decode import Task, biggest_first, decode_video, worker_limit
-from extract.errors import Failure, StepFailed
+from extract.core.config import ConfigError
+from extract.core.errors import Failure, StepFailed
+from extract.core.settings import Settings
 from extract.executor import Executor, make_executor
-from extract.manifest import write_csv
-from extract.settings import Settings
+from extract.media.views import View
+from extract.stages.decode import Task, biggest_first, decode_video, worker_limit
+from extract.stages.manifest import write_csv
 from extract.store import BuildSummary, held_sources
-from extract.views import View
 
 if TYPE_CHECKING:  # torch and the model side are imported once the decoders have started
     import torch
     from tqdm import tqdm
 
-    from extract.features import ExtractRunner
+    from extract.stages.features import ExtractRunner
 
 T = TypeVar("T")
 
@@ -126,7 +126,7 @@ def run_one_shot(
     settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
     manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
     if kind == "text":
-        from extract.features import run_features
+        from extract.stages.features import run_features
 
         values = {**values, "input": str(manifest)}
         return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, settings=settings)
@@ -144,7 +144,7 @@ def run_one_shot(
     limit = worker_limit(settings.ffmpeg_timeout_s)
     with RunAhead(early.map(decode_video, first, limit), limit=len(first)) as ahead:
         from extract.backbones import backbone_config, default_device
-        from extract.features import ExtractWork, decoded_in_run, feature_store, store_result
+        from extract.stages.features import ExtractWork, decoded_in_run, feature_store, store_result
 
         entry, config = backbone_config(key, values, where=f"run {key}")
         device = device or default_device(settings.device)
@@ -193,7 +193,7 @@ def _run_remote(
 ) -> BuildSummary:
     """`run` on Ray: the features stage's pipeline, whose actors decode the videos they run."""
     from extract.backbones import backbone_config
-    from extract.features import ExtractWork, build_features, decoded_in_run
+    from extract.stages.features import ExtractWork, build_features, decoded_in_run
 
     entry, config = backbone_config(key, values, where=f"run {key}")
     reader = DecodingReader(view, {row["id"]: row["video"] for row in rows}, settings.ffmpeg_timeout_s)

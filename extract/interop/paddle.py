@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.errors import UserError
-from extract.files import atomic_write, write_text
-from extract.manifest import read_table, write_csv
+from extract.core.errors import UserError
+from extract.core.files import atomic_write, write_text
+from extract.stages.manifest import read_table, write_csv
 from extract.store import StoreReader, StoreWriter
 
 SPLITS = ("train", "val", "test")

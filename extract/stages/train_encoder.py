@@ -25,10 +25,10 @@ from extract.backbones.convlstm import (
     frames_to_input,
     require_frame_sequences,
 )
-from extract.determinism import deterministic
-from extract.errors import UserError
-from extract.files import atomic_path, write_text
-from extract.manifest import read_prepared
+from extract.core.determinism import deterministic
+from extract.core.errors import UserError
+from extract.core.files import atomic_path, write_text
+from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 
 EVAL_BATCH = 16

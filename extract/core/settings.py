@@ -30,7 +30,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from extract.config import ConfigError
+from extract.core.config import ConfigError
 
 BACKENDS = ("local", "ray")
 

@@ -15,7 +15,7 @@ import re
 import time
 from pathlib import Path
 
-from extract.files import write_text
+from extract.core.files import write_text
 
 RUNS = Path("data/runs")
 

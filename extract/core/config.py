@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any, Union
 
-from extract.errors import UserError
+from extract.core.errors import UserError
 
 
 class ConfigError(UserError):

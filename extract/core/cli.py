@@ -21,10 +21,10 @@ from typing import NoReturn
 import yaml
 from tqdm import tqdm
 
-from extract.config import ConfigError
-from extract.errors import UserError
-from extract.runlog import StageClock
-from extract.settings import Settings
+from extract.core.config import ConfigError
+from extract.core.errors import UserError
+from extract.core.runlog import StageClock
+from extract.core.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
 
@@ -74,7 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
     each message names the file or variable and the fix) is one line and exit 1; anything else is a
     bug and keeps its traceback. The command gets `args.settings`, read from the environment once here
     (commands put their flags over them), and `args.clock`; under `dvc repro` a finished command
-    records its time for the report (`extract.runlog`)."""
+    records its time for the report (`extract.core.runlog`)."""
     args.clock = StageClock()  # commands count their videos on it
     try:
         args.settings = Settings.from_environment()

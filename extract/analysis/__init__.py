@@ -1,0 +1,1 @@
+"""What feature stores say about a dataset: duplicates, split leakage, nearest neighbours."""

@@ -1,0 +1,1 @@
+"""Feature files in other tools' formats: PaddleVideo's feature_files, NumPy files, Parquet shards."""
