@@ -29,9 +29,14 @@ from extract.media.views import AudioView
 PREPARED = "data/prepared/manifest.csv"  # `prepare`'s table, which commands read splits and captions from
 
 
-def videos_exit(summaries: dict, failed: int, allow_failures: bool) -> int:
-    """The exit code of a stage that made `summaries`: --allow-failures covers some videos failing,
-    never a store where every video failed (a run that made nothing must not pass for done)."""
+def videos_exit(summaries: dict, verb: str, allow_failures: bool) -> int:
+    """Print what a stage did per store and every failure, and return its exit code: --allow-failures
+    covers some videos failing, never a store where every video failed (a run that made nothing must
+    not pass for done)."""
+    from extract.store import summary_lines
+
+    lines, failed = summary_lines(summaries, verb)
+    print("\n".join(lines))
     empty = [name for name, s in summaries.items() if s.failures and not (s.computed or s.reused)]
     if empty:
         print(
@@ -74,7 +79,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from extract.stages.decode import run_decode, views_from_params
     from extract.stages.manifest import read_prepared
-    from extract.store import print_summary
 
     views = views_from_params(load_section(args.params, "decode"))
     rows = read_prepared(args.manifest)
@@ -84,13 +88,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     args.clock.count(
         max((s.computed for s in summaries.values()), default=0), max((s.reused for s in summaries.values()), default=0)
     )
-    return videos_exit(summaries, print_summary(summaries, "decoded"), args.allow_failures)
+    return videos_exit(summaries, "decoded", args.allow_failures)
 
 
 def cmd_features(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers run in loader workers instead
     from extract.stages.features import run_features
-    from extract.store import print_summary
 
     backbones = load_section(args.params, args.section)
     if args.backbone not in backbones:
@@ -115,7 +118,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         )
     args.clock.count(summary.computed, summary.reused)
     summaries = {args.backbone: summary}
-    return videos_exit(summaries, print_summary(summaries, "extracted"), args.allow_failures)
+    return videos_exit(summaries, "extracted", args.allow_failures)
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> int:
@@ -138,7 +141,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from extract.media.views import ClipsView, FramesView
     from extract.ondemand.oneshot import run_one_shot
     from extract.stages.manifest import video_rows
-    from extract.store import print_summary
 
     if bool(args.videos) == bool(args.manifest):
         raise ConfigError("name video files, or give a table with --manifest, not both")
@@ -173,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     args.clock.count(summary.computed, summary.reused)
     summaries = {args.backbone: summary}
-    return videos_exit(summaries, print_summary(summaries, "extracted"), args.allow_failures)
+    return videos_exit(summaries, "extracted", args.allow_failures)
 
 
 def backbone_options(pairs: list[str], flags: dict) -> dict:

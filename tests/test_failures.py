@@ -282,6 +282,32 @@ def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, c
         run_command(argparse.Namespace(run=bug))
 
 
+def test_a_bug_at_a_step_is_logged_each_time_and_a_command_shows_its_traceback_once(caplog, capsys):
+    from extract.core.cli import command_logging
+    from extract.core.errors import describe
+
+    def bug() -> Failure:
+        try:
+            {}["a key nobody set"]
+        except KeyError as exc:
+            return describe("assemble rows", exc)
+
+    assert bug().reason == "assemble rows: KeyError: 'a key nobody set'"
+    bug()  # a notebook meeting the same bug twice is told twice, with its traceback
+    logged = [r for r in caplog.records if r.name == "extract.core.errors"]
+    assert len(logged) == 2 and all(r.exc_info for r in logged)
+    capsys.readouterr()
+
+    with command_logging():  # a command shows each traceback once; every failure keeps its line
+        bug(), bug(), bug()
+    said = capsys.readouterr().err
+    assert said.count("warning: unexpected KeyError at step 'assemble rows' (recorded for the video)") == 3
+    assert said.count("Traceback (most recent call last)") == 1
+    with command_logging():  # the next command starts afresh
+        bug()
+    assert capsys.readouterr().err.count("Traceback (most recent call last)") == 1
+
+
 def test_damaged_metadata_counts_as_absent():
     from extract.media.pyav import display_rotation
 
@@ -289,7 +315,7 @@ def test_damaged_metadata_counts_as_absent():
     assert display_rotation(-90.0) == 270 and display_rotation(90.4) == 90
 
 
-def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store, weights_dir, tmp_path, capsys):
+def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store, weights_dir, tmp_path, caplog):
     config = {**fragile_config(frames_store, weights_dir), "model": "small_card"}
     good = [vid for vid in GOOD if vid.startswith("ok")]
     source = StoreReader(frames_store)
@@ -301,7 +327,7 @@ def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store
     summary = run_features("small_card", config, tmp_path / "f", workers=0, batch_size=8)
     assert summary.failures == {} and summary.computed == len(good)
     assert StoreReader(tmp_path / "f").attrs["batch_size"] == 2  # what worked, for the next run to start from
-    said = capsys.readouterr().err
+    said = caplog.text
     assert "at a batch of 8; going on with batches of 4" in said
     assert "at a batch of 4; going on with batches of 2" in said
 

@@ -15,6 +15,7 @@ import torchvision
 from conftest import assert_same_rows, make_video
 
 from extract.core.settings import Settings
+from extract.executor.local import pool_map
 from extract.stages.decode import run_decode, views_from_params
 from extract.stages.features import run_features
 from extract.store import StoreReader
@@ -43,9 +44,15 @@ def clips(tmp_path_factory) -> list[dict[str, str]]:
     return [*rows, {"id": "broken", "video": str(root / "broken.mp4"), "sha256": "b"}]
 
 
+def parent_pid(_: object) -> int:
+    return os.getppid()
+
+
 def test_ray_decode_writes_the_same_stores_as_local(local_ray, clips, tmp_path):
-    # in this process: forking a pool beside Ray's threads once hung in CI (a job sent, never received)
-    local = run_decode(clips, VIEWS, tmp_path / "local", workers=0, backend="local")
+    # a local pool beside Ray: forking one there once hung in CI (a job sent, never received), so its
+    # workers start from a forkserver, not from this process
+    assert os.getpid() not in {pid for _, pid in pool_map(parent_pid, [0, 1, 2], workers=2)}
+    local = run_decode(clips, VIEWS, tmp_path / "local", workers=2, backend="local")
     remote = run_decode(clips, VIEWS, tmp_path / "ray", workers=2, backend="ray")
     for name in VIEWS:
         assert_same_rows(StoreReader(tmp_path / "local" / name), StoreReader(tmp_path / "ray" / name))

@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import atexit
 import errno
+import logging
 import os
 import re
 import shutil
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,6 +31,49 @@ from extract.core.runlog import StageClock
 from extract.core.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_VIDEOS_FAILED = 0, 1, 3
+LOGGERS = ("extract", "heads", "reelfeat")  # the project's packages; other libraries keep their own settings
+
+
+class CommandLog(logging.Handler):
+    """Log records of the project's packages on the command's stderr: `warning: ...` and `error: ...`
+    (the CLI's one-line style), info as it is. A traceback logged for a video's failure
+    (`errors.describe`) is shown once per step and exception type in a command; later ones are one line
+    each, since the store and the command's summary list every video that failed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.stream = sys.stderr  # the one the command started with (tests swap it per test)
+        self.shown: set[object] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            key = getattr(record, "repeat_key", None)
+            message = record.getMessage()
+            if record.exc_info and key not in self.shown:
+                self.shown.add(key)
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            prefix = "" if record.levelno < logging.WARNING else record.levelname.lower() + ": "
+            self.stream.write(prefix + message + "\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never stop the command
+            self.handleError(record)
+
+
+@contextmanager
+def command_logging() -> Iterator[None]:
+    """The project's loggers at INFO on `CommandLog` while one command runs, as they were after it."""
+    handler = CommandLog()
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
 
 def exit_process(code: int) -> NoReturn:
@@ -76,6 +123,11 @@ def run_command(args: argparse.Namespace) -> int:
     (commands put their flags over them), and `args.clock`; under `dvc repro` a finished command
     records its time for the report (`extract.core.runlog`)."""
     args.clock = StageClock()  # commands count their videos on it
+    with command_logging():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.settings = Settings.from_environment()
         code = args.run(args)

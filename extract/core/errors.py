@@ -12,13 +12,13 @@ Torch-free, so the stages that never run a model can import it.
 
 from __future__ import annotations
 
-import sys
-import traceback
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_REASON = 400  # characters of a recorded reason: enough for FFmpeg's last word, not a dump
 
@@ -50,23 +50,19 @@ def one_line(text: str) -> str:
     return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."
 
 
-_REPORTED: set[tuple[str, str]] = set()
-
-
 def describe(step_name: str, exc: BaseException) -> Failure:
     """The failure for an exception raised at a step. A user-facing error is its message; anything
-    else also names its type (it may be a bug), and its traceback goes to stderr once per process."""
+    else also names its type (it may be a bug), and is logged with its traceback, marked with its step
+    and type (`repeat_key`) so that a command shows each such traceback once (`extract.core.cli`)."""
     if isinstance(exc, UserError):
         return Failure(one_line(f"{step_name}: {exc}"))
-    key = (step_name, type(exc).__name__)
-    if key not in _REPORTED:
-        _REPORTED.add(key)
-        trace = "".join(traceback.format_exception(exc)).rstrip()
-        print(
-            f"reelfeat: unexpected {type(exc).__name__} at step {step_name!r} (recorded for the video):",
-            file=sys.stderr,
-        )
-        print(trace, file=sys.stderr)
+    log.warning(
+        "unexpected %s at step %r (recorded for the video)",
+        type(exc).__name__,
+        step_name,
+        exc_info=exc,
+        extra={"repeat_key": (step_name, type(exc).__name__)},
+    )
     return Failure(one_line(f"{step_name}: {type(exc).__name__}: {exc}"))
 
 

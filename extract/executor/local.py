@@ -5,10 +5,17 @@ which item a dead worker held: that worker is replaced and only its item is retr
 `concurrent.futures` pool marks itself broken instead and loses every item in flight). Workers
 are forked from this process, so they share the function and, for model work, the model process's
 memory; they exit when this process goes away. `workers=0` runs everything in this process.
+
+Except beside Ray: in a process where Ray is initialised (a notebook that also runs the Ray backend),
+its threads may hold locks at the moment of a fork, which the child then waits on forever (seen in
+CI: a job sent to a forked worker, never received). There workers start from a fresh forkserver
+process instead, so the function and its items travel pickled, and a model's inputs are prepared in
+the model's own process.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import sys
@@ -20,6 +27,8 @@ from typing import Any, TypeVar
 
 from extract.core.errors import Failure, describe
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,12 +55,21 @@ def _serve(conn: Connection, others: list[Connection], fn: Callable, init: Calla
             conn.send((index, describe("sending the result", exc)))
 
 
+def beside_ray() -> bool:
+    """Whether Ray is initialised in this process (never imports it)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
 class _Worker:
     def __init__(self, fn: Callable, init: Callable[[], None] | None, others: list[Connection]) -> None:
-        context = multiprocessing.get_context("fork")
+        forked = not beside_ray()
+        context = multiprocessing.get_context("fork" if forked else "forkserver")
         self.conn, child = context.Pipe()
-        # the child must hold no parent end, its own included: else it never sees the parent die
-        self.process = context.Process(target=_serve, args=(child, [*others, self.conn], fn, init), daemon=True)
+        # a forked child must hold no parent end, its own included: else it never sees the parent die
+        # (a forkserver's child inherits none)
+        held = [*others, self.conn] if forked else []
+        self.process = context.Process(target=_serve, args=(child, held, fn, init), daemon=True)
         self.process.start()
         child.close()
         self.job: tuple[int, Any] | None = None
@@ -141,7 +159,7 @@ def _results(
                     _, result = worker.conn.recv()
                 except (EOFError, OSError):  # died holding this item
                     deaths[index] += 1
-                    print(f"reelfeat: a worker process died ({worker.death()}) on {item}", file=sys.stderr)
+                    log.warning("a worker process died (%s) on %s", worker.death(), item)
                     worker.stop()
                     pool[pool.index(worker)] = start()
                     if deaths[index] > RETRIES:
@@ -175,7 +193,7 @@ class LocalExecutor(Executor):
 
     def map_model(self, work: ModelWork, items: Sequence[str]) -> Iterator[tuple[str, Any]]:
         runner = work.open()
-        if self.workers == 0:
+        if self.workers == 0 or beside_ray():  # a runner holds its model: it travels by fork only
             prepared = ((item, call(runner.prepare, item)) for item in items)
         else:
             prepared = pool_map(runner.prepare, items, self.workers, init=lambda: work.init_worker(1))

@@ -18,8 +18,8 @@ import csv
 import dataclasses
 import hashlib
 import json
+import logging
 import os
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +48,8 @@ from extract.core.settings import Settings
 from extract.executor import Executor, make_executor
 from extract.media.views import View, view_config_json
 from extract.store import BuildSummary, StoreBuilder, StoreReader
+
+log = logging.getLogger(__name__)
 
 # Inputs per batch by input kind. On the CPU, ResNet50 ran 25% faster per frame in batches of 4-8
 # than of 32 (2-core EPYC: 51-55 against 68 ms a frame; big batches fall out of cache); a GPU wants more.
@@ -238,10 +240,11 @@ class ExtractRunner:
                 torch.cuda.empty_cache()
                 if 1 < len(taken) <= self.batch_size:
                     self.batch_size = len(taken) // 2
-                    print(
-                        f"reelfeat: {self.backbone.config.model} ran out of GPU memory at a batch of {len(taken)}; "
-                        f"going on with batches of {self.batch_size}",
-                        file=sys.stderr,
+                    log.warning(
+                        "%s ran out of GPU memory at a batch of %d; going on with batches of %d",
+                        self.backbone.config.model,
+                        len(taken),
+                        self.batch_size,
                     )
             if len(taken) > 1:
                 half = len(taken) // 2

@@ -26,7 +26,7 @@ change writes nothing. A shard that is missing, truncated or unreadable is detec
 in the index), and a builder computes its videos again.
 """
 
-from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, held_sources, print_summary, rows_digest
+from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, held_sources, rows_digest, summary_lines
 from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError
 from extract.store.reader import StoreReader, describe
 
@@ -41,6 +41,6 @@ __all__ = [
     "StoreWriter",
     "describe",
     "held_sources",
-    "print_summary",
     "rows_digest",
+    "summary_lines",
 ]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import sys
+import logging
 import time
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -20,6 +19,8 @@ from extract.core.settings import Settings
 from extract.store.index import INDEX, Entry, Index
 from extract.store.layout import Layout, StoreError
 from extract.store.shard import Shard, ShardWriter, named_by_content
+
+log = logging.getLogger(__name__)
 
 LOCK = ".lock"
 COMPACT_DEAD_SHARE = 0.5  # a shard is rewritten once more than this share of its rows is dead
@@ -155,21 +156,19 @@ class StoreBuilder:
         """Make a shard's videos reusable if it is whole and made the same way."""
         file = self.path / name
         if not file.is_file():
-            print(f"warning: {file} is missing; its videos are computed again", file=sys.stderr)
+            log.warning("%s is missing; its videos are computed again", file)
             return
         size = file.stat().st_size
         if expected_bytes is not None and size != expected_bytes:
-            print(
-                f"warning: {file} is {size} bytes, not {expected_bytes}; its videos are computed again", file=sys.stderr
-            )
+            log.warning("%s is %d bytes, not %d; its videos are computed again", file, size, expected_bytes)
             return
         if expected_bytes is None and not named_by_content(file):
-            print(f"warning: {file} does not match its name (damaged); its videos are computed again", file=sys.stderr)
+            log.warning("%s does not match its name (damaged); its videos are computed again", file)
             return
         try:
             shard = Shard(file)
         except StoreError as exc:
-            print(f"warning: {exc}; its videos are computed again", file=sys.stderr)
+            log.warning("%s; its videos are computed again", exc)
             return
         if shard.config != self.config or shard.layout != self.layout:
             return
@@ -360,21 +359,18 @@ class StoreWriter:
             self.abort()
 
 
-def print_summary(summaries: Mapping[str, BuildSummary], verb: str, file: TextIO | None = None) -> int:
-    """Print what a stage did per store and every failure; returns the number of failed videos."""
-    file = file or sys.stdout
-    failed: dict[str, str] = {}
+def summary_lines(summaries: Mapping[str, BuildSummary], verb: str) -> tuple[list[str], int]:
+    """(what a stage did per store and every failure, as lines; the number of failed videos)."""
+    lines, failed = [], {}
     for name, summary in summaries.items():
         state = "unchanged" if summary.unchanged else "written"
-        print(
+        lines.append(
             f"{name}: {summary.path} {state}: {summary.computed} {verb}, {summary.reused} reused, "
-            f"{len(summary.failures)} failed",
-            file=file,
+            f"{len(summary.failures)} failed"
         )
         for vid, error in summary.failures.items():
             failed.setdefault(vid, f"{name}: {error}")
     if failed:
-        print(f"{len(failed)} video(s) failed:", file=file)
-        for vid, error in failed.items():
-            print(f"  {vid}: {error}", file=file)
-    return len(failed)
+        lines.append(f"{len(failed)} video(s) failed:")
+        lines += [f"  {vid}: {error}" for vid, error in failed.items()]
+    return lines, len(failed)
