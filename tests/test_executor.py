@@ -61,20 +61,18 @@ class ShoutRunner:
         return {"device": "cpu", "pid": os.getpid()}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
+@pytest.fixture(scope="module", params=["local", "ray"])
+def backend(request) -> Iterator[str]:
+    """Module-scoped, so pytest runs every local test first and then every Ray test, on one Ray
+    started once: a local pool beside Ray works another way (`extract/executor/local.py`)."""
+    if request.param == "local":
+        yield "local"
+        return
     ray = pytest.importorskip("ray")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
+    yield "ray"
     ray.shutdown()
-
-
-@pytest.fixture(params=["local", "ray"])
-def backend(request) -> str:
-    if request.param == "ray":
-        request.getfixturevalue("local_ray")
-    return request.param
 
 
 ITEMS = ["a", "bad", "b", "doomed", "c", "d", "e"]

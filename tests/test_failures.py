@@ -117,8 +117,9 @@ def fragile_config(frames_store: Path, weights_dir: Path) -> dict:
     return {**config, "precision": "float32"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def local_ray():
+    """Ray for one test: the tests after it fork local pools, which beside Ray work another way."""
     ray = pytest.importorskip("ray")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # FragileBackbone travels to the actors
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
