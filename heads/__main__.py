@@ -10,12 +10,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from extract.core import project
 from extract.core.cli import EXIT_OK, EXIT_VIDEOS_FAILED, command_parser, exit_process, load_section, run_command
 from extract.core.config import ConfigError
 
+# what `dvc repro` reruns a head's stages on: the stores it names, by content (dvc.yaml: stores@<head>)
+STORES = "stores.json"
+
 
 def head_dir(name: str) -> Path:
-    return Path("data/heads") / name
+    return project.head(name)
 
 
 def configured(args: argparse.Namespace) -> dict:
@@ -33,6 +37,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     path = train(config, args.out or head_dir(args.head))
     done = "embedded the labels of a zero-shot" if config.kind == "zero_shot" else "trained"
     print(f"{args.head}: {done} {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
+    return EXIT_OK
+
+
+def cmd_stores(args: argparse.Namespace) -> int:
+    import json
+
+    from extract.core.files import write_text
+    from extract.store import digest
+    from heads.config import head_config
+
+    config = head_config(args.head, configured(args))
+    digests = {i.store: digest(Path(i.store)) for i in config.inputs}
+    path = Path(args.out or head_dir(args.head)) / STORES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    print(f"{args.head}: the digests of {len(digests)} store(s) -> {path}")
     return EXIT_OK
 
 
@@ -85,6 +105,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("head")
     p.add_argument("--out", default=None, help="folder (default: data/heads/<name>)")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("stores", help=f"the digests of the stores heads.<name> reads -> data/heads/<name>/{STORES}")
+    p.add_argument("head")
+    p.add_argument("--out", default=None, help="folder (default: data/heads/<name>)")
+    p.set_defaults(run=cmd_stores)
 
     p = sub.add_parser("evaluate", help="metrics.json and plots/ of a trained head on val and test")
     p.add_argument("head")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extract.core import project
 from extract.core.config import ConfigError, build_config
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentive_probe")
@@ -79,7 +80,7 @@ class HeadConfig:
     inputs: tuple[InputConfig, ...]
     task: str
     target: str | tuple[str, ...]  # a manifest column, or several for multi_regression
-    manifest: str = "data/prepared/manifest.csv"
+    manifest: str = str(project.MANIFEST)
     hidden: tuple[int, ...] = (256,)  # MLP over the concatenated inputs; () is a linear probe
     dropout: float = 0.2
     loss: str = ""  # default by task: bce, ce or mse

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from extract.__main__ import add_commands as add_extract_commands
-from extract.core.cli import EXIT_OK, command_parser, exit_process, load_section, run_command
+from extract.core.cli import EXIT_OK, command_of, command_parser, exit_process, load_section, run_command
 from heads.__main__ import add_commands as add_head_commands
 
 
@@ -46,9 +46,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser, sub = command_parser("reelfeat", __doc__)
-    add_extract_commands(sub)
+    command = command_of(argv)
     add_head_commands(sub)
     add_commands(sub)
+    if command not in sub.choices:  # an extraction command loads its group alone, as `python -m extract` does
+        add_extract_commands(sub, command)
     return run_command(parser.parse_args(argv))
 
 

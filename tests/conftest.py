@@ -65,9 +65,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return ModuleScheduling(config, log)
 
 
-def sh(cwd: Path, *args: str) -> str:
-    """A command a user types in a project (`dvc repro`), with this environment's `python` first on PATH."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def sh(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """A command a user types in a project (`dvc repro`), with this environment's `python` first on PATH
+    (and `env`'s variables, where given)."""
+    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr

@@ -52,7 +52,7 @@ def test_image_classifier_rows_equal_torchvision_on_its_transforms(tmp_path, wei
         "dtype": "float32",
         "precision": "float32",
     }
-    summary = run_features("r18", config, tmp_path / "r18", batch_size=4, workers=0)
+    summary = run_features("r18", config, tmp_path / "r18", batch_size=4, loader_workers=0)
     assert summary.computed == 2
     store = StoreReader(tmp_path / "r18")
     from torchvision.models import ResNet18_Weights
@@ -84,18 +84,18 @@ def test_the_exported_model_is_made_once_and_made_again_when_damaged(tmp_path, w
     source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
     config |= {"dtype": "float32", "precision": "float32"}
-    run_features("r18", config, tmp_path / "first", workers=0)
+    run_features("r18", config, tmp_path / "first", loader_workers=0)
     exported = sorted(onnx_cache().glob("resnet18-*-float32-*.onnx"))
     assert len(exported) == 1 and not list(onnx_cache().glob(".*.tmp"))
     stamp = exported[0].stat().st_mtime_ns
-    run_features("r18", config, tmp_path / "again", workers=0)
+    run_features("r18", config, tmp_path / "again", loader_workers=0)
     assert exported[0].stat().st_mtime_ns == stamp  # loaded, not exported again
     with open(exported[0], "r+b") as handle:  # a flipped byte in the middle of the weights
         handle.seek(exported[0].stat().st_size // 2)
         byte = handle.read(1)
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    run_features("r18", config, tmp_path / "mended", workers=0)
+    run_features("r18", config, tmp_path / "mended", loader_workers=0)
     remade = sorted(onnx_cache().glob("resnet18-*-float32-*.onnx"))
     assert len(remade) == 1 and remade[0].stat().st_mtime_ns != stamp
     assert file_sha256(remade[0]).startswith(remade[0].stem.rsplit("-", 1)[1])  # its name says its bytes
@@ -108,7 +108,7 @@ def test_a_cache_that_cannot_be_written_costs_an_export_per_run_not_the_run(tmp_
     monkeypatch.setenv("TORCH_HOME", str(blocker / "torch"))  # the hub folder cannot be made
     source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    summary = run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", workers=0)
+    summary = run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", loader_workers=0)
     assert summary.computed == 1 and StoreReader(tmp_path / "f").attrs["runtime"].startswith("onnxruntime ")
     assert blocker.read_text() == "not a folder"
 
@@ -121,10 +121,10 @@ def test_a_classifier_that_cannot_be_exported_runs_eagerly_and_int8_says_why_not
     monkeypatch.setattr("torch.onnx.export", unsupported)  # as torch refuses a model it cannot export
     source = write_input(tmp_path / "frames", "frames", {"a": frames(2)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", workers=0)
+    run_features("r18", {**config, "precision": "float32"}, tmp_path / "f", loader_workers=0)
     assert StoreReader(tmp_path / "f").attrs["runtime"].startswith("torch ")
     with pytest.raises(ConfigError, match="precision int8 needs an ONNX export, which failed: an operator"):
-        run_features("r18", {**config, "precision": "int8"}, tmp_path / "q", workers=0)
+        run_features("r18", {**config, "precision": "int8"}, tmp_path / "q", loader_workers=0)
 
 
 def test_int8_rows_stay_near_float32_and_the_store_says_how_near(tmp_path, weights_dir):
@@ -132,7 +132,9 @@ def test_int8_rows_stay_near_float32_and_the_store_says_how_near(tmp_path, weigh
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
     stores = {}
     for precision in ("float32", "int8"):
-        run_features("r18", {**config, "dtype": "float32", "precision": precision}, tmp_path / precision, workers=0)
+        run_features(
+            "r18", {**config, "dtype": "float32", "precision": precision}, tmp_path / precision, loader_workers=0
+        )
         stores[precision] = StoreReader(tmp_path / precision)
     attrs = stores["int8"].attrs
     assert attrs["precision"] == "int8" and attrs["runtime"].startswith("onnxruntime ")
@@ -148,7 +150,7 @@ def test_int8_is_refused_where_it_does_not_run(tmp_path, weights_dir):
     source = write_input(tmp_path / "clips", "clips", {"v": np.zeros((1, 8, 64, 64, 3), np.uint8)})
     config = {"model": "mc3_18", "input": str(source), "weights": str(save_torchvision(weights_dir, "mc3_18"))}
     with pytest.raises(ConfigError, match="precision int8 runs torchvision image classifiers on the CPU only"):
-        run_features("mc3", {**config, "precision": "int8"}, tmp_path / "f", workers=0)
+        run_features("mc3", {**config, "precision": "int8"}, tmp_path / "f", loader_workers=0)
 
 
 @pytest.mark.parametrize("name", ["mc3_18", "s3d"])
@@ -158,7 +160,7 @@ def test_video_model_rows_equal_torchvision_on_its_transforms(tmp_path, weights_
     clips = frames(2 * length, size).reshape(2, length, size, size, 3)
     source = write_input(tmp_path / "clips", "clips", {"v": clips}, times={"v": np.array([1.0, 3.0], np.float32)})
     config = {"model": name, "input": str(source), "weights": str(weights), "dtype": "float32", "precision": "float32"}
-    run_features(name, config, tmp_path / "f", workers=0)
+    run_features(name, config, tmp_path / "f", loader_workers=0)
     from torchvision.models import get_model_weights
 
     transforms = get_model_weights(name).DEFAULT.transforms()
@@ -174,7 +176,7 @@ def test_mvit_refuses_clips_of_the_wrong_length(tmp_path, weights_dir):
     source = write_input(tmp_path / "clips", "clips", {"v": frames(8, 32).reshape(1, 8, 32, 32, 3)})
     config = {"model": "mvit_v2_s", "input": str(source), "weights": str(save_torchvision(weights_dir, "mvit_v2_s"))}
     with pytest.raises(ConfigError, match="mvit_v2_s needs exactly 16 frames per clip but .* has 8: set clip_len: 16"):
-        run_features("mvit_v2_s", config, tmp_path / "f", workers=0)
+        run_features("mvit_v2_s", config, tmp_path / "f", loader_workers=0)
 
 
 def write_manifest(path: Path, texts: dict[str, str]) -> Path:
@@ -198,7 +200,7 @@ def test_bert_pooled_rows_equal_transformers_on_the_tokenizer_output(tmp_path, b
         "dtype": "float32",
         "precision": "float32",
     }
-    run_features("bert", config, tmp_path / "bert", workers=0)
+    run_features("bert", config, tmp_path / "bert", loader_workers=0)
     store = StoreReader(tmp_path / "bert")
     tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
     for vid, text in texts.items():
@@ -226,7 +228,7 @@ def test_bert_token_rows_are_the_unpadded_tokens(tmp_path, bert_folder):
         "dtype": "float32",
         "precision": "float32",
     }
-    run_features("bert", config, tmp_path / "tok", workers=0)
+    run_features("bert", config, tmp_path / "tok", loader_workers=0)
     store = StoreReader(tmp_path / "tok")
     tokenizer, model = AutoTokenizer.from_pretrained(bert_folder), AutoModel.from_pretrained(bert_folder).eval()
     with torch.inference_mode():
@@ -262,7 +264,7 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
     source = write_input(tmp_path / "clips", "clips", {"v": clips})
     config = {"input": str(source), "weights": str(videomae_folder), "dtype": "float32", "precision": "float32"}
-    run_features("videomae", config, tmp_path / "f", workers=0)
+    run_features("videomae", config, tmp_path / "f", loader_workers=0)
     processor = VideoMAEImageProcessor.from_pretrained(videomae_folder)
     model = VideoMAEModel.from_pretrained(videomae_folder).eval()
     pixels = torch.cat([processor(list(c), return_tensors="pt")["pixel_values"] for c in clips])  # PIL, per image
@@ -311,7 +313,7 @@ def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2
     view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
     source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
     config = {"input": str(source), "weights": str(vjepa2_folder), "dtype": "float32", "precision": "float32"}
-    run_features("vjepa2", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    run_features("vjepa2", {**config, "rows": rows}, tmp_path / "f", loader_workers=0)
     processor = VJEPA2VideoProcessor.from_pretrained(vjepa2_folder)
     model = VJEPA2Model.from_pretrained(vjepa2_folder).eval()
     theirs = processor([c for c in clips], return_tensors="pt")["pixel_values_videos"]  # the processor's own path
@@ -336,7 +338,7 @@ def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2
 def test_vjepa2_refuses_clips_of_another_length(tmp_path, vjepa2_folder):
     source = write_input(tmp_path / "clips", "clips", {"v": frames(6, 48).reshape(2, 3, 48, 48, 3)})
     with pytest.raises(ConfigError, match="takes clips of 4 frames but .* has 3: set clip_len: 4"):
-        run_features("vjepa2", {"input": str(source), "weights": str(vjepa2_folder)}, tmp_path / "f", workers=0)
+        run_features("vjepa2", {"input": str(source), "weights": str(vjepa2_folder)}, tmp_path / "f", loader_workers=0)
 
 
 def clips_input(tmp_path: Path, size: int) -> tuple[np.ndarray, Path]:
@@ -357,7 +359,7 @@ def test_videoprism_rows_are_its_encoder_per_frame_or_its_video_text_embedding(t
 
     clips, source = clips_input(tmp_path, 48)
     config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
-    run_features("videoprism", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    run_features("videoprism", {**config, "rows": rows}, tmp_path / "f", loader_workers=0)
     # VideoPrismProcessor's call: its video processor at the model's size, not normalised
     processor = LlavaOnevisionVideoProcessor()
     theirs = processor([c for c in clips], size={"height": 36, "width": 36}, do_normalize=False, return_tensors="pt")[
@@ -386,11 +388,11 @@ def test_videoprism_shared_rows_need_a_video_text_checkpoint(tmp_path, weights_d
     VideoPrismClipModel.from_pretrained(videoprism_folder).video_model.vision_model.save_pretrained(encoder)
     _, source = clips_input(tmp_path, 48)
     config = {"input": str(source), "weights": str(encoder), "dtype": "float32", "precision": "float32"}
-    run_features("videoprism", config, tmp_path / "frame", workers=0)  # the encoder alone gives frame rows
-    run_features("videoprism", {**config, "weights": str(videoprism_folder)}, tmp_path / "lvt", workers=0)
+    run_features("videoprism", config, tmp_path / "frame", loader_workers=0)  # the encoder alone gives frame rows
+    run_features("videoprism", {**config, "weights": str(videoprism_folder)}, tmp_path / "lvt", loader_workers=0)
     assert_same_rows(StoreReader(tmp_path / "frame"), StoreReader(tmp_path / "lvt"), atol=1e-6)
     with pytest.raises(WeightsError, match="rows: shared needs a video-text checkpoint .* set rows: frame"):
-        run_features("videoprism", {**config, "rows": "shared"}, tmp_path / "shared", workers=0)
+        run_features("videoprism", {**config, "rows": "shared"}, tmp_path / "shared", loader_workers=0)
 
 
 @pytest.mark.parametrize("rows", ["frame", "shared"])
@@ -399,7 +401,7 @@ def test_pe_video_rows_follow_pe_video_model_forward_from_an_audio_video_checkpo
 
     clips, source = clips_input(tmp_path, 40)
     config = {"input": str(source), "weights": str(pe_av_folder), "dtype": "float32", "precision": "float32"}
-    run_features("pe_video", {**config, "rows": rows}, tmp_path / "f", workers=0)
+    run_features("pe_video", {**config, "rows": rows}, tmp_path / "f", loader_workers=0)
     theirs = AutoVideoProcessor.from_pretrained(pe_av_folder)([c for c in clips], return_tensors="pt")
     video_model = tiny_pe_av().video_model  # the published nesting, the weights saved in pe_av_folder
     got, stamps = StoreReader(tmp_path / "f").get("v")
@@ -421,7 +423,7 @@ def test_pe_video_refuses_another_model_and_a_checkpoint_missing_weights(tmp_pat
     _, source = clips_input(tmp_path, 40)
     config = {"input": str(source), "dtype": "float32", "precision": "float32"}
     with pytest.raises(WeightsError, match="holds a 'videoprism' model, not PE video"):
-        run_features("pe_video", {**config, "weights": str(videoprism_folder)}, tmp_path / "a", workers=0)
+        run_features("pe_video", {**config, "weights": str(videoprism_folder)}, tmp_path / "a", loader_workers=0)
     broken = shutil.copytree(pe_av_folder, tmp_path / "broken")
     from safetensors.torch import load_file, save_file
 
@@ -430,7 +432,7 @@ def test_pe_video_refuses_another_model_and_a_checkpoint_missing_weights(tmp_pat
         {k: v for k, v in tensors.items() if not k.startswith("video_model.video_head")}, broken / "model.safetensors"
     )
     with pytest.raises(WeightsError, match="lacks .*video_head"):
-        run_features("pe_video", {**config, "weights": str(broken)}, tmp_path / "b", workers=0)
+        run_features("pe_video", {**config, "weights": str(broken)}, tmp_path / "b", loader_workers=0)
 
 
 def tone(seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -452,7 +454,7 @@ def test_vggish_rows_equal_torchvggish(tmp_path, vggish_folder, postprocess):
         "dtype": "float32",
         "precision": "float32",
     }
-    run_features("vggish", config, tmp_path / "v", workers=0)
+    run_features("vggish", config, tmp_path / "v", loader_workers=0)
     store = StoreReader(tmp_path / "v")
     model = torchvggish.VGG(torchvggish.make_layers(), postprocess=False).eval()
     model.load_state_dict(torch.load(vggish_folder / "vggish-10086976.pth", weights_only=True))
@@ -499,7 +501,7 @@ def test_ast_rows_are_the_models_own_output_per_window(tmp_path, ast_folder, out
     }
     source = write_input(tmp_path / "a", "audio", audio)
     config = {"input": str(source), "weights": str(ast_folder), "dtype": "float32", "precision": "float32"}
-    run_features("ast", {**config, "output": output}, tmp_path / "f", workers=0)
+    run_features("ast", {**config, "output": output}, tmp_path / "f", loader_workers=0)
     store = StoreReader(tmp_path / "f")
     extractor = ASTFeatureExtractor.from_pretrained(ast_folder)
     model = ASTForAudioClassification.from_pretrained(ast_folder).eval()
@@ -533,8 +535,10 @@ def test_ast_logits_refuse_a_checkpoint_without_a_trained_classifier(tmp_path, a
     source = write_input(tmp_path / "a", "audio", {"a": tone(1.0)})
     config = {"input": str(source), "weights": str(encoder_only), "output": "logits"}
     with pytest.raises(WeightsError, match=r"lacks \['classifier\..*use a checkpoint fine-tuned for classification"):
-        run_features("ast", config, tmp_path / "f", workers=0)
-    run_features("ast", {**config, "output": "embedding"}, tmp_path / "f", workers=0)  # the encoder alone is whole
+        run_features("ast", config, tmp_path / "f", loader_workers=0)
+    run_features(
+        "ast", {**config, "output": "embedding"}, tmp_path / "f", loader_workers=0
+    )  # the encoder alone is whole
     assert StoreReader(tmp_path / "f").get("a")[0].shape == (1, 32)
 
 
@@ -547,7 +551,7 @@ def test_clap_rows_are_its_normalised_audio_and_text_features_in_one_space(tmp_p
     view = {"view": {"type": "audio", "sample_rate": 48000}}
     source = write_input(tmp_path / "a", "audio", audio, config=view)
     config = {"input": str(source), "weights": str(clap_folder), "dtype": "float32", "precision": "float32"}
-    run_features("clap", config, tmp_path / "f", workers=0)
+    run_features("clap", config, tmp_path / "f", loader_workers=0)
     store = StoreReader(tmp_path / "f")
     extractor = ClapFeatureExtractor.from_pretrained(clap_folder)
     model = ClapModel.from_pretrained(clap_folder).eval()
@@ -562,7 +566,7 @@ def test_clap_rows_are_its_normalised_audio_and_text_features_in_one_space(tmp_p
     assert dict(zip(store.ids, store.text("note"), strict=True))["silent"] == "no audio"
 
     manifest = write_manifest(tmp_path / "m.csv", {"a": "applause", "b": "a dog barks"})
-    run_features("clap_text", {**config, "input": str(manifest)}, tmp_path / "t", workers=0)
+    run_features("clap_text", {**config, "input": str(manifest)}, tmp_path / "t", loader_workers=0)
     tokenizer = AutoTokenizer.from_pretrained(clap_folder)
     encoded = tokenizer("a dog barks", padding="max_length", max_length=77, truncation=True, return_tensors="pt")
     with torch.inference_mode():
@@ -573,7 +577,7 @@ def test_clap_rows_are_its_normalised_audio_and_text_features_in_one_space(tmp_p
 
     with pytest.raises(ConfigError, match="clap needs 48000 Hz audio; .* is 16000 Hz: set sample_rate: 48000"):
         at_16k = write_input(tmp_path / "a16", "audio", {"a": long[:16000]})
-        run_features("clap", {**config, "input": str(at_16k)}, tmp_path / "g", workers=0)
+        run_features("clap", {**config, "input": str(at_16k)}, tmp_path / "g", loader_workers=0)
 
 
 def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whisper_file):
@@ -589,7 +593,7 @@ def test_whisper_rows_are_its_encoder_output_trimmed_to_the_audio(tmp_path, whis
         "dtype": "float32",
         "precision": "float32",
     }
-    run_features("whisper", config, tmp_path / "w", workers=0)
+    run_features("whisper", config, tmp_path / "w", loader_workers=0)
     store = StoreReader(tmp_path / "w")
     model = whisper.load_model(str(whisper_file), device="cpu")
     with torch.inference_mode():  # the spectrogram as transcribe makes it: whole audio, padded with zero frames
@@ -638,7 +642,7 @@ def test_run_starts_its_decoders_before_torch_is_imported():
     """Everything `run` needs up to the decoders' start, and the decode stage, leave torch (about 3 s) out."""
     code = (
         "import sys\n"
-        "from extract.__main__ import cmd_run\n"
+        "from extract.commands.ondemand import cmd_run\n"
         "from extract.stages.decode import run_decode\n"
         "from extract.backbones import input_kind\n"
         "from extract.ondemand.oneshot import run_one_shot\n"
@@ -674,7 +678,7 @@ def test_offline_without_cached_weights_fails_fast_naming_the_file(tmp_path, mon
     monkeypatch.setattr("torch.hub.download_url_to_file", _no_network)
     source = write_input(tmp_path / "frames", "frames", {"a": frames(1)})
     with pytest.raises(WeightsError) as info:
-        run_features("resnet50", {"input": str(source)}, tmp_path / "f", workers=0)
+        run_features("resnet50", {"input": str(source)}, tmp_path / "f", loader_workers=0)
     message = str(info.value)
     assert "resnet50-11ad3fa6.pth is not in the torch hub cache" in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth") in message
@@ -689,7 +693,7 @@ def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, weights_dir):
     source = write_input(tmp_path / "frames", "frames", {"a": frames(1)})
     wrong = save_torchvision(weights_dir, "resnet18")
     with pytest.raises(WeightsError, match="is not a state dict of resnet50"):
-        run_features("resnet50", {"input": str(source), "weights": str(wrong)}, tmp_path / "f", workers=0)
+        run_features("resnet50", {"input": str(source), "weights": str(wrong)}, tmp_path / "f", loader_workers=0)
 
 
 def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_dir, monkeypatch):
@@ -706,11 +710,11 @@ def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_d
         "weights": str(save_torchvision(weights_dir, "resnet18")),
     }
     write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(3, seed=1)})
-    run_features("r18", config, tmp_path / "f", workers=0)
+    run_features("r18", config, tmp_path / "f", loader_workers=0)
     assert sum(embedded) == 6
     embedded.clear()
     write_input(tmp_path / "frames", "frames", {"a": frames(3), "b": frames(3, seed=1), "c": frames(2, seed=2)})
-    summary = run_features("r18", config, tmp_path / "f", workers=0)
+    summary = run_features("r18", config, tmp_path / "f", loader_workers=0)
     assert sum(embedded) == 2 and (summary.computed, summary.reused) == (1, 2)
     assert StoreReader(tmp_path / "f").ids == ["a", "b", "c"]
 
@@ -718,8 +722,8 @@ def test_adding_a_video_runs_the_backbone_on_that_video_only(tmp_path, weights_d
 def test_loader_workers_give_the_same_store_as_inline(tmp_path, weights_dir):
     source = write_input(tmp_path / "frames", "frames", {f"v{i}": frames(2, seed=i) for i in range(5)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    run_features("r18", config, tmp_path / "inline", workers=0, batch_size=3)
-    run_features("r18", config, tmp_path / "workers", workers=2, batch_size=3)
+    run_features("r18", config, tmp_path / "inline", loader_workers=0, batch_size=3)
+    run_features("r18", config, tmp_path / "workers", loader_workers=2, batch_size=3)
     assert_same_rows(StoreReader(tmp_path / "inline"), StoreReader(tmp_path / "workers"))
 
 
@@ -729,7 +733,7 @@ def test_failed_input_videos_are_recorded(tmp_path, weights_dir):
         w.add("ok", frames(1), np.zeros(1, np.float32), "s")
         w.add_failure("bad", "ffprobe failed: moov atom not found")
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    summary = run_features("r18", config, tmp_path / "f", workers=0)
+    summary = run_features("r18", config, tmp_path / "f", loader_workers=0)
     assert "moov atom not found" in summary.failures["bad"] and StoreReader(tmp_path / "f").ids == ["ok"]
 
 
@@ -771,7 +775,7 @@ def test_whisper_tiny_en_transcribes_speech_in_a_generated_video(tmp_path):
         "input": str(tmp_path / "decoded" / "audio"),
         "weights": str(REAL_WEIGHTS / "whisper-tiny.en.pt"),
     }
-    run_features("whisper", config, tmp_path / "whisper", workers=0)
+    run_features("whisper", config, tmp_path / "whisper", loader_workers=0)
     store = StoreReader(tmp_path / "whisper")
     transcript = store.text("transcript")[0]
     words = "".join(c for c in transcript.lower() if c.isalpha() or c == " ").split()
@@ -797,7 +801,7 @@ def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence(tmp_path):
         "dtype": "float32",
         "precision": "float32",
     }
-    run_features("minilm", config, tmp_path / "m", workers=0)
+    run_features("minilm", config, tmp_path / "m", loader_workers=0)
     store = StoreReader(tmp_path / "m")
     a, b, c = (store.get(v)[0][0] for v in "abc")
 
@@ -881,7 +885,7 @@ def test_bfloat16_rows_stay_within_cosine_0999_of_float32(tmp_path, request, fam
     stores = {}
     for precision in ("float32", "bfloat16"):
         values = {**config, "dtype": "float32", "precision": precision}
-        run_features(key, values, tmp_path / precision, workers=0, device=torch.device("cpu"))
+        run_features(key, values, tmp_path / precision, loader_workers=0, device=torch.device("cpu"))
         stores[precision] = StoreReader(tmp_path / precision)
         assert stores[precision].attrs["precision"] == precision
     for vid in stores["float32"].ids:
@@ -901,7 +905,7 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_does_it_natively(tmp_path
     assert compute_dtype("float32", torch.device("cuda")) == torch.float32
     source = write_input(tmp_path / "in", "frames", {"a": frames(2)})
     config = {"model": "resnet18", "input": str(source), "weights": str(save_torchvision(weights_dir, "resnet18"))}
-    run_features("r18", config, tmp_path / "f", workers=0, device=torch.device("cpu"))
+    run_features("r18", config, tmp_path / "f", loader_workers=0, device=torch.device("cpu"))
     attrs = StoreReader(tmp_path / "f").attrs
     assert attrs["precision"] == ("bfloat16" if native else "float32") and attrs["device"] == "cpu"
 
@@ -912,10 +916,10 @@ def test_clip_rows_equal_transformers_image_and_text_features(tmp_path, clip_fol
     video = frames(3, 48)
     source = write_input(tmp_path / "frames", "frames", {"v": video})
     config = {"input": str(source), "weights": str(clip_folder), "dtype": "float32", "precision": "float32"}
-    run_features("clip", config, tmp_path / "img", workers=0)
+    run_features("clip", config, tmp_path / "img", loader_workers=0)
     manifest = write_manifest(tmp_path / "m.csv", {"a": "a dog on a beach", "b": "cooking pasta at night"})
     config = {**config, "input": str(manifest)}
-    run_features("clip_text", config, tmp_path / "txt", workers=0)
+    run_features("clip_text", config, tmp_path / "txt", loader_workers=0)
 
     model = CLIPModel.from_pretrained(clip_folder).eval()
     processor, tokenizer = CLIPImageProcessor.from_pretrained(clip_folder), AutoTokenizer.from_pretrained(clip_folder)

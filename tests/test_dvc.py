@@ -1,12 +1,15 @@
 """The DVC workflow end to end, as users live in it, in one throwaway git + DVC project made from this
 repository: repro, a decode param, a backbone param, a heads-only experiment, a learned encoder,
 sharing through a remote, and incremental growth. Each step goes on from the one before, so the
-pipeline is built once. Eight generated clips (six at first), tiny random weights."""
+pipeline is built once. Eight generated clips (six at first), tiny random weights. The first repro also
+records which project files each stage's process loads, against the deps `dvc.yaml` gives it."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -19,9 +22,25 @@ from conftest import ROOT, git, make_video, ran, sh
 from extract.store import StoreReader
 
 HEAD_STAGES = {"train@risky", "evaluate@risky", "report"}  # a head's stages, and the report that shows it
+MOTION_STAGES = {"train@motion", "evaluate@motion", "report"}  # a head on the learned encoder's store
+STORES = {"stores@risky", "stores@motion"}  # rerun whenever a store changes; cheap, and no model
 ENCODER_STAGES = {"train-encoder@convlstm_ae", "encode@convlstm_ae"}
 INSIGHT = "insight@resnet18"  # duplicates in the resnet18 store: reruns with it
-ALL_STAGES = {"prepare", "decode", "extract@resnet18", INSIGHT, *ENCODER_STAGES, *HEAD_STAGES}
+ALL_STAGES = {"prepare", "decode", "extract@resnet18", INSIGHT, *ENCODER_STAGES, *STORES, *HEAD_STAGES, *MOTION_STAGES}
+CODE = ("extract", "heads", "reelfeat")  # the project's code, whose files a stage lists
+
+# Loaded by a stage's process (REELFEAT_WORKERS=0: every module loads in it), written at its exit.
+RECORDER = """
+import atexit, json, os, sys
+def _record():
+    root = os.environ["DVC_ROOT"] + os.sep
+    paths = [getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]
+    files = {path[len(root):] for path in paths if path.startswith(root)}
+    with open(os.path.join(os.environ["LOADED_DIR"], os.environ["DVC_STAGE"] + ".json"), "w") as out:
+        json.dump(sorted(files), out)
+if os.environ.get("DVC_STAGE"):
+    atexit.register(_record)
+"""
 
 
 def add_clip(repo: Path, index: int) -> None:
@@ -68,7 +87,14 @@ def project(tmp_path_factory) -> Path:
             "epochs": 2,
             "bootstrap": 10,
             "inputs": [{"store": "data/features/resnet18"}],
-        }
+        },
+        "motion": {
+            "task": "binary",
+            "target": "risky",
+            "epochs": 2,
+            "bootstrap": 10,
+            "inputs": [{"store": "data/features/convlstm_ae"}],
+        },
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("/data/*\n!/data/clips/\n")
@@ -94,8 +120,13 @@ def unchanged(output: str, *stages: str) -> bool:
 
 def test_the_workflow(project, tmp_path):
     # 1. the whole pipeline, then nothing the second time
-    first = sh(project, "dvc", "repro")
+    loaded = tmp_path / "loaded"
+    loaded.mkdir()
+    (loaded / "sitecustomize.py").write_text(RECORDER)
+    recording = {"PYTHONPATH": str(loaded), "LOADED_DIR": str(loaded), "REELFEAT_WORKERS": "0"}
+    first = sh(project, "dvc", "repro", env={**recording, "REELFEAT_LOADER_WORKERS": "0"})
     assert ran(first) == ALL_STAGES
+    assert_deps_cover_what_stages_load(project, loaded)
     assert (project / "data" / "report" / "index.html").is_file()
     frames = StoreReader(project / "data/decoded/frames")
     assert len(frames) == 6 and frames.row_shape == (32, 32, 3)
@@ -117,13 +148,13 @@ def test_the_workflow(project, tmp_path):
 
     set_param(project, "decode", ["views", "frames", "num_frames"], 3)
     frames_changed = sh(project, "dvc", "repro")
-    assert ran(frames_changed) == {"decode", "extract@resnet18", INSIGHT, *HEAD_STAGES}
+    assert ran(frames_changed) == {"decode", "extract@resnet18", INSIGHT, *STORES, *HEAD_STAGES}
     assert "frames: data/decoded/frames written: 6 decoded, 0 reused" in frames_changed
     assert StoreReader(project / "data/features/resnet18").num_rows == 18
 
     set_param(project, "backbones", ["resnet18", "dtype"], "float32")
     backbone_only = sh(project, "dvc", "repro")
-    assert ran(backbone_only) == {"extract@resnet18", INSIGHT, *HEAD_STAGES}
+    assert ran(backbone_only) == {"extract@resnet18", INSIGHT, *STORES, *HEAD_STAGES}  # not the motion head's
     git(project, "add", "-A")
     git(project, "commit", "-qm", "repro")
 
@@ -136,11 +167,9 @@ def test_the_workflow(project, tmp_path):
     assert "data/heads/risky/metrics.json" in metrics and "test.accuracy" in metrics
 
     # 4. a head on the learned encoder: retraining the encoder re-embeds and retrains that head only
-    set_param(project, "heads", ["risky", "inputs"], [{"store": "data/features/convlstm_ae", "pool": "transformer"}])
-    assert ran(sh(project, "dvc", "repro")) == HEAD_STAGES
     set_param(project, "encoders", ["convlstm_ae", "epochs"], 3)
     retrained = sh(project, "dvc", "repro")
-    assert ran(retrained) == {*ENCODER_STAGES, *HEAD_STAGES}
+    assert ran(retrained) == {*ENCODER_STAGES, *STORES, *MOTION_STAGES}
     assert len(yaml.safe_load((encoder / "history.json").read_text())) == 3
     git(project, "add", "-A")
     git(project, "commit", "-qm", "experiment")
@@ -185,6 +214,30 @@ def test_the_workflow(project, tmp_path):
     assert sorted(shard_ids(data) for data in fetched.values() if data.startswith(HDF5)) == new_shards
     assert set(fetched) <= set(new)  # nothing the collaborator had already came again
     assert ran(sh(clone, "dvc", "repro")) == set()
+
+
+def assert_deps_cover_what_stages_load(project: Path, loaded: Path) -> None:
+    """Each stage's code deps in dvc.lock are exactly the project files its process loaded: each loaded
+    file is listed, itself or by its folder (a change to it reruns the stage), and each listed file or
+    folder's every file was loaded (a change elsewhere does not). Package files that hold only a
+    docstring are left out: nothing in them can change what a stage makes."""
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for stage, entry in stages.items():
+        files = json.loads((loaded / f"{stage}.json").read_text())
+        files = {file for file in files if not docstring_only(project / file)}
+        listed = set()
+        for dep in (dep["path"] for dep in entry.get("deps", []) if dep["path"].split("/")[0] in CODE):
+            path = project / dep  # a folder stands for every file under it, as DVC hashes it
+            named = [p for p in sorted(path.rglob("*.py")) if not docstring_only(p)] if path.is_dir() else [path]
+            listed |= {str(p.relative_to(project)) for p in named}
+        assert files <= listed, f"{stage} loads {sorted(files - listed)}: list them in its deps in dvc.yaml"
+        assert listed <= files, f"{stage} lists {sorted(listed - files)} in its deps but never loads them"
+
+
+def docstring_only(path: Path) -> bool:
+    return path.name == "__init__.py" and all(
+        isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in ast.parse(path.read_text()).body
+    )
 
 
 HDF5 = b"\x89HDF"

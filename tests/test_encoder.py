@@ -86,7 +86,7 @@ def test_the_reconstruction_loss_falls_and_pictures_are_written(squares, trained
 def test_rows_separate_two_motions_better_than_chance(squares, trained, tmp_path):
     values = {"input": squares["frames"], "manifest": squares["manifest"], "size": [SIZE, SIZE]}
     values |= {"channels": [8, 16], "hidden": [16], "epochs": 12, "batch_size": 8, "lr": 3e-3, "strips": 2}
-    summary = run_features("convlstm_ae", {**values, "weights": str(trained)}, tmp_path / "rows", workers=0)
+    summary = run_features("convlstm_ae", {**values, "weights": str(trained)}, tmp_path / "rows", loader_workers=0)
     store = StoreReader(tmp_path / "rows")
     assert not summary.failures and store.row_shape == (16,)
     rows, times = store.get("v00")
@@ -113,10 +113,12 @@ def test_training_is_deterministic_and_leaves_the_process_as_it_was(squares, tra
 def test_a_checkpoint_of_another_architecture_is_refused_by_name(squares, trained, tmp_path):
     values = {"input": squares["frames"], "size": [SIZE, SIZE], "channels": [8, 16], "hidden": [32]}
     with pytest.raises(WeightsError, match=r"was trained as .* params say .* retrain it"):
-        run_features("convlstm_ae", {**values, "weights": str(trained)}, tmp_path / "rows", workers=0)
+        run_features("convlstm_ae", {**values, "weights": str(trained)}, tmp_path / "rows", loader_workers=0)
     torch.save({"w": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not a checkpoint written by `python -m extract train-encoder`"):
-        run_features("convlstm_ae", {**values, "weights": str(tmp_path / "other.pt")}, tmp_path / "rows", workers=0)
+        run_features(
+            "convlstm_ae", {**values, "weights": str(tmp_path / "other.pt")}, tmp_path / "rows", loader_workers=0
+        )
 
 
 @pytest.mark.parametrize(

@@ -133,14 +133,14 @@ def test_each_failing_step_fails_only_its_video_on_both_backends(request, backen
         request.getfixturevalue("local_ray")
     config = fragile_config(frames_store, weights_dir)
     # batch 4: the flat video shares batches with good ones, which must survive the split
-    summary = run_features("fragile", config, tmp_path / "f", workers=2, batch_size=4, backend=backend)
+    summary = run_features("fragile", config, tmp_path / "f", loader_workers=2, batch_size=4, backend=backend)
     expected = {vid: reason.replace("FRAMES", str(frames_store)) for vid, reason in EXPECTED.items()}
     assert summary.failures == expected
     store = StoreReader(tmp_path / "f")
     assert store.ids == GOOD and store.failures == expected
 
     plain = {**config, "model": "resnet18"}  # the same model without the traps, on the good videos alone
-    run_features("resnet18", plain, tmp_path / "plain", workers=0, batch_size=4)
+    run_features("resnet18", plain, tmp_path / "plain", loader_workers=0, batch_size=4)
     reference = StoreReader(tmp_path / "plain")
     for vid in GOOD:
         np.testing.assert_allclose(store.get(vid)[0], reference.get(vid)[0], rtol=1e-4, atol=1e-4)
@@ -177,7 +177,7 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
         for vid, n in [("fine", 32 * 16000), ("breaks", 31 * 16000)]:
             w.add(vid, np.zeros(n, np.float32) + 0.01, np.arange(n, dtype=np.float32) / 16000, f"sha-{vid}")
     config = {"model": "whisper", "input": str(audio), "weights": str(whisper_file)}
-    summary = run_features("whisper", config, tmp_path / "w", workers=0)
+    summary = run_features("whisper", config, tmp_path / "w", loader_workers=0)
     assert summary.failures == {"breaks": "transcription: RuntimeError: decoder ran out of memory"}
     assert StoreReader(tmp_path / "w").text("transcript") == ["hello"]
 
@@ -218,7 +218,7 @@ def test_kill_9_mid_extract_then_rerun_gives_the_clean_run_store(tmp_path, weigh
     backbone = {"input": str(source), "weights": str(weights), "dtype": "float32", "precision": "float32"}
     (tmp_path / "params.yaml").write_text(json.dumps({"backbones": {"resnet18": backbone}}))
     clean = tmp_path / "clean"
-    run_features("resnet18", backbone, clean, workers=0, batch_size=2)
+    run_features("resnet18", backbone, clean, loader_workers=0, batch_size=2)
 
     out = tmp_path / "features" / "resnet18"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REELFEAT_CHECKPOINT_S": "0"}
@@ -325,14 +325,14 @@ def test_out_of_gpu_memory_halves_the_batch_for_the_rest_of_the_run(frames_store
         for vid in good:
             writer.add(vid, *source.get(vid), f"sha-{vid}")
     config["input"] = str(small)
-    summary = run_features("small_card", config, tmp_path / "f", workers=0, batch_size=8)
+    summary = run_features("small_card", config, tmp_path / "f", loader_workers=0, batch_size=8)
     assert summary.failures == {} and summary.computed == len(good)
     assert StoreReader(tmp_path / "f").attrs["batch_size"] == 2  # what worked, for the next run to start from
     said = caplog.text
     assert "at a batch of 8; going on with batches of 4" in said
     assert "at a batch of 4; going on with batches of 2" in said
 
-    run_features("resnet18", {**config, "model": "resnet18"}, tmp_path / "plain", workers=0, batch_size=2)
+    run_features("resnet18", {**config, "model": "resnet18"}, tmp_path / "plain", loader_workers=0, batch_size=2)
     assert StoreReader(tmp_path / "plain").attrs["batch_size"] == 2
     assert_same_rows(StoreReader(tmp_path / "f"), StoreReader(tmp_path / "plain"), rtol=1e-4, atol=1e-4)
 

@@ -500,7 +500,7 @@ def test_predict_round_trip_on_a_generated_video(tmp_path, monkeypatch):
             }
         )
     run_decode(rows, views_from_params(params["decode"]), "data/decoded", workers=1)
-    run_features("resnet18", params["backbones"]["resnet18"], "data/features/resnet18", workers=0)
+    run_features("resnet18", params["backbones"]["resnet18"], "data/features/resnet18", loader_workers=0)
     manifest = write_manifest(tmp_path / "m.csv", [{**r, "kind": "1" if r["kind"] == "yes" else "0"} for r in rows])
     config = head_config(
         "h",

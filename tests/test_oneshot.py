@@ -80,7 +80,7 @@ def test_run_the_two_stages_and_predicts_inputs_give_the_same_rows(tmp_path, vid
         "weights": weights,
         "dtype": "float32",
     }
-    run_features("resnet18", config, tmp_path / "staged", workers=0, device=torch.device("cpu"))
+    run_features("resnet18", config, tmp_path / "staged", loader_workers=0, device=torch.device("cpu"))
     staged = StoreReader(tmp_path / "staged")
     assert staged.failures["clips/broken"].startswith("no input (")  # the stage reads the decode's failure
     for vid in one_shot.ids:

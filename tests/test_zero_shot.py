@@ -38,7 +38,7 @@ def captions_store(tmp_path: Path, rows: list[dict[str, str]], weights: Path) ->
     manifest = write_rows(tmp_path / "manifest.csv", rows)
     store = tmp_path / "features" / "clip_text"
     config = {"input": str(manifest), "weights": str(weights), "dtype": "float32", "precision": "float32"}
-    run_features("clip_text", config, store, workers=0)
+    run_features("clip_text", config, store, loader_workers=0)
     return manifest, store
 
 
@@ -99,7 +99,7 @@ def test_clap_text_rows_are_scored_with_labels_from_the_same_clap_at_its_audio_s
     manifest = write_rows(tmp_path / "manifest.csv", rows)
     store = tmp_path / "features" / "clap_text"
     config = {"input": str(manifest), "weights": str(clap_folder), "dtype": "float32", "precision": "float32"}
-    run_features("clap_text", config, store, workers=0)
+    run_features("clap_text", config, store, loader_workers=0)
     train(zero_shot(manifest, store, "multi_class", clap_folder), tmp_path / "head")
     assert evaluate(tmp_path / "head")["test"]["accuracy"] == 1.0
     _, checkpoint = load_head(tmp_path / "head")
@@ -121,7 +121,7 @@ def test_video_text_models_score_labels_from_their_own_text_tower_at_their_own_s
     manifest = write_rows(tmp_path / "manifest.csv", rows)
     store = tmp_path / "features" / tower
     config = {"input": str(manifest), "weights": str(weights), "dtype": "float32", "precision": "float32"}
-    run_features(tower, config, store, workers=0)
+    run_features(tower, config, store, loader_workers=0)
     train(zero_shot(manifest, store, "multi_class", weights), tmp_path / "head")
     assert evaluate(tmp_path / "head")["test"]["accuracy"] == 1.0
     _, checkpoint = load_head(tmp_path / "head")
@@ -150,7 +150,7 @@ def test_videoprism_clip_rows_take_labels_from_its_text_tower_and_frame_rows_are
     config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
     for rows_kind in ("frame", "shared"):
         store = tmp_path / "features" / rows_kind
-        run_features("videoprism", {**config, "rows": rows_kind}, store, workers=0)
+        run_features("videoprism", {**config, "rows": rows_kind}, store, loader_workers=0)
     with pytest.raises(ConfigError, match="holds videoprism rows: frame, which are not in the space .* rows: shared"):
         train(zero_shot(manifest, tmp_path / "features" / "frame", "multi_class", videoprism_folder), tmp_path / "h")
     train(zero_shot(manifest, tmp_path / "features" / "shared", "multi_class", videoprism_folder), tmp_path / "h")

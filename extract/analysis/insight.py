@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from extract.core import project
 from extract.core.config import ConfigError, build_config
 from extract.core.files import atomic_write, write_text
 from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 
-INSIGHT = Path("data/insight")
+INSIGHT = project.INSIGHT
 QUERY_BLOCK = 2048  # rows per matrix product: 2048 x 10^5 float32 cosines are 0.8 GB, the one buffer
 # measured on a trained Whisper tiny.en store: at it no group joins two clips and every copy of a real clip
 # joins its original (bench/duplicates.py, README "Duplicates and leakage"); for visual stores it is the value
@@ -44,7 +45,7 @@ class InsightConfig:
 
     store: str  # a feature store folder: data/features/<backbone>
     threshold: float = DEFAULT_THRESHOLD  # near duplicates: cosine of the pooled rows at or above it
-    manifest: str = "data/prepared/manifest.csv"  # the splits
+    manifest: str = str(project.MANIFEST)  # the splits
 
     def validate(self, where: str) -> None:
         if not self.store:

@@ -28,23 +28,23 @@ from torch.nn import functional as F
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.weights import ResolvedWeights, WeightsError, local_files
+from extract.core import project
 from extract.core.config import ConfigError
 from extract.core.recipe import Recipe
 
-ENCODERS_ROOT = Path("data/encoders")
 CHECKPOINT = "model.pt"
 
 
 def encoder_checkpoint(name: str) -> Path:
     """Where `train-encoder NAME` writes its checkpoint and `encode@NAME` reads it."""
-    return ENCODERS_ROOT / name / CHECKPOINT
+    return project.encoder(name) / CHECKPOINT
 
 
 @dataclass(frozen=True)
 class ConvLSTMConfig(BackboneConfig):
     """`encoders.<name>`: the frames view it reads (`input`), the architecture, and how it is trained."""
 
-    manifest: str = "data/prepared/manifest.csv"  # whose `split` column picks the training videos
+    manifest: str = str(project.MANIFEST)  # whose `split` column picks the training videos
     size: tuple[int, int] = (64, 64)  # frames are resized to this (height, width); multiples of 4
     channels: tuple[int, int] = (16, 32)  # the two stride-2 convolutions before the ConvLSTM
     hidden: tuple[int, ...] = (32, 32)  # ConvLSTM layers' channels; the last is the row width

@@ -116,6 +116,15 @@ def command_parser(prog: str, description: str | None) -> tuple[argparse.Argumen
     return parser, parser.add_subparsers(dest="command", required=True)
 
 
+def command_of(argv: list[str] | None) -> str | None:
+    """The command word of a command line (`--params FILE` may come before it); None where there is none."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    while words and words[0].startswith("-"):
+        if words.pop(0) == "--params" and words:
+            words.pop(0)
+    return words[0] if words else None
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command. A user error (bad params, table or store, a missing file, a bad setting;
     each message names the file or variable and the fix) is one line and exit 1; anything else is a

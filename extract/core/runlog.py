@@ -15,9 +15,10 @@ import re
 import time
 from pathlib import Path
 
+from extract.core import project
 from extract.core.files import write_text
 
-RUNS = Path("data/runs")
+RUNS = project.RUNS
 
 
 class StageClock:

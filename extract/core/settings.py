@@ -35,6 +35,11 @@ from extract.core.config import ConfigError
 BACKENDS = ("local", "ray")
 
 
+def cores() -> int:
+    """The cores this machine has."""
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Settings:
     device: str | None = None
@@ -89,6 +94,18 @@ class Settings:
                 raise ConfigError(f"{names[name]}: {getattr(self, name)!r} is out of range; {RANGES[name]}")
         if self.backend not in BACKENDS and "backend" in names:
             raise ConfigError(f"{names['backend']}: {self.backend!r} is not a backend; choose one of {list(BACKENDS)}")
+
+    def decode_processes(self) -> int:
+        """Decode processes: the workers setting, else one per core."""
+        return cores() if self.workers is None else self.workers
+
+    def loader_processes(self, device_type: str) -> int:
+        """Processes preparing a model's inputs: the loader_workers setting, else by device. On the CPU
+        the model already uses every core, so inputs are prepared inline (measured on 2 cores: 2 workers
+        gave 70% of model-only throughput, inline 86%); a GPU is fed by the cores."""
+        if self.loader_workers is not None:
+            return self.loader_workers
+        return min(8, max(1, cores() - 1)) if device_type == "cuda" else 0
 
     @property
     def shard_bytes(self) -> int:

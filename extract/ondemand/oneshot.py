@@ -13,7 +13,6 @@ file and recipe are unchanged, and nothing else is reused.
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 from extract.backbones import VideoInput, input_kind
 from extract.core.config import ConfigError
 from extract.core.errors import Failure, StepFailed
-from extract.core.settings import Settings
+from extract.core.settings import Settings, cores
 from extract.executor import Executor, make_executor
 from extract.media.views import View
 from extract.stages.decode import Task, biggest_first, decode_video, worker_limit
@@ -46,11 +45,6 @@ T = TypeVar("T")
 CPU_TURN_VIDEOS = 8
 
 
-def decode_processes(workers: int | None = None) -> int:
-    """Decode processes beside the model: `workers` (the workers setting), else one per core."""
-    return (os.cpu_count() or 1) if workers is None else workers
-
-
 def decode_plan(device: torch.device) -> tuple[int, int | None]:
     """(decoder threads per decode process, videos per turn or None to overlap) beside the model.
 
@@ -65,7 +59,7 @@ def decode_plan(device: torch.device) -> tuple[int, int | None]:
     """
     if device.type == "cuda":
         return 1, None
-    return os.cpu_count() or 1, CPU_TURN_VIDEOS
+    return cores(), CPU_TURN_VIDEOS
 
 
 def startup_decoders(processes: int) -> int:
@@ -132,7 +126,7 @@ def run_one_shot(
         return run_features(key, values, out_dir / key, device=device, batch_size=batch_size, settings=settings)
     if view is None or view.kind != kind:
         raise ConfigError(f"backbone {model} reads a {kind} view, not {view and view.kind}")
-    processes = decode_processes(settings.workers)
+    processes = settings.decode_processes()
     executor = make_executor(settings, processes)
     if executor.remote:  # each actor decodes the videos it runs the model on: both kinds of work go out
         return _run_remote(key, values, rows, view, out_dir, executor, batch_size, settings, progress)

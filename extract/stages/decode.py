@@ -19,7 +19,7 @@ import numpy as np
 from extract import media
 from extract.core.config import ConfigError
 from extract.core.errors import Failure, run_step
-from extract.core.settings import Settings
+from extract.core.settings import Settings, cores
 from extract.executor import make_executor
 from extract.media.views import View, view_config_json, view_from_params
 from extract.store import BuildSummary, StoreBuilder
@@ -137,8 +137,8 @@ def run_decode(
     override them. Decode processes: one per core unless set (0: decode in this process)."""
     out_dir = Path(out_dir)
     settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
-    workers = (os.cpu_count() or 1) if settings.workers is None else settings.workers
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    workers = settings.decode_processes()
+    threads = max(1, cores() // max(1, workers))
     builders = {
         name: StoreBuilder(
             out_dir / name,

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -306,17 +305,6 @@ class ExtractWork:
         torch.set_num_threads(threads)  # loader workers prepare one video at a time: not every core each
 
 
-def loader_workers(device: torch.device, settings: Settings) -> int:
-    """Processes preparing inputs while the model runs: the loader_workers setting, else by device.
-
-    On the CPU the model already uses every core, so inputs are prepared inline (measured on 2
-    cores: 2 workers gave 70% of model-only throughput, inline 86%); a GPU is fed by the cores.
-    """
-    if settings.loader_workers is not None:
-        return settings.loader_workers
-    return min(8, max(1, (os.cpu_count() or 1) - 1)) if device.type == "cuda" else 0
-
-
 def run_features(
     key: str,
     values: dict,
@@ -324,7 +312,7 @@ def run_features(
     *,
     device: torch.device | None = None,
     batch_size: int | None = None,
-    workers: int | None = None,
+    loader_workers: int | None = None,
     progress: tqdm | None = None,
     backend: str | None = None,
     section: str = "backbones",
@@ -332,12 +320,12 @@ def run_features(
 ) -> BuildSummary:
     """Extract `<section>.<key>` into out_path, reusing unchanged videos' rows.
 
-    `settings` default to the environment's (`Settings.from_environment`); `device`, `workers` (the
-    input-preparing processes) and `backend` override them."""
+    `settings` default to the environment's (`Settings.from_environment`); `device`, `loader_workers`
+    (the input-preparing processes) and `backend` override them."""
     entry, config = backbone_config(key, values, section)
-    settings = (settings or Settings.from_environment()).overridden(loader_workers=workers, backend=backend)
+    settings = (settings or Settings.from_environment()).overridden(loader_workers=loader_workers, backend=backend)
     device = device or default_device(settings.device)
-    executor = make_executor(settings, loader_workers(device, settings))
+    executor = make_executor(settings, settings.loader_processes(device.type))
     # remote executors run the model elsewhere; this copy only tells widths, weights and columns
     work = ExtractWork(entry, config, "cpu" if executor.remote else str(device), batch_size)
     return build_features(work, executor, out_path, settings, progress)

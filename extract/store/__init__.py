@@ -27,6 +27,7 @@ in the index), and a builder computes its videos again.
 """
 
 from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, held_sources, rows_digest, summary_lines
+from extract.store.index import digest
 from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError
 from extract.store.reader import StoreReader, describe
 
@@ -40,6 +41,7 @@ __all__ = [
     "StoreReader",
     "StoreWriter",
     "describe",
+    "digest",
     "held_sources",
     "rows_digest",
     "summary_lines",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,3 +79,12 @@ class Index:
         ]
         shards = {s["name"]: {k: v for k, v in s.items() if k != "name"} for s in body["shards"]}
         return cls(body["attrs"], Layout.of(body["layout"]), shards, entries, body["failures"])
+
+
+def digest(folder: Path) -> str:
+    """sha256 of a store's index: which videos it holds, in which shards (named by their content), made
+    how. It changes exactly when the store's rows or recipe do, so a stage can depend on it."""
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        Index.load(Path(folder))  # raises the error that names the stage to run
+    return hashlib.sha256(path.read_bytes()).hexdigest()
