@@ -618,7 +618,7 @@ def test_audio_models_refuse_another_sample_rate(tmp_path, vggish_folder):
             "vggish",
             {"model": "vggish", "input": str(source), "weights": str(vggish_folder)},
             tmp_path / "v",
-            workers=0,
+            loader_workers=0,
         )
 
 
