@@ -99,9 +99,12 @@ def test_run_the_two_stages_and_predicts_inputs_give_the_same_rows(tmp_path, vid
     for vid in one_shot.ids:
         np.testing.assert_allclose(predicted.get(vid)[0], staged.get(vid)[0], rtol=1e-5, atol=1e-5)
 
-    # again into the same folder: the file and settings are unchanged, so nothing runs
-    assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK
+    # again into the same folder: the file and settings are unchanged, so nothing runs, and the store
+    # keeps how the model ran when it did (the features stage's rule too), not this run's batch size
+    ran_with = StoreReader(tmp_path / "out" / "resnet18").attrs["batch_size"]
+    assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures", "--batch-size", "1") == EXIT_OK
     assert "0 extracted, 2 reused, 1 failed" in capsys.readouterr().out
+    assert StoreReader(tmp_path / "out" / "resnet18").attrs["batch_size"] == ran_with != 1
     # another recipe: the videos the folder holds are decoded once the recipe says they cannot be reused
     flags[flags.index("float32")] = "float16"
     assert run_in(tmp_path, "run", "resnet18", *videos, *flags, "--allow-failures") == EXIT_OK

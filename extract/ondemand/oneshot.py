@@ -138,7 +138,7 @@ def run_one_shot(
     limit = worker_limit(settings.ffmpeg_timeout_s)
     with RunAhead(early.map(decode_video, first, limit), limit=len(first)) as ahead:
         from extract.backbones import backbone_config, default_device
-        from extract.stages.features import ExtractWork, decoded_in_run, feature_store, store_result
+        from extract.stages.features import ExtractWork, decoded_in_run, feature_store, fill_store
 
         entry, config = backbone_config(key, values, where=f"run {key}")
         device = device or default_device(settings.device)
@@ -163,15 +163,10 @@ def run_one_shot(
                     for pair in list(executor.map(decode_video, later[i : i + turn], limit))
                 ),
             )
-        sha_of = {row["id"]: row["sha256"] for row in rows}
+        hashes = {row["id"]: row["sha256"] for row in rows}
         with torch_threads(1) if turn is None else nullcontext():
-            for vid, result in runner.run(_inputs(runner, decoded)):
-                store_result(builder, vid, sha_of[vid], result, config.dtype)
-                if progress is not None:
-                    progress.update(1)
-    for name, value in runner.provenance().items():
-        builder.set_attr(name, value)
-    return builder.finish([(row["id"], row["sha256"]) for row in rows])
+            results = runner.run(_inputs(runner, decoded))
+            return fill_store(builder, runner, results, hashes, runner.provenance, progress)
 
 
 def _run_remote(

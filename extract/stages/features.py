@@ -337,26 +337,43 @@ def build_features(
     """The store of `work`'s backbone over its source, the model work sent through `executor`: the
     pipeline of the features stage, and of `run` on Ray (whose source decodes each video where the
     model runs). Videos whose source and recipe are unchanged are reused."""
-    config = work.config
     runner = work.open()
-    builder = feature_store(out_path, config, runner.backbone, runner.source, settings)
+    builder = feature_store(out_path, work.config, runner.backbone, runner.source, settings)
     source = runner.source
     hashes = dict(zip(source.ids, source.hashes, strict=True))
     todo = [vid for vid in source.ids if not builder.reusable(vid, hashes[vid])]
     if progress is not None:
         progress.reset(total=len(todo))
-    for vid, result in executor.map_model(work, todo):
-        store_result(builder, vid, hashes[vid], result, config.dtype)
-        if progress is not None:
-            progress.update(1)
     for vid, error in source.failures.items():
         builder.add_failure(vid, f"no input ({source.path}: {error})")
-    # how the model ran, as the processes that ran it report (a Ray worker's GPU, not this driver's CPU);
-    # when nothing ran, the store keeps what it recorded before
-    ran = executor.model_provenance or builder.previous_attrs(PROVENANCE) or runner.provenance()
-    for key, value in ran.items():
+    # how the model ran, as the processes that ran it report (a Ray worker's GPU, not this driver's CPU)
+    results = executor.map_model(work, todo)
+    return fill_store(builder, runner, results, hashes, lambda: executor.model_provenance, progress)
+
+
+def fill_store(
+    builder: StoreBuilder,
+    runner: ExtractRunner,
+    results: Iterable[tuple[str, Rows | Failure]],
+    hashes: dict[str, str],
+    ran_as: Callable[[], dict],
+    progress: tqdm | None = None,
+) -> BuildSummary:
+    """The one extraction loop's end, for `features`, `run` and the stores made for new videos: each
+    video's rows (or failure) into the store as they come, then how the model ran, as `ran_as()`
+    reports once every result is in. When no rows were made (nothing to do, or only failures), the
+    store keeps what it recorded before (or, new, what this runner would have run as). The store's
+    videos are `hashes`' (id -> sha256), in order."""
+    ran = 0
+    for vid, result in results:
+        store_result(builder, vid, hashes[vid], result, runner.backbone.config.dtype)
+        ran += not isinstance(result, Failure)
+        if progress is not None:
+            progress.update(1)
+    provenance = (ran_as() if ran else {}) or builder.previous_attrs(PROVENANCE) or runner.provenance()
+    for key, value in provenance.items():
         builder.set_attr(key, value)
-    return builder.finish([(vid, hashes[vid]) for vid in source.ids])
+    return builder.finish(list(hashes.items()))
 
 
 def feature_store(
