@@ -9,22 +9,12 @@ from typing import Any
 
 from extract.core import project
 from extract.core.config import ConfigError, build_config
+from heads.kinds import KINDS
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentive_probe")
 # attention heads when `heads` is not given: the transformer encoder's, and V-JEPA's attentive probe's
 DEFAULT_HEADS = {"transformer": 4, "attentive_probe": 16}
-TASKS = ("binary", "multi_label", "multi_class", "regression", "multi_regression", "quantile")
-KINDS = ("trained", "zero_shot")
-ZERO_SHOT_TASKS = ("binary", "multi_label", "multi_class")
-# The losses each task trains with; the first is its default. All take logits and average over the batch.
-LOSSES = {
-    "binary": ("bce",),
-    "multi_label": ("bce",),
-    "multi_class": ("ce",),
-    "quantile": ("ce",),
-    "regression": ("mse", "mae", "huber"),
-    "multi_regression": ("mse", "mae", "huber"),
-}
+HEAD_KINDS = ("trained", "zero_shot")
 
 
 @dataclass(frozen=True)
@@ -107,19 +97,23 @@ class HeadConfig:
 
     @property
     def loss_name(self) -> str:
-        return self.loss or LOSSES[self.task][0]
+        return self.loss or KINDS[self.task].losses[0]
 
     def validate(self, where: str) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"{where}.task: {self.task!r} is not one of {list(TASKS)}")
-        if self.kind not in KINDS:
-            raise ConfigError(f"{where}.kind: {self.kind!r} is not one of {list(KINDS)}")
+        if self.task not in KINDS:
+            raise ConfigError(f"{where}.task: {self.task!r} is not one of {list(KINDS)}")
+        if self.kind not in HEAD_KINDS:
+            raise ConfigError(f"{where}.kind: {self.kind!r} is not one of {list(HEAD_KINDS)}")
         if self.kind == "zero_shot":
             self._validate_zero_shot(where)
-        if self.loss_name not in LOSSES[self.task]:
-            raise ConfigError(f"{where}.loss: {self.task} trains with one of {list(LOSSES[self.task])}")
-        if (self.task == "multi_regression") != (len(self.targets) > 1):
-            raise ConfigError(f"{where}.target: multi_regression takes a list of columns, other tasks one column")
+        task = KINDS[self.task]
+        if self.loss_name not in task.losses:
+            raise ConfigError(f"{where}.loss: {self.task} trains with one of {list(task.losses)}")
+        if (task.columns == "several") != (len(self.targets) > 1):
+            several = [name for name, kind in KINDS.items() if kind.columns == "several"]
+            raise ConfigError(
+                f"{where}.target: {' and '.join(several)} takes a list of columns, other tasks one column"
+            )
         if not self.inputs:
             raise ConfigError(f"{where}.inputs: name at least one feature store")
         keys = [i.key for i in self.inputs]
@@ -133,10 +127,9 @@ class HeadConfig:
             raise ConfigError(f"{where}: epochs, batch_size and lr must be positive")
 
     def _validate_zero_shot(self, where: str) -> None:
-        if self.task not in ZERO_SHOT_TASKS:
-            raise ConfigError(
-                f"{where}.task: a zero_shot head scores labels, so its task is one of {list(ZERO_SHOT_TASKS)}"
-            )
+        if not KINDS[self.task].zero_shot:
+            scored = [name for name, kind in KINDS.items() if kind.zero_shot]
+            raise ConfigError(f"{where}.task: a zero_shot head scores labels, so its task is one of {scored}")
         if "{label}" not in self.prompt:
             raise ConfigError(f"{where}.prompt: {self.prompt!r} has no {{label}} to put each label's text in")
         for i, spec in enumerate(self.inputs):

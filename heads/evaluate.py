@@ -16,7 +16,7 @@ from extract.core.errors import UserError
 from extract.core.files import atomic_write, write_text
 from heads.checkpoint import load_head
 from heads.data import HeadData
-from heads.metrics import evaluate_split, pr_points, roc_points
+from heads.metrics import evaluate_split
 from heads.tasks import Task
 from heads.train import predict_scores
 
@@ -86,24 +86,8 @@ def write_plots(folder: Path, task: Task, truth: np.ndarray, scores: np.ndarray)
     """Plot data of the test split, one CSV per plot, named for dvc.yaml's plot definitions."""
     for old in folder.glob("*.csv"):
         old.unlink()
-    if task.kind in ("binary", "multi_label"):
-        y, p = truth.reshape(len(truth), -1).ravel(), scores.reshape(len(scores), -1).ravel()
-        if len(np.unique(y)) == 2:
-            fpr, tpr = roc_points(y, p)
-            _write(folder / "roc.csv", ["fpr", "tpr"], zip(fpr, tpr, strict=True))
-            recall, precision = pr_points(y, p)
-            _write(folder / "precision_recall.csv", ["recall", "precision"], zip(recall, precision, strict=True))
-    elif task.kind in ("multi_class", "quantile"):
-        names = task.classes
-        pairs = [(names[int(a)], names[int(b)]) for a, b in zip(truth, scores.argmax(1), strict=True)]
-        _write(folder / "confusion.csv", ["actual", "predicted"], pairs)
-    else:
-        rows = [
-            (c, float(a), float(b))
-            for j, c in enumerate(task.columns)
-            for a, b in zip(truth[:, j], scores[:, j], strict=True)
-        ]
-        _write(folder / "predicted.csv", ["target", "actual", "predicted"], rows)
+    for name, (header, rows) in task.kind.plots(task, truth, scores).items():
+        _write(folder / f"{name}.csv", header, rows)
 
 
 def _write(path: Path, header: list[str], rows) -> None:

@@ -223,7 +223,7 @@ class ZeroShotHead(nn.Module):
         width = {dims[spec.key] for spec in config.inputs}
         if len(width) != 1:
             raise ValueError(f"zero-shot inputs must share one embedding width, got {sorted(width)}")
-        labels = task.out_dim + (1 if task.kind == "binary" else 0)  # binary: the label, then the negative
+        labels = task.out_dim + task.kind.negative_prompt  # binary: the label, then the negative prompt
         self.register_buffer("labels", torch.zeros(labels, width.pop()))
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("bias", torch.tensor(0.0))
@@ -244,11 +244,7 @@ class ZeroShotHead(nn.Module):
             pooled = nn.functional.normalize(x[spec.key].float(), dim=-1)
             cosines += present[:, j : j + 1] * (pooled @ self.labels.T)
         cosines /= present.sum(1, keepdim=True).clamp(min=1)
-        if self.task.kind == "binary":
-            return self.scale * (cosines[:, :1] - cosines[:, 1:]), None
-        if self.task.kind == "multi_label" and self.centred:
-            cosines = cosines - cosines.mean(1, keepdim=True)
-        return self.scale * cosines + (0.0 if self.task.kind == "multi_class" else self.bias), None
+        return self.task.kind.zero_shot_logits(cosines, self.scale, self.bias, bool(self.centred)), None
 
 
 def build_head(config: HeadConfig, dims: dict[str, int], task: Task) -> HeadModel | ZeroShotHead:

@@ -24,6 +24,7 @@ from extract.stages.manifest import video_rows
 from extract.store import StoreReader
 from heads.checkpoint import load_head
 from heads.data import HeadData
+from heads.tasks import Task
 from heads.train import predict_scores
 
 
@@ -75,21 +76,7 @@ def predict(
     return failed
 
 
-def label_line(task, thresholds: dict, vid: str, scores: np.ndarray) -> dict:
-    if task.kind == "binary":
-        p = float(scores[0])
-        return {
-            "id": vid,
-            "scores": {task.classes[0]: round(p, 6)},
-            "labels": [task.classes[0]] if p >= thresholds.get("global", 0.5) else [],
-        }
+def label_line(task: Task, thresholds: dict, vid: str, scores: np.ndarray) -> dict:
+    """A video's JSON line: its score per output, and the labels they give (none for regression)."""
     named = {name: round(float(s), 6) for name, s in zip(task.classes, scores, strict=True)}
-    if task.kind == "multi_label":
-        cuts = thresholds.get("per_class", [0.5] * len(task.classes))
-        labels = [name for name, s, t in zip(task.classes, scores, cuts, strict=True) if s >= t]
-        labels.sort(key=lambda name: -named[name])
-    elif task.kind in ("multi_class", "quantile"):
-        labels = [task.classes[int(np.argmax(scores))]]
-    else:
-        labels = []
-    return {"id": vid, "scores": named, "labels": labels}
+    return {"id": vid, "scores": named, "labels": task.kind.labels(task, thresholds, scores)}

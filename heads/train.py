@@ -18,7 +18,6 @@ from extract.core.files import write_text
 from heads.checkpoint import CHECKPOINT, Checkpoint
 from heads.config import HeadConfig
 from heads.data import HeadData
-from heads.metrics import tune_thresholds
 from heads.models import HeadModel, ZeroShotHead, build_head
 from heads.tasks import Task
 from heads.zero_shot import embed_labels
@@ -88,13 +87,11 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
         history.append(entry)
 
     # thresholds: tuned on the validation split only, never on test
-    thresholds = {}
+    thresholds = task.kind.untuned_thresholds(task.out_dim)
     if len(val_idx):
-        thresholds = tune_thresholds(
-            task, task.truth([data.rows[i] for i in val_idx]), predict_scores(model, data, val_idx)
+        thresholds = task.kind.tune_thresholds(
+            task.truth([data.rows[i] for i in val_idx]), predict_scores(model, data, val_idx)
         )
-    elif task.kind in ("binary", "multi_label"):
-        thresholds = {"global": 0.5, "per_class": [0.5] * task.out_dim}
 
     # checkpoint: weights plus everything needed to use them (config, task, thresholds, store schemas)
     path = Checkpoint(config, task, model.state_dict(), thresholds, data.schema()).save(out_dir / CHECKPOINT)

@@ -23,7 +23,7 @@ from heads.tasks import Task
 def label_prompts(config: HeadConfig, task: Task) -> list[str]:
     """One text per output: the prompt around each label's text; binary adds the negative prompt last."""
     prompts = [config.prompt.format(label=config.label_text.get(name, name)) for name in task.classes]
-    return prompts + [config.negative] if task.kind == "binary" else prompts
+    return prompts + [config.negative] if task.kind.negative_prompt else prompts
 
 
 def made_with(recipe: Recipe) -> str:

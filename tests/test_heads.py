@@ -25,10 +25,10 @@ from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
 from heads.data import HeadData
 from heads.evaluate import evaluate
+from heads.kinds import KINDS
 from heads.metrics import (
     average_precisions,
     best_f1_threshold,
-    compute,
     gap,
     hit_at_k,
     mean_average_precision,
@@ -247,19 +247,46 @@ def test_metrics_agree_with_scikit_learn():
     expected = np.mean([sk.average_precision_score(y[:, j], p[:, j]) for j in range(4)])
     assert mean_average_precision(y, p) == pytest.approx(expected)
     binary = Task("binary", ("b",), "bce", ["b"])
-    out = compute(binary, y[:, 0], p[:, :1], {"global": 0.5})
+    out = binary.kind.metrics(binary, y[:, 0], p[:, :1], {"global": 0.5})
     assert out["roc_auc"] == pytest.approx(sk.roc_auc_score(y[:, 0], p[:, 0]))
     assert out["f1"] == pytest.approx(sk.f1_score(y[:, 0], p[:, 0] >= 0.5))
     classes = Task("multi_class", ("c",), "ce", ["a", "b", "c", "d", "e", "f"])
     labels, probs = rng.integers(0, 6, 50), rng.dirichlet(np.ones(6), 50)
-    out = compute(classes, labels, probs, {})
+    out = classes.kind.metrics(classes, labels, probs, {})
     assert out["top5_accuracy"] == pytest.approx(sk.top_k_accuracy_score(labels, probs, k=5))
     assert out["f1_macro"] == pytest.approx(sk.f1_score(labels, probs.argmax(1), average="macro"))
     regression = Task("regression", ("v",), "mse", ["v"], mean=[0.0], std=[1.0])
     a, b = rng.normal(size=(50, 1)), rng.normal(size=(50, 1))
-    out = compute(regression, a, b, {})
+    out = regression.kind.metrics(regression, a, b, {})
     assert out["pearson"] == pytest.approx(np.corrcoef(a[:, 0], b[:, 0])[0, 1])
     assert out["mse"] == pytest.approx(np.mean((a - b) ** 2))
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_task_kind_fits_scores_labels_measures_plots_and_ranks_its_videos(name):
+    """The contract of a kind (heads/kinds.py): a new one passes this before any head trains on it."""
+    kind = KINDS[name]
+    columns = ("a", "b") if kind.columns == "several" else ("a",)
+    values = {"binary": ["0", "1"], "multi_label": ["x,y", "y"], "multi_class": ["x", "y"]}.get(name, ["1.5", "4"])
+    rows = [{c: values[i % 2] for c in columns} for i in range(8)]
+    config = head_config(
+        "t", {"task": name, "target": list(columns) if len(columns) > 1 else "a", "inputs": [{"store": "s"}]}
+    )
+    task = Task.fit(config, rows, rows)
+    assert config.loss_name == kind.losses[0] and task.kind is kind
+    assert Task(**task.state()).state() == task.state()  # as a checkpoint carries it
+    logits = np.random.default_rng(0).normal(size=(8, task.out_dim)).astype(np.float32)
+    loss = task.loss(torch.from_numpy(logits), torch.from_numpy(task.encode(rows)))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    truth, scores = task.truth(rows), task.scores(logits)
+    thresholds = kind.tune_thresholds(truth, scores) or kind.untuned_thresholds(task.out_dim)
+    assert set(task.kind.labels(task, thresholds, scores[0])) <= set(task.classes)
+    metrics = kind.metrics(task, truth, scores, thresholds)
+    assert set(kind.headline) - {"roc_auc"} <= set(metrics)
+    assert set(kind.plots(task, truth, scores)) <= {"roc", "precision_recall", "confusion", "predicted"}  # dvc.yaml's
+    error, what = kind.mistake(task, thresholds, truth[0], scores[0], np.ones(truth.shape[1:]))
+    assert error >= 0 and what
+    assert kind.chart in ("roc", "confusion", "predicted")
 
 
 def test_best_threshold_maximizes_f1():

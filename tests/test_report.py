@@ -178,7 +178,6 @@ def test_the_report_reads_the_scores_evaluate_wrote_and_runs_no_head_over_the_te
     """Each head's test_scores.npz holds the test split's videos with exactly the scores its metrics came from."""
     from heads.checkpoint import load_head
     from heads.evaluate import read_scores
-    from heads.metrics import compute
 
     with open(project / "data/prepared/manifest.csv", encoding="utf-8") as table:
         test_ids = {row["id"] for row in csv.DictReader(table) if row["split"] == "test"}
@@ -188,7 +187,7 @@ def test_the_report_reads_the_scores_evaluate_wrote_and_runs_no_head_over_the_te
         model, checkpoint = load_head(folder)
         metrics = json.loads((folder / "metrics.json").read_text())["test"]
         assert set(ids) == test_ids and len(ids) == len(truth) == len(scores) == metrics["n"]
-        again = compute(model.task, truth, scores, checkpoint.thresholds)
+        again = model.task.kind.metrics(model.task, truth, scores, checkpoint.thresholds)
         assert {k: round(float(v), 6) for k, v in again.items()} == {k: metrics[k] for k in again}
 
 

@@ -99,7 +99,7 @@ def _metrics_tables(reviews: list[HeadReview], failed: dict[str, str]) -> str:
     """One table per task and target: the heads that answer the same question, side by side."""
     groups: dict[tuple[str, tuple[str, ...]], list[HeadReview]] = {}
     for review in reviews:
-        groups.setdefault((review.task.kind, tuple(review.task.columns)), []).append(review)
+        groups.setdefault((review.task.kind.name, tuple(review.task.columns)), []).append(review)
     out = ['<section id="heads"><h2>Heads: test metrics</h2>']
     out.append('<p class="muted">Each value is on the test split; its 95% bootstrap interval is in brackets.</p>')
     for (kind, columns), members in sorted(groups.items()):
@@ -161,14 +161,14 @@ def _head_section(
     out = [f'<section id="head-{escape(review.name)}" class="head"><h2>{escape(review.name)}</h2>']
     kind = "zero-shot (nothing trained)" if review.config.kind == "zero_shot" else "trained"
     out.append(
-        f"<p>{escape(task.kind)} on <code>{escape(', '.join(task.columns))}</code>, {kind}; inputs "
+        f"<p>{escape(task.kind.name)} on <code>{escape(', '.join(task.columns))}</code>, {kind}; inputs "
         f"<code>{escape(_inputs(review))}</code>; {len(review.ids)} test videos. "
         f"<a href='#heads'>back to the table</a></p>"
     )
     if len(review.ids):
-        if task.kind in ("binary", "multi_label"):
+        if task.kind.chart == "roc":
             out.append(_img(figures.roc_and_pr(review.truth, review.scores, task.classes), "ROC and precision-recall"))
-        elif task.kind in ("multi_class", "quantile"):
+        elif task.kind.chart == "confusion":
             chart = figures.confusion(review.truth.astype(np.int64), review.scores.argmax(1), task.classes)
             out.append(_img(chart, "confusion matrix"))
         else:
@@ -177,7 +177,8 @@ def _head_section(
         out.append(_img(figures.losses(review.history), "loss per epoch"))
     if review.per_class:
         out.append(_per_class(review))
-    out.append(f"<h3>Worst test videos</h3>{_what_worst(task.kind)}")
+    why = f'<p class="muted">Ordered by how wrong the head was: {task.kind.worst}.</p>'
+    out.append(f"<h3>Worst test videos</h3>{why}")
     for mistake in review.worst:
         out.append(_video(mistake, rows.get(mistake.vid, {}), frames, transcripts, config))
     if not review.worst:
@@ -186,16 +187,8 @@ def _head_section(
     return "\n".join(out)
 
 
-def _what_worst(kind: str) -> str:
-    if kind in ("regression", "multi_regression"):
-        why = "the largest errors, in units of the test targets' spread"
-    else:
-        why = "wrong answers first (false positives and negatives), then the closest calls"
-    return f'<p class="muted">Ordered by how wrong the head was: {why}.</p>'
-
-
 def _per_class(review: HeadReview) -> str:
-    with_cut = review.task.kind == "multi_label"
+    with_cut = any(entry["threshold"] is not None for entry in review.per_class)  # a tuned cut per label
     out = ["<h3>Per class (test)</h3><table><tr><th>class</th><th>support</th><th>AP</th>"]
     out.append("<th>F1 at the tuned threshold</th><th>threshold</th></tr>" if with_cut else "<th>F1</th></tr>")
     for entry in review.per_class:

@@ -81,17 +81,12 @@ def review_head(head_dir: Path, worst: int) -> HeadReview:
 
 
 def per_class_table(task: Task, thresholds: dict, truth: np.ndarray, scores: np.ndarray) -> list[dict]:
-    """Per label (multi-label) or class (multi-class, quantile): test support, average precision, and
-    F1 at the decision the head makes (the label's tuned threshold, or the top-scored class)."""
-    if task.kind == "multi_label":
-        cuts = thresholds["per_class"]
-        y, decided = truth > 0, scores >= np.asarray(cuts)
-    elif task.kind in ("multi_class", "quantile"):
-        y = np.eye(len(task.classes), dtype=bool)[truth.astype(np.int64)]
-        decided = np.eye(len(task.classes), dtype=bool)[scores.argmax(1)]
-        cuts = [None] * len(task.classes)
-    else:
+    """Per label or class (where the task has them): test support, average precision, and F1 at the
+    decision the head makes (the label's tuned threshold, or the top-scored class)."""
+    decided = task.kind.decisions(task, thresholds, truth, scores)
+    if decided is None:
         return []
+    y, chosen, cuts = decided
     table, ap = [], average_precisions(y, scores)
     for j, name in enumerate(task.classes):
         support = int(y[:, j].sum())
@@ -100,7 +95,7 @@ def per_class_table(task: Task, thresholds: dict, truth: np.ndarray, scores: np.
                 "class": name,
                 "support": support,
                 "ap": float(ap[j]) if support else None,
-                "f1": float(sk.f1_score(y[:, j], decided[:, j], zero_division=0)) if len(y) else None,
+                "f1": float(sk.f1_score(y[:, j], chosen[:, j], zero_division=0)) if len(y) else None,
                 "threshold": cuts[j],
             }
         )
@@ -111,43 +106,12 @@ def worst_videos(task: Task, thresholds: dict, ids: list[str], truth: np.ndarray
     """Test videos ordered from the worst: classification by how far the score of a wrong answer is
     from the truth (false positives and negatives first, then the closest calls); regression by the
     absolute error in units of the test targets' spread."""
+    spread = truth.std(0) if len(truth) > 1 else np.ones(truth.shape[1:])  # regression's unit of error
+    spread = np.where(spread > 0, spread, 1.0)
     mistakes = []
-    if task.kind == "binary":
-        cut = thresholds["global"]
-        for vid, y, p in zip(ids, truth.reshape(-1), scores[:, 0], strict=True):
-            wrong = (p >= cut) != bool(y)
-            kind = ("false positive" if p >= cut else "false negative") if wrong else "correct, a close call"
-            truth_name = "yes" if y else "no"
-            mistakes.append(
-                Mistake(vid, abs(float(y) - p) + wrong, f"{kind}: score {p:.2f} (cut {cut:.2f}), truth {truth_name}")
-            )
-    elif task.kind == "multi_label":
-        cuts = np.asarray(thresholds["per_class"])
-        for vid, y, p in zip(ids, truth, scores, strict=True):
-            wrong = (p >= cuts) != (y > 0)
-            positives = [f"{task.classes[j]} ({p[j]:.2f})" for j in np.flatnonzero(wrong & (y == 0))]
-            negatives = [f"{task.classes[j]} ({p[j]:.2f})" for j in np.flatnonzero(wrong & (y > 0))]
-            parts = [f"false positives: {', '.join(positives)}"] * bool(positives)
-            parts += [f"false negatives: {', '.join(negatives)}"] * bool(negatives)
-            true_labels = ", ".join(task.classes[j] for j in np.flatnonzero(y > 0)) or "none"
-            what = "; ".join(parts) or "all labels right"
-            mistakes.append(
-                Mistake(vid, float(np.abs(y - p).max()) + wrong.any(), f"{what} (true labels: {true_labels})")
-            )
-    elif task.kind in ("multi_class", "quantile"):
-        for vid, y, p in zip(ids, truth.astype(np.int64), scores, strict=True):
-            guess = int(p.argmax())
-            verdict = "wrong" if guess != y else "right"
-            what = f"{verdict}: predicted {task.classes[guess]} ({p[guess]:.2f}), true {task.classes[y]} ({p[y]:.2f})"
-            mistakes.append(Mistake(vid, 1.0 - float(p[y]) + (guess != y), what))
-    else:
-        spread = truth.std(0) if len(truth) > 1 else np.ones(truth.shape[1])
-        spread = np.where(spread > 0, spread, 1.0)
-        for vid, y, p in zip(ids, truth, scores, strict=True):
-            what = "; ".join(
-                f"{c}: predicted {b:.3g}, true {a:.3g}" for c, a, b in zip(task.classes, y, p, strict=True)
-            )
-            mistakes.append(Mistake(vid, float(np.abs((p - y) / spread).mean()), what))
+    for vid, y, p in zip(ids, truth, scores, strict=True):
+        error, what = task.kind.mistake(task, thresholds, y, p, spread)
+        mistakes.append(Mistake(vid, error, what))
     return sorted(mistakes, key=lambda m: -m.error)
 
 
