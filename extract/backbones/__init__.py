@@ -228,6 +228,19 @@ def require_clip_len(backbone: Backbone, row_shape: tuple[int, ...], frames: int
         )
 
 
+def audio_windows(
+    samples: np.ndarray, window: int, rate: int, shortest: int = 1
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """An audio model's inputs: consecutive windows of `window` samples (float32, the last may be
+    shorter) and their start times in seconds. A tail shorter than `shortest` samples is dropped,
+    unless it is all there is."""
+    starts = list(range(0, len(samples), window))
+    if len(starts) > 1 and len(samples) - starts[-1] < shortest:
+        starts.pop()
+    windows = [samples[start : start + window].astype(np.float32) for start in starts]
+    return windows, (np.asarray(starts) / rate).astype(np.float32)
+
+
 def require_sample_rate(backbone: Backbone, recipe: Recipe | None, rate: int) -> None:
     """Audio models take one sample rate: refuse a decoded audio view at another."""
     given = ((recipe.view if recipe else None) or {}).get("sample_rate", rate)

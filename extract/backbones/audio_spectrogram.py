@@ -23,6 +23,7 @@ from extract.backbones import (
     NotedBackbone,
     Units,
     VideoInput,
+    audio_windows,
     register_backbone,
     require_sample_rate,
 )
@@ -92,12 +93,10 @@ class ASTBackbone(NotedBackbone):
         if len(samples) < MIN_SAMPLES:
             note = "no audio" if len(samples) == 0 else "audio shorter than one 25 ms spectrogram frame"
             return Units([], np.zeros(0, np.float32), state=note)
-        starts = list(range(0, len(samples), self.window))
-        if len(starts) > 1 and len(samples) - starts[-1] < MIN_SAMPLES:
-            starts.pop()  # a tail shorter than one frame has no spectrogram of its own
-        windows = [samples[start : start + self.window].astype(np.float32) for start in starts]
+        # a tail shorter than one frame has no spectrogram of its own
+        windows, times = audio_windows(samples, self.window, SAMPLE_RATE, shortest=MIN_SAMPLES)
         features = self.extractor(windows, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_values"]
-        return Units(list(features), (np.asarray(starts) / SAMPLE_RATE).astype(np.float32), state="")
+        return Units(list(features), times, state="")
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from extract.backbones import (
     NotedBackbone,
     Units,
     VideoInput,
+    audio_windows,
     register_backbone,
     require_sample_rate,
 )
@@ -69,11 +70,10 @@ class ClapAudioBackbone(NotedBackbone):
         samples = video.rows
         if len(samples) == 0:
             return Units([], np.zeros(0, np.float32), state="no audio")
-        starts = range(0, len(samples), self.window)
-        windows = [samples[start : start + self.window].astype(np.float32) for start in starts]
+        windows, times = audio_windows(samples, self.window, self.rate)
         features = self.extractor(windows, sampling_rate=self.rate, return_tensors="pt")
         items = list(zip(features["input_features"], features["is_longer"], strict=True))
-        return Units(items, (np.asarray(starts) / self.rate).astype(np.float32), state="")
+        return Units(items, times, state="")
 
     @torch.inference_mode()
     def embed(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
