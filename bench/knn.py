@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench.peer import machine  # noqa: E402
-from extract.analysis.insight import QUERY_BLOCK, knn_graph  # noqa: E402
+from extract.analysis.knn import QUERY_BLOCK, knn_graph  # noqa: E402
 
 
 def main() -> None:

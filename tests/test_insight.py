@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, SHARED
 
-from extract.analysis import insight
-from extract.analysis.insight import InsightConfig, knn_graph, nearest, neighbours, run_insight, unit_rows
+from extract.analysis import insight, knn
+from extract.analysis.insight import InsightConfig, run_insight
+from extract.analysis.knn import knn_graph, nearest, unit_rows
+from extract.analysis.neighbours import neighbours
 from extract.core.config import ConfigError
 from extract.store import StoreReader, StoreWriter
 
@@ -75,7 +77,7 @@ def test_exact_and_near_duplicates_are_grouped_and_train_test_groups_are_leakage
 
 @pytest.mark.parametrize("block", [3, 2048])
 def test_exact_search_equals_brute_force(tmp_path, monkeypatch, block):
-    monkeypatch.setattr(insight, "QUERY_BLOCK", block)  # several blocks, and one
+    monkeypatch.setattr(knn, "QUERY_BLOCK", block)  # several blocks, and one
     rng = np.random.default_rng(1)
     rows = {f"v{i:02d}": rng.normal(size=(int(rng.integers(1, 4)), 16)).astype(np.float32) for i in range(20)}
     store = feature_store(tmp_path / "s", rows)

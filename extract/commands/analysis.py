@@ -29,7 +29,7 @@ def cmd_insight(args: argparse.Namespace) -> int:
 
 
 def cmd_neighbours(args: argparse.Namespace) -> int:
-    from extract.analysis.insight import embed_like, neighbours
+    from extract.analysis.neighbours import embed_like, neighbours
 
     if (args.id is None) == (args.video is None):
         raise ConfigError("neighbours: name a video of the store (ID) or a new one (--video FILE), not both")

@@ -251,7 +251,8 @@ def _maps_section(config: ReportConfig, rows: dict[str, dict]) -> str:
 def _map(store: str, config: ReportConfig, rows: dict[str, dict]) -> str:
     from sklearn.manifold import TSNE
 
-    from extract.analysis.insight import knn_graph, leaking_groups, unit_rows
+    from extract.analysis.insight import leaking_groups
+    from extract.analysis.knn import knn_graph, unit_rows
 
     reader = StoreReader(store)
     units, has_rows = unit_rows(reader)
