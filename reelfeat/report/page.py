@@ -1,4 +1,5 @@
-"""The report page: HTML written directly (no template engine, no script), every image inline."""
+"""The report page: HTML written directly (no template engine, no script), every image inline, from
+what `gather.py` read; nothing here opens a file."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.core.errors import UserError
 from extract.core.files import write_text
-from extract.core.runlog import read_runs
-from extract.stages.manifest import read_prepared
-from extract.store import StoreError, StoreReader
 from reelfeat.report import figures
 from reelfeat.report.config import ReportConfig
-from reelfeat.report.review import HeadReview, Mistake, review_head
+from reelfeat.report.gather import ReportData, StoreMap, VideoFacts, gather
+from reelfeat.report.review import HeadReview, Mistake
 
 # metrics in the order people look for them; any others follow, sorted
 METRIC_ORDER = (
@@ -38,42 +36,22 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 
 def write_page(config: ReportConfig, out: str | Path) -> Path:
     """Write the page to `out`; returns its path."""
-    rows = {row["id"]: row for row in read_prepared(config.manifest)}
-    reviews, failed = [], {}
-    for head_dir in sorted(Path(config.heads).glob("*/model.pt")):
-        if not (head_dir.parent / "metrics.json").is_file():
-            continue  # trained, not yet evaluated: its stage has not finished
-        try:
-            reviews.append(review_head(head_dir.parent, config.worst))
-        except UserError as exc:  # one head whose stores changed does not hide the others
-            failed[head_dir.parent.name] = str(exc)
-    frames = _open(config.frames)
-    transcripts = _transcripts(config.transcripts)
+    return write_text(out, render(gather(config)) + "\n")
+
+
+def render(data: ReportData) -> str:
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>reelfeat report</title>',
         f"<style>{STYLE}</style></head><body>",
         "<h1>reelfeat report</h1>",
-        _overview(rows, reviews),
+        _overview(data.rows, data.reviews),
         '<nav><a href="#heads">heads</a><a href="#stores">stores</a><a href="#run">last run</a></nav>',
-        _metrics_tables(reviews, failed),
+        _metrics_tables(data.reviews, data.failed),
     ]
-    parts += [_head_section(review, rows, frames, transcripts, config) for review in reviews]
-    parts += [_maps_section(config, rows), _stores_section(config.stores), _run_section(config.runs), "</body></html>"]
-    return write_text(out, "\n".join(parts) + "\n")
-
-
-def _open(path: str | None) -> StoreReader | None:
-    if not path or not Path(path).exists():
-        return None
-    return StoreReader(path)
-
-
-def _transcripts(path: str | None) -> dict[str, str]:
-    reader = _open(path)
-    if reader is None or "transcript" not in reader.info_names():
-        return {}
-    return dict(zip(reader.ids, reader.text("transcript"), strict=True))
+    parts += [_head_section(review, data) for review in data.reviews]
+    parts += [_maps_section(data), _stores_section(data), _run_section(data), "</body></html>"]
+    return "\n".join(parts)
 
 
 def _overview(rows: dict[str, dict], reviews: list[HeadReview]) -> str:
@@ -150,13 +128,7 @@ def _inputs(review: HeadReview) -> str:
     return ", ".join(f"{Path(i.store).name}:{i.pool}" for i in review.config.inputs)
 
 
-def _head_section(
-    review: HeadReview,
-    rows: dict[str, dict],
-    frames: StoreReader | None,
-    transcripts: dict[str, str],
-    config: ReportConfig,
-) -> str:
+def _head_section(review: HeadReview, data: ReportData) -> str:
     task = review.task
     out = [f'<section id="head-{escape(review.name)}" class="head"><h2>{escape(review.name)}</h2>']
     kind = "zero-shot (nothing trained)" if review.config.kind == "zero_shot" else "trained"
@@ -180,7 +152,7 @@ def _head_section(
     why = f'<p class="muted">Ordered by how wrong the head was: {task.kind.worst}.</p>'
     out.append(f"<h3>Worst test videos</h3>{why}")
     for mistake in review.worst:
-        out.append(_video(mistake, rows.get(mistake.vid, {}), frames, transcripts, config))
+        out.append(_video(mistake, data.videos[mistake.vid], data))
     if not review.worst:
         out.append('<p class="muted">No test videos.</p>')
     out.append("</section>")
@@ -200,24 +172,18 @@ def _per_class(review: HeadReview) -> str:
     return "\n".join(out)
 
 
-def _video(
-    mistake: Mistake, row: dict, frames: StoreReader | None, transcripts: dict[str, str], config: ReportConfig
-) -> str:
+def _video(mistake: Mistake, facts: VideoFacts, data: ReportData) -> str:
     out = [f'<div class="video"><h4>{escape(mistake.vid)}</h4><p>{escape(mistake.what)}</p>']
-    if frames is not None and mistake.vid in frames:
-        times = frames.timestamps(mistake.vid)
-        if len(frames.row_shape) == 3 and len(times):  # a frames view: read only the frames the strip shows
-            keep = np.unique(np.linspace(0, len(times) - 1, min(config.strip_frames, len(times))).round().astype(int))
-            images = frames.read(mistake.vid, keep)
-            strip = figures.strip(images, times[keep].astype(np.float64), mistake.attention or None)
-            what = "decoded frames" + (" and the head's attention over its rows" if mistake.attention else "")
-            out.append(_img(strip, what))
+    if facts.frames is not None:
+        strip = figures.strip(facts.frames, facts.times, mistake.attention or None)
+        what = "decoded frames" + (" and the head's attention over its rows" if mistake.attention else "")
+        out.append(_img(strip, what))
     else:
-        out.append(f'<p class="muted">no decoded frames in {escape(str(config.frames))}</p>')
-    caption = row.get(config.caption, "")
+        out.append(f'<p class="muted">no decoded frames in {escape(str(data.config.frames))}</p>')
+    caption = facts.caption
     out.append(f"<p><b>caption</b>: {escape(caption) if caption else '<span class=muted>none</span>'}</p>")
-    if transcripts:
-        spoken = transcripts.get(mistake.vid, "")
+    if data.has_transcripts:
+        spoken = facts.transcript
         out.append(f"<p><b>transcript</b>: {escape(spoken) if spoken else '<span class=muted>none</span>'}</p>")
     out.append("</div>")
     return "\n".join(out)
@@ -227,9 +193,10 @@ def _img(uri: str, alt: str) -> str:
     return f'<p><img src="{uri}" alt="{escape(alt)}"></p>'
 
 
-def _maps_section(config: ReportConfig, rows: dict[str, dict]) -> str:
+def _maps_section(data: ReportData) -> str:
     """Each configured store as a 2-D map (t-SNE of its pooled rows) with its kNN label probe."""
-    if not config.maps:
+    config = data.config
+    if not data.maps:
         return ""
     out = ['<section id="maps"><h2>Maps of the stores</h2>']
     out.append(
@@ -239,85 +206,39 @@ def _maps_section(config: ReportConfig, rows: dict[str, dict]) -> str:
         "(all videos, exact cosine) that carry it: high bars mean the store separates the labels before any "
         "head is trained.</p>"
     )
-    for store in config.maps:
-        try:
-            out.append(_map(store, config, rows))
-        except (UserError, FileNotFoundError, ValueError) as exc:
-            out.append(f"<p>{escape(store)}: {escape(str(exc))}</p>")
+    out += [_map(found) for found in data.maps]
     out.append("</section>")
     return "\n".join(out)
 
 
-def _map(store: str, config: ReportConfig, rows: dict[str, dict]) -> str:
-    from sklearn.manifold import TSNE
-
-    from extract.analysis.insight import leaking_groups
-    from extract.analysis.knn import knn_graph, unit_rows
-
-    reader = StoreReader(store)
-    units, has_rows = unit_rows(reader)
-    ids = [vid for vid, has in zip(reader.ids, has_rows, strict=True) if has]
-    units = units[has_rows]
-    if len(ids) < 4:
-        return f"<p>{escape(store)}: {len(ids)} videos with rows; a map needs at least 4</p>"
-    label = [str(rows.get(vid, {}).get(config.map_label or "split", "")) for vid in ids]
-    neighbours, _, _ = knn_graph(units, min(5, len(ids) - 1))
-    shared = np.array(label)[neighbours] == np.array(label)[:, None]
-    agreement = {name: float(shared[np.array(label) == name].mean()) for name in sorted(set(label))}
-    shown = np.arange(len(ids))
-    if len(ids) > config.map_limit:
-        shown = np.sort(np.random.default_rng(0).choice(len(ids), config.map_limit, replace=False))
-    xy = TSNE(2, perplexity=min(30.0, (len(shown) - 1) / 3), init="pca", random_state=0).fit_transform(units[shown])
-    where = {ids[k]: n for n, k in enumerate(shown)}
-    pairs = [
-        (where[a], where[b])
-        for group in leaking_groups(Path(config.insight))
-        for a in group["train"]
-        for b in group["test"]
-        if a in where and b in where
-    ]
-    splits = [str(rows.get(ids[k], {}).get("split", "")) for k in shown]
-    uri = figures.embedding_map(xy, [label[k] for k in shown], splits, pairs, agreement, store)
-    return _img(uri, f"map of {store}")
+def _map(found: StoreMap) -> str:
+    if found.problem:
+        return f"<p>{escape(found.store)}: {escape(found.problem)}</p>"
+    uri = figures.embedding_map(found.xy, found.labels, found.splits, found.pairs, found.agreement, found.store)
+    return _img(uri, f"map of {found.store}")
 
 
-def _stores_section(folders: tuple[str, ...]) -> str:
+def _stores_section(data: ReportData) -> str:
     out = ['<section id="stores"><h2>Stores</h2><table><tr><th>store</th><th>videos</th><th>failures</th>']
     out.append("<th>rows</th><th>bytes per video</th><th>backbone</th><th>weights</th><th>preprocessing</th></tr>")
-    failures = []
-    for folder in folders:
-        for index in sorted(Path(folder).glob("*/index.json")):
-            try:
-                reader = StoreReader(index.parent)
-            except StoreError as exc:
-                failures.append((str(index.parent), "the whole store", str(exc)))
-                continue
-            recipe = reader.recipe
-            size = sum(facts["bytes"] for facts in reader.shards.values())
-            backbone = recipe.backbone or recipe.view or recipe.to_dict()
-            weights = recipe.weights or {}
-            preprocessing = "—" if recipe.preprocessing is None else recipe.preprocessing
-            if weights:
-                origin = weights.get("name") or f"a local {weights.get('source', 'file')}"
-                weights_text = f"{origin}, sha256 {str(weights.get('sha256', ''))[:12]}"
-            else:
-                weights_text = "—"
-            cells = [
-                f"<td><code>{escape(str(reader.path))}</code></td>",
-                f'<td class="num">{len(reader)}</td>',
-                f'<td class="num">{len(reader.failures)}</td>',
-                f'<td class="num">{reader.num_rows} <span class="ci">of {escape(str(reader.row_shape))}</span></td>',
-                f'<td class="num">{size // max(1, len(reader)):,}</td>',
-                f"<td><code>{escape(_short_json(backbone))}</code></td>",
-                f"<td>{escape(weights_text)}</td>",
-                f"<td><code>{escape(_short_json(preprocessing))}</code></td>",
-            ]
-            out.append("<tr>" + "".join(cells) + "</tr>")
-            failures += [(str(reader.path), vid, why) for vid, why in reader.failures.items()]
+    for store in data.stores:
+        cells = [
+            f"<td><code>{escape(store.path)}</code></td>",
+            f'<td class="num">{store.videos}</td>',
+            f'<td class="num">{store.failures}</td>',
+            f'<td class="num">{store.rows} <span class="ci">of {escape(str(store.row_shape))}</span></td>',
+            f'<td class="num">{store.bytes_per_video:,}</td>',
+            f"<td><code>{escape(_short_json(store.backbone))}</code></td>",
+            f"<td>{escape(store.weights)}</td>",
+            f"<td><code>{escape(_short_json(store.preprocessing))}</code></td>",
+        ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table><h3>Failures</h3>")
-    if failures:
+    if data.store_failures:
         out.append("<table><tr><th>store</th><th>video</th><th>reason</th></tr>")
-        out += [f"<tr><td>{escape(s)}</td><td>{escape(v)}</td><td>{escape(w)}</td></tr>" for s, v, w in failures]
+        out += [
+            f"<tr><td>{escape(s)}</td><td>{escape(v)}</td><td>{escape(w)}</td></tr>" for s, v, w in data.store_failures
+        ]
         out.append("</table>")
     else:
         out.append('<p class="muted">None: every video made it into every store.</p>')
@@ -330,8 +251,8 @@ def _short_json(value: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _run_section(folder: str) -> str:
-    runs = [run for run in read_runs(folder) if run["stage"] != "report"]  # a page cannot time its own making
+def _run_section(data: ReportData) -> str:
+    runs, folder = data.runs, data.config.runs
     out = ['<section id="run"><h2>Last run</h2>']
     if not runs:
         out.append(
