@@ -11,6 +11,7 @@ flag for that input, so the head can tell "nothing there" from a real value.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,11 +34,15 @@ class FeatureInput:
     counts: np.ndarray  # (n,) rows per video
     pooled: np.ndarray | None  # (n, D) float32 for mean/max inputs
     missing: np.ndarray  # (n,) bool: the video has zero rows in this input
-    schema: InputSchema  # what the checkpoint remembers of the store
 
     @property
     def dim(self) -> int:
-        return self.schema.dim
+        return int(self.reader.row_shape[0])
+
+    @functools.cached_property
+    def schema(self) -> InputSchema:
+        """What a checkpoint remembers of the store (its recipe: stores made elsewhere may lack one)."""
+        return InputSchema.of_store(self.reader)
 
 
 def load_input(spec: InputConfig) -> FeatureInput:
@@ -49,7 +54,7 @@ def load_input(spec: InputConfig) -> FeatureInput:
     position = {vid: i for i, vid in enumerate(reader.ids)}
     counts = reader.row_counts
     pooled = reader.pooled(POOLED[spec.pool]) if spec.pool in POOLED else None
-    return FeatureInput(spec, reader, position, counts, pooled, counts == 0, InputSchema.of_store(reader))
+    return FeatureInput(spec, reader, position, counts, pooled, counts == 0)
 
 
 def pad_sequences(seqs: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,6 +53,16 @@ def test_sequences_match_the_store_for_every_id(stores):
         assert bool(item["missing"][0]) == (len(rows) == 0)
 
 
+def test_max_len_keeps_evenly_spaced_rows_with_their_timestamps_as_heads_read_them(stores):
+    image, _, _ = stores
+    data = reelfeat.FeatureDataset([image.path], max_len=2)
+    for i, vid in enumerate(data.ids):
+        rows, times = image.get(vid)
+        kept = np.linspace(0, len(rows) - 1, 2).round().astype(int) if len(rows) > 2 else np.arange(len(rows))
+        np.testing.assert_array_equal(data[i]["image"].numpy(), rows[kept].astype(np.float32))
+        np.testing.assert_array_equal(data[i]["image_timestamps"].numpy(), times[kept])
+
+
 def test_pooled_items_are_the_mean_or_max_of_the_rows_and_zeros_without_rows(stores):
     image, _, _ = stores
     for pool, reduce in [("mean", np.mean), ("max", np.max)]:
