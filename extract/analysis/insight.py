@@ -32,7 +32,7 @@ from extract.store import StoreReader
 
 INSIGHT = project.INSIGHT
 # measured on a trained Whisper tiny.en store: at it no group joins two clips and every copy of a real clip
-# joins its original (bench/duplicates.py, README "Duplicates and leakage"); for visual stores it is the value
+# joins its original (bench/duplicates.py, docs/insight.md); for visual stores it is the value
 # common for trained CLIP embeddings, unmeasured here (random weights separate nothing)
 DEFAULT_THRESHOLD = 0.95
 CROWDED = 0.5  # one group holding more than this share of a store's videos is warned about

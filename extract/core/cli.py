@@ -98,7 +98,7 @@ def load_section(params_path: str, section: str) -> dict:
         raise ConfigError(f"{path}: params file not found; run from the project root or pass --params")
     params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if section not in params:
-        raise ConfigError(f"{path}: no `{section}` section; see the README for its keys")
+        raise ConfigError(f"{path}: no `{section}` section; see docs/ (linked from the README) for its keys")
     return params[section] or {}
 
 

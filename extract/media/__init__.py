@@ -4,7 +4,7 @@ Files are read in this process by FFmpeg's own libraries through PyAV (`pyav.Med
 is one pass over the video's packets (`probe`), which frames to decode is decided from it alone
 (`plan`), and the decoder skips, packet by packet, every frame that neither a view asked for nor an
 asked-for frame references (`bitstream` says which). Measured against the ffmpeg and ffprobe
-commands this replaced, and against torchcodec, in the README ("Decoding").
+commands this replaced, and against torchcodec, in docs/benchmarks.md.
 """
 
 from __future__ import annotations

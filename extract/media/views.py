@@ -41,9 +41,9 @@ class FramesView:
     max_frames: int = 600  # cap for fixed-rate sampling of long videos
     size: tuple[int, int] = (224, 224)  # height, width
     resize: str = "crop"
-    storage: str = "raw"  # raw | jpeg: frames kept as JPEG (about a tenth of the bytes; see the README)
+    storage: str = "raw"  # raw | jpeg: frames kept as JPEG (about a tenth of the bytes; see docs/views.md)
     jpeg_quality: int = 90
-    seek: str = "auto"  # auto | exact | fast | keyframes: how exactly frames are found (see the README)
+    seek: str = "auto"  # auto | exact | fast | keyframes: how exactly frames are found (see docs/views.md)
     max_shift: float = 0.1  # fast: seconds a frame may move to the nearest decoded reference frame
 
     def validate(self, where: str) -> None:
