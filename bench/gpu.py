@@ -57,7 +57,7 @@ from extract.core.errors import Failure  # noqa: E402
 from extract.executor.local import pool_map  # noqa: E402
 from extract.media.views import View, view_config_json, view_from_params  # noqa: E402
 from extract.ondemand.oneshot import run_one_shot  # noqa: E402
-from extract.stages.decode import Task, decode_video  # noqa: E402
+from extract.stages.decode import DecodeJob, decode_video  # noqa: E402
 from extract.stages.features import ExtractRunner, Source, default_batch  # noqa: E402
 from extract.stages.manifest import video_rows  # noqa: E402
 from extract.store import StoreReader  # noqa: E402
@@ -221,7 +221,7 @@ def sync(device: torch.device) -> None:
 
 def decode_alone(rows: list[dict], view: View) -> tuple[dict, dict]:
     """Every video's view decoded by one process per core, one ffmpeg thread each, as `run` beside a GPU."""
-    tasks = [Task(row["id"], row["video"], {"view": view}, 1) for row in rows]
+    tasks = [DecodeJob(row["id"], row["video"], {"view": view}, 1) for row in rows]
     start = time.perf_counter()
     decoded = {task.vid: result for task, result in pool_map(decode_video, tasks, os.cpu_count() or 1)}
     seconds = time.perf_counter() - start

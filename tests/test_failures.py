@@ -285,13 +285,13 @@ def test_the_cli_gives_user_errors_one_line_and_bugs_their_traceback(tmp_path, c
 
 def test_a_bug_at_a_step_is_logged_each_time_and_a_command_shows_its_traceback_once(caplog, capsys):
     from extract.core.cli import command_logging
-    from extract.core.errors import describe
+    from extract.core.errors import failure_of
 
     def bug() -> Failure:
         try:
             {}["a key nobody set"]
         except KeyError as exc:
-            return describe("assemble rows", exc)
+            return failure_of("assemble rows", exc)
 
     assert bug().reason == "assemble rows: KeyError: 'a key nobody set'"
     bug()  # a notebook meeting the same bug twice is told twice, with its traceback

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, describe, held_sources
+from extract.store import StoreBuilder, StoreError, StoreReader, StoreWriter, held_sources, store_info
 from extract.store import reader as store_reader
 
 INFO = {"duration": "f8", "has_audio": "?", "note": "str"}
@@ -242,10 +242,10 @@ def test_a_shard_mostly_dead_is_compacted_and_one_all_dead_deleted(tmp_path, mon
     (original,) = StoreReader(path).shards
     build(path, rows[:6])  # 4 of 10 dead: kept as it is
     store = StoreReader(path)
-    assert list(store.shards) == [original] and "dead rows: 8" in describe(path)
+    assert list(store.shards) == [original] and "dead rows: 8" in store_info(path)
     build(path, rows[:3])  # 7 of 10 dead: rewritten without them
     store = StoreReader(path)
-    assert original not in store.shards and store.ids == ["v0", "v1", "v2"] and "dead rows: 0" in describe(path)
+    assert original not in store.shards and store.ids == ["v0", "v1", "v2"] and "dead rows: 0" in store_info(path)
     np.testing.assert_array_equal(store.get("v2")[0], rows_for("v21", 2)[0])
     assert store.text("note") == ["v0", "v1", "v2"]
     build(path, [("w", "1")])
@@ -286,7 +286,7 @@ def test_frames_kept_as_jpeg_read_back_as_uint8_close_to_the_original(tmp_path):
     np.testing.assert_array_equal(jpeg.read("clip", np.array([1])), decoded[1:2])
     size = {name: sum(f["bytes"] for f in reader.shards.values()) for name, reader in (("raw", raw), ("jpeg", jpeg))}
     assert size["jpeg"] < size["raw"]
-    assert "stored as JPEG (quality 90)" in describe(tmp_path / "jpeg")
+    assert "stored as JPEG (quality 90)" in store_info(tmp_path / "jpeg")
 
 
 def write_features(path, vids: list[str], config: str) -> None:

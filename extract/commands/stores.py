@@ -8,10 +8,10 @@ from extract.core.cli import EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from extract.store import describe
+    from extract.store import store_info
 
     for path in args.stores:
-        print(describe(path))
+        print(store_info(path))
     return EXIT_OK
 
 

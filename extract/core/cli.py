@@ -37,7 +37,7 @@ LOGGERS = ("extract", "heads", "reelfeat")  # the project's packages; other libr
 class CommandLog(logging.Handler):
     """Log records of the project's packages on the command's stderr: `warning: ...` and `error: ...`
     (the CLI's one-line style), info as it is. A traceback logged for a video's failure
-    (`errors.describe`) is shown once per step and exception type in a command; later ones are one line
+    (`errors.failure_of`) is shown once per step and exception type in a command; later ones are one line
     each, since the store and the command's summary list every video that failed."""
 
     def __init__(self) -> None:

@@ -50,7 +50,7 @@ def one_line(text: str) -> str:
     return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."
 
 
-def describe(step_name: str, exc: BaseException) -> Failure:
+def failure_of(step_name: str, exc: BaseException) -> Failure:
     """The failure for an exception raised at a step. A user-facing error is its message; anything
     else also names its type (it may be a bug), and is logged with its traceback, marked with its step
     and type (`repeat_key`) so that a command shows each such traceback once (`extract.core.cli`)."""
@@ -74,7 +74,7 @@ def step(name: str) -> Iterator[None]:
     except StepFailed:
         raise
     except Exception as exc:
-        raise StepFailed(describe(name, exc)) from exc
+        raise StepFailed(failure_of(name, exc)) from exc
 
 
 def run_step(name: str, fn: Callable[..., T], *args: object) -> T | Failure:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-from extract.core.errors import Failure, describe
+from extract.core.errors import Failure, failure_of
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelWork, call
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def _serve(conn: Connection, others: list[Connection], fn: Callable, init: Calla
         try:
             conn.send((index, result))
         except Exception as exc:  # a result that cannot be pickled: the item's failure, not the worker's death
-            conn.send((index, describe("sending the result", exc)))
+            conn.send((index, failure_of("sending the result", exc)))
 
 
 def beside_ray() -> bool:

@@ -28,7 +28,7 @@ from extract.core.errors import Failure, StepFailed
 from extract.core.settings import Settings, cores
 from extract.executor import Executor, make_executor
 from extract.media.views import View
-from extract.stages.decode import Task, biggest_first, decode_video, worker_limit
+from extract.stages.decode import DecodeJob, biggest_first, decode_video, worker_limit
 from extract.stages.manifest import write_csv
 from extract.store import BuildSummary, held_sources
 
@@ -130,7 +130,9 @@ def run_one_shot(
     executor = make_executor(settings, processes)
     if executor.remote:  # each actor decodes the videos it runs the model on: both kinds of work go out
         return _run_remote(key, values, rows, view, out_dir, executor, batch_size, settings, progress)
-    task_of = {row["id"]: Task(row["id"], row["video"], {"view": view}, 1, settings.ffmpeg_timeout_s) for row in rows}
+    task_of = {
+        row["id"]: DecodeJob(row["id"], row["video"], {"view": view}, 1, settings.ffmpeg_timeout_s) for row in rows
+    }
     held = held_sources(out_dir / key)
     new = biggest_first([task_of[row["id"]] for row in rows if (row["id"], row["sha256"]) not in held])
     first, rest = new[:CPU_TURN_VIDEOS], new[CPU_TURN_VIDEOS:]
@@ -254,7 +256,7 @@ class DecodingReader:
     def __call__(self, vid: str) -> VideoInput:
         import torch
 
-        task = Task(vid, self.paths[vid], {"view": self.view}, torch.get_num_threads(), self.timeout)
+        task = DecodeJob(vid, self.paths[vid], {"view": self.view}, torch.get_num_threads(), self.timeout)
         result = decode_video(task)["view"]
         if isinstance(result, Failure):
             raise StepFailed(result)
@@ -262,7 +264,7 @@ class DecodingReader:
         return VideoInput(vid, frames, times)
 
 
-def _inputs(runner: ExtractRunner, decoded: Iterator[tuple[Task, object]]) -> Iterator[tuple[str, object]]:
+def _inputs(runner: ExtractRunner, decoded: Iterator[tuple[DecodeJob, object]]) -> Iterator[tuple[str, object]]:
     """Each decoded video's model inputs as it arrives, or its failure."""
     for task, result in decoded:
         if not isinstance(result, Failure):

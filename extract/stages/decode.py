@@ -50,7 +50,7 @@ def views_from_params(decode_params: dict) -> dict[str, View]:
 
 
 @dataclass(frozen=True)
-class Task:
+class DecodeJob:
     vid: str
     path: str
     views: dict[str, View]
@@ -70,12 +70,12 @@ def worker_limit(timeout: float) -> float:
     return timeout + KILL_GRACE_S
 
 
-def biggest_first(tasks: list[Task]) -> list[Task]:
+def biggest_first(tasks: list[DecodeJob]) -> list[DecodeJob]:
     """Tasks by file size, largest first: the longest decodes start first and the short ones fill the
     other cores behind them, instead of one long video holding up the end of a run alone (the decode
     stage on the seven real clips, 2 workers: 1.71 s in manifest order, 1.50 s largest first)."""
 
-    def size(task: Task) -> int:
+    def size(task: DecodeJob) -> int:
         try:
             return os.path.getsize(task.path)
         except OSError:
@@ -84,7 +84,7 @@ def biggest_first(tasks: list[Task]) -> list[Task]:
     return sorted(tasks, key=size, reverse=True)
 
 
-def decode_video(task: Task) -> Decoded:
+def decode_video(task: DecodeJob) -> Decoded:
     """All requested views of one video: (rows, timestamps, info) per view, or its Failure. The file
     is opened and probed once for all of them."""
     opened = run_step("probe", _opened, task)
@@ -96,7 +96,7 @@ def decode_video(task: Task) -> Decoded:
         return {name: run_step("decode", _decode_view, source, view) for name, view in views}
 
 
-def _opened(task: Task) -> media.MediaFile:
+def _opened(task: DecodeJob) -> media.MediaFile:
     source = media.MediaFile(task.path, task.timeout, task.threads)
     try:
         source.probe()
@@ -158,7 +158,7 @@ def run_decode(
     for row in rows:
         needed = {name: view for name, view in views.items() if not builders[name].reusable(row["id"], row["sha256"])}
         if needed:
-            tasks.append(Task(row["id"], row["video"], needed, threads, settings.ffmpeg_timeout_s))
+            tasks.append(DecodeJob(row["id"], row["video"], needed, threads, settings.ffmpeg_timeout_s))
     sha_of = {row["id"]: row["sha256"] for row in rows}
     limit = worker_limit(settings.ffmpeg_timeout_s)
     for task, decoded in make_executor(settings, workers).map(decode_video, biggest_first(tasks), limit_s=limit):

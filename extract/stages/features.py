@@ -41,7 +41,7 @@ from extract.backbones import (
     default_device,
 )
 from extract.core.config import ConfigError
-from extract.core.errors import Failure, StepFailed, describe, step
+from extract.core.errors import Failure, StepFailed, failure_of, step
 from extract.core.recipe import Recipe
 from extract.core.settings import Settings
 from extract.executor import Executor, make_executor
@@ -251,7 +251,7 @@ class ExtractRunner:
                 self._forward(taken[half:])
                 return
             outputs = None
-            error = describe("forward pass", exc)
+            error = failure_of("forward pass", exc)
         for i, (owner, _) in enumerate(taken):
             owner.received += 1
             if outputs is None:

@@ -29,7 +29,7 @@ in the index), and a builder computes its videos again.
 from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, held_sources, rows_digest, summary_lines
 from extract.store.index import digest
 from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError
-from extract.store.reader import StoreReader, describe
+from extract.store.reader import StoreReader, store_info
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,7 +40,7 @@ __all__ = [
     "StoreError",
     "StoreReader",
     "StoreWriter",
-    "describe",
+    "store_info",
     "digest",
     "held_sources",
     "rows_digest",

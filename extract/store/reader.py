@@ -1,4 +1,4 @@
-"""Reading a store folder: `StoreReader`, and `describe` for people."""
+"""Reading a store folder: `StoreReader`, and `store_info` for people."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ class StoreReader:
         return list(self._index.layout.info_dtypes)
 
 
-def describe(path: str | Path) -> str:
+def store_info(path: str | Path) -> str:
     """A human summary of a store: counts, shards, bytes, provenance and failures."""
     reader = StoreReader(path)
     attrs = reader.attrs
