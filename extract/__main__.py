@@ -27,7 +27,7 @@ GROUPS = {
         "import-parquet",
     ),
     "extract.commands.analysis": ("insight", "neighbours"),
-    "extract.commands.stores": ("info",),
+    "extract.commands.stores": ("info", "verify"),
 }
 COMMANDS = {command: module for module, commands in GROUPS.items() for command in commands}
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from extract.core.config import ConfigError
+from extract.core.errors import UserError
 from extract.stages.manifest import read_prepared
 from extract.store import StoreReader
 from heads.checkpoint import InputSchema
@@ -54,7 +55,21 @@ def load_input(spec: InputConfig) -> FeatureInput:
     position = {vid: i for i, vid in enumerate(reader.ids)}
     counts = reader.row_counts
     pooled = reader.pooled(POOLED[spec.pool]) if spec.pool in POOLED else None
+    if pooled is not None and not np.isfinite(pooled).all():
+        refuse_non_finite(
+            reader, [vid for vid, row in zip(reader.ids, pooled, strict=True) if not np.isfinite(row).all()]
+        )
     return FeatureInput(spec, reader, position, counts, pooled, counts == 0)
+
+
+def refuse_non_finite(reader: StoreReader, vids: list[str]) -> None:
+    """A head never learns from or scores NaN or Inf rows (a store written before reelfeat refused them,
+    or imported): the error names the videos."""
+    shown = ", ".join(repr(vid) for vid in vids[:5]) + (f" and {len(vids) - 5} more" if len(vids) > 5 else "")
+    raise UserError(
+        f"{reader.path}: the rows of {shown} hold NaN or Inf; rerun the stage that writes the store "
+        "(this reelfeat records such videos as failed instead of storing them)"
+    )
 
 
 def pad_sequences(seqs: list[np.ndarray], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +143,10 @@ class HeadData:
         """At most max_len rows of one video, read from its shard; only the rows kept are read."""
         kept = cls.kept_rows(int(inp.counts[position]), inp.spec.max_len, rng)
         if kept is None:
-            return inp.reader.read(vid)
-        rows, back = np.unique(kept, return_inverse=True)  # h5py reads increasing row numbers
-        return inp.reader.read(vid, rows)[back]
+            rows = inp.reader.read(vid)
+        else:
+            unique, back = np.unique(kept, return_inverse=True)  # rows are read in increasing order
+            rows = inp.reader.read(vid, unique)[back]
+        if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+            refuse_non_finite(inp.reader, [vid])
+        return rows

@@ -257,7 +257,10 @@ class ExtractRunner:
             if outputs is None:
                 owner.failure = owner.failure or error
             elif not np.isfinite(outputs[i]).all():
-                owner.failure = owner.failure or Failure("forward pass: the model returned NaN or infinite values")
+                owner.failure = owner.failure or Failure(
+                    "forward pass: the model returned NaN or infinite values (a broken input, or an overflow in its "
+                    "compute precision: try precision: float32)"
+                )
             else:
                 owner.outputs.append(outputs[i])
 
@@ -410,7 +413,11 @@ def store_result(builder: StoreBuilder, vid: str, sha256: str, result: Rows | Fa
 
 
 def _stored(rows: Rows, dtype: str) -> Rows | Failure:
-    """Rows in the store's dtype; values that float16 cannot hold fail the video instead of turning inf."""
+    """Rows in the store's dtype. A store never keeps NaN or Inf: the forward pass fails a video whose
+    outputs hold them, this its assembled rows (and values float16 cannot hold)."""
+    if not np.isfinite(rows.feats).all():
+        bad = int((~np.isfinite(rows.feats)).any(axis=tuple(range(1, rows.feats.ndim))).sum())
+        return Failure(f"storing rows: {bad} of its {len(rows.feats)} rows hold NaN or Inf, which a store never keeps")
     feats = rows.feats.astype(dtype)
     if not np.isfinite(feats).all():
         return Failure(f"storing rows: values beyond {dtype}'s range; set this backbone's dtype: float32")

@@ -30,8 +30,11 @@ from extract.store.builder import BuildSummary, StoreBuilder, StoreWriter, held_
 from extract.store.index import digest
 from extract.store.layout import SCHEMA_VERSION, STORAGES, Layout, StoreError
 from extract.store.reader import StoreReader, store_info
+from extract.store.verify import Damage, Verified, repair, verify
 
 __all__ = [
+    "Damage",
+    "Verified",
     "SCHEMA_VERSION",
     "STORAGES",
     "BuildSummary",
@@ -43,6 +46,8 @@ __all__ = [
     "store_info",
     "digest",
     "held_sources",
+    "repair",
     "rows_digest",
     "summary_lines",
+    "verify",
 ]

@@ -177,6 +177,13 @@ class StoreReader:
         return list(self._index.layout.info_dtypes)
 
 
+def _verified(reader: StoreReader) -> str:
+    checked = sum(reader._shard(name).checksummed for name in reader.shards)
+    if checked == len(reader.shards):
+        return "every row against its checksum"
+    return f"{checked} of {len(reader.shards)} shards by checksums, the others by their hash when opened"
+
+
 def store_info(path: str | Path) -> str:
     """A human summary of a store: counts, shards, bytes, provenance and failures."""
     reader = StoreReader(path)
@@ -192,6 +199,7 @@ def store_info(path: str | Path) -> str:
         f"  shards: {len(shards)}   bytes: {size:,}   bytes per video: {size // max(1, len(reader)):,}   "
         f"dead rows: {stored_rows - reader.num_rows}",
         f"  per-video info: {', '.join(reader.info_names()) or '-'}",
+        f"  verified on read: {_verified(reader)}",
     ]
     shown = sorted(set(attrs) - {"recipe", "config"} if "recipe" in attrs else attrs)  # config: the recipe's contract
     for key in shown:

@@ -1,4 +1,12 @@
-"""One shard: written once and whole (`ShardWriter`), then read (`Shard`) without keeping it open."""
+"""One shard: written once and whole (`ShardWriter`), then read (`Shard`) without keeping it open.
+
+Every read is verified. A shard carries a CRC-32 of each row (`row_crc32`; of each JPEG image for
+JPEG storage), of each video's timestamps (`times_crc32`) and of its ids, offsets, source hashes and
+per-video columns (attributes `meta_crc32` and each column's `crc32`): rows are read straight from the
+file (no HDF5 on the way, hence no HDF5 filter), and each is checked against its CRC before it is
+returned. HDF5 1.10's own checksums cover the file's structure. A shard written before the checksums
+is verified by its name instead, the sha256 of its bytes, when it is opened. A damaged shard is a
+`DamagedShard` error naming the file and the fix, never rows."""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import io
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +29,29 @@ from extract.store.layout import SCHEMA_VERSION, Layout, StoreError
 _STR = h5py.string_dtype("utf-8")
 _BYTES = h5py.vlen_dtype(np.uint8)
 _PLAIN = {"track_times": False}  # no wall-clock times in a file: the same rows give the same bytes
+FIX = (
+    "restore it with `dvc checkout` (or `dvc pull`) where DVC tracks the store; otherwise run "
+    "`reelfeat verify --repair` on the store and rerun the stage that writes it, which recomputes only its videos"
+)
+
+
+class DamagedShard(StoreError):
+    """A shard whose bytes are not what it was written with."""
+
+
+def crc32_rows(rows: np.ndarray | list) -> np.ndarray:
+    """CRC-32 of each row's bytes (or of each JPEG image), as uint32."""
+    if isinstance(rows, np.ndarray) and rows.dtype != object and len(rows):  # one buffer, cut in rows
+        flat = memoryview(np.ascontiguousarray(rows)).cast("B")
+        size = len(flat) // len(rows)
+        return np.array([zlib.crc32(flat[k : k + size]) for k in range(0, len(flat), size)], np.uint32)
+    return np.array([zlib.crc32(np.ascontiguousarray(row)) for row in rows], np.uint32)
+
+
+def crc32_values(*columns: object) -> int:
+    """CRC-32 of small columns (ids, offsets, per-video values) by their JSON text."""
+    plain = [column.tolist() if isinstance(column, np.ndarray) else list(column) for column in columns]
+    return zlib.crc32(json.dumps(plain, sort_keys=True, default=str).encode())
 
 
 class ShardWriter:
@@ -36,6 +68,7 @@ class ShardWriter:
         self.sha: list[str] = []
         self.info: dict[str, list] = {name: [] for name in layout.info_dtypes}
         self.bytes = 0
+        self.row_crc: list[np.ndarray] = []
         self.started = time.monotonic()
 
     def add(self, vid: str, feats: np.ndarray, timestamps: np.ndarray, sha: str, info: Mapping[str, object]) -> None:
@@ -47,10 +80,14 @@ class ShardWriter:
             for k, image in enumerate(images):
                 blobs[k] = image
             self.rows.append(blobs)
+            self.row_crc.append(crc32_rows(images))
             self.bytes += sum(len(image) for image in images)
         else:  # a copy: the caller may reuse its buffer before the shard is written
             rows = np.array(feats, self.layout.dtype).reshape(len(feats), *self.layout.row_shape)
+            if rows.dtype.kind == "f" and not np.isfinite(rows).all():
+                raise StoreError(f"{vid!r}: its rows hold NaN or Inf, which a store never keeps")
             self.rows.append(rows)
+            self.row_crc.append(crc32_rows(rows))
             self.bytes += rows.nbytes
         self.times.append(np.asarray(timestamps, np.float32))
         self.ids.append(vid)
@@ -75,12 +112,21 @@ class ShardWriter:
                 h5.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=_STR, **_PLAIN)
                 h5.create_dataset("offsets", data=np.asarray(self.offsets, np.int64), **_PLAIN)
                 h5.create_dataset("source_sha256", data=np.asarray(self.sha, dtype=object), dtype=_STR, **_PLAIN)
+                h5.create_dataset("row_crc32", data=np.concatenate([np.zeros(0, np.uint32), *self.row_crc]), **_PLAIN)
+                h5.create_dataset("times_crc32", data=crc32_rows(self.times), **_PLAIN)
+                h5.attrs["meta_crc32"] = crc32_values(self.ids, self.offsets, self.sha)
                 info, text = h5.create_group("info", track_order=True), h5.create_group("text", track_order=True)
                 for name, dtype in self.layout.info_dtypes.items():
-                    if dtype == "str":
-                        text.create_dataset(name, data=np.asarray(self.info[name], dtype=object), dtype=_STR, **_PLAIN)
-                    else:
-                        info.create_dataset(name, data=np.asarray(self.info[name], dtype=dtype), **_PLAIN)
+                    group, values = (
+                        (text, np.asarray(self.info[name], dtype=object))
+                        if dtype == "str"
+                        else (
+                            info,
+                            np.asarray(self.info[name], dtype=dtype),
+                        )
+                    )
+                    column = group.create_dataset(name, data=values, dtype=_STR if dtype == "str" else None, **_PLAIN)
+                    column.attrs["crc32"] = crc32_values(values)
             with open(tmp, "rb") as handle:
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
             name = f"shard-{digest[:32]}.h5"
@@ -170,10 +216,22 @@ class Shard:
                 self.data = None if "jpeg" in h5 else Extent.of(h5["feats"])
                 rows = len(h5["timestamps"])
                 stored = len(h5["jpeg"]) // self.layout.frames_per_row if "jpeg" in h5 else len(h5["feats"])
+                # checksums: a shard written before them has none, and is checked by its name below
+                self.checksummed = "row_crc32" in h5
+                if self.checksummed:
+                    self.row_crc, self.times_crc = h5["row_crc32"][:], h5["times_crc32"][:]
+                    meta_crc = int(h5.attrs["meta_crc32"])
+                    # a row is checked the first time this shard object reads it: a shard is never
+                    # rewritten, so a head's later epochs read the bytes already checked
+                    self._checked = np.zeros(len(self.row_crc), bool)
         except (OSError, KeyError, ValueError) as exc:
-            raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+            raise DamagedShard(f"{path} is damaged ({type(exc).__name__}: {exc}): {FIX}") from None
         if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != rows or stored != rows:
-            raise StoreError(f"{path} is damaged: its offsets and rows disagree")
+            raise DamagedShard(f"{path} is damaged (its offsets and rows disagree): {FIX}")
+        if self.checksummed and crc32_values(self.ids, self.offsets, self.sha) != meta_crc:
+            raise DamagedShard(f"{path} is damaged (its ids, offsets or source hashes fail their checksum): {FIX}")
+        if not self.checksummed and not named_by_content(path):
+            raise DamagedShard(f"{path} is damaged (its bytes no longer hash to its name): {FIX}")
 
     @property
     def num_rows(self) -> int:
@@ -188,39 +246,57 @@ class Shard:
         wanted = np.arange(start, end) if select is None else start + np.asarray(select, np.int64)
         if self.data is not None:
             runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []
-            return self.data.read(self.path, [(int(run[0]), int(run[-1]) + 1) for run in runs])
+            rows = self.data.read(self.path, [(int(run[0]), int(run[-1]) + 1) for run in runs])
+            self._check(rows, wanted, f"rows of {self.ids[position]!r}")
+            return rows
         per_row = self.layout.frames_per_row
         frames = (wanted[:, None] * per_row + np.arange(per_row)[None]).ravel()
         if not len(frames):
             return np.zeros((0, *self.layout.row_shape), np.uint8)
         with h5py.File(self.path, "r") as h5:
             images = h5["jpeg"][frames]
+        self._check(images, frames, f"frames of {self.ids[position]!r}")
         return decode_jpeg(images).reshape(len(wanted), *self.layout.row_shape)
 
     def all_rows(self) -> np.ndarray:
         """Every row of the shard, dead ones included, in one read."""
         if self.data is not None:
-            return self.data.read(self.path, [(0, self.num_rows)])
+            rows = self.data.read(self.path, [(0, self.num_rows)])
+            self._check(rows, np.arange(self.num_rows), "its rows")
+            return rows
         return np.concatenate([self.rows(i) for i in range(len(self.ids))]) if self.ids else self.rows(0)
 
     def timestamps(self, position: int) -> np.ndarray:
-        return self.times.read(self.path, [self._span(position)])
+        times = self.times.read(self.path, [self._span(position)])
+        self._check([times], np.array([position]), f"timestamps of {self.ids[position]!r}", self.times_crc)
+        return times
+
+    def _check(self, rows, numbers: np.ndarray, what: str, crcs: np.ndarray | None = None) -> None:
+        """Raise DamagedShard where a row read (rows[k] is row numbers[k]) fails its CRC."""
+        if not self.checksummed:
+            return  # checked by its name when it was opened
+        new = ~self._checked[numbers] if crcs is None else np.ones(len(numbers), bool)
+        if not new.any():
+            return
+        expected = (self.row_crc if crcs is None else crcs)[numbers[new]]
+        fresh = rows if new.all() else [row for row, unseen in zip(rows, new, strict=True) if unseen]
+        if not np.array_equal(crc32_rows(fresh), expected):
+            raise DamagedShard(f"{self.path} is damaged ({what} fail their checksum): {FIX}")
+        if crcs is None:
+            self._checked[numbers[new]] = True
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray | list[str]:
         """Per-video fact or text `name` of the videos at `positions` (in that order)."""
-        order = np.argsort(positions, kind="stable")
-        wanted = positions[order].tolist()
         with h5py.File(self.path, "r") as h5:
-            if name in h5["text"]:
-                values = h5["text"][name].asstr()[wanted] if wanted else []
-                out = [""] * len(positions)
-                for k, i in enumerate(order):
-                    out[i] = values[k]
-                return out
-            dataset = h5["info"][name]
-            out = np.empty(len(positions), dtype=dataset.dtype)
-            out[order] = dataset[wanted] if wanted else []
-        return out
+            text = name in h5["text"]
+            dataset = h5["text"][name] if text else h5["info"][name]
+            values = dataset.asstr()[:] if text else dataset[:]  # one value a video: read whole, checked whole
+            crc = dataset.attrs.get("crc32")
+        if crc is not None and crc32_values(values) != int(crc):
+            raise DamagedShard(f"{self.path} is damaged (its column {name!r} fails its checksum): {FIX}")
+        if text:
+            return [str(values[i]) for i in positions]
+        return values[positions]
 
     def values(self, position: int) -> dict[str, object]:
         """Every per-video column of one video (for copying it into another shard)."""
