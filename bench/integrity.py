@@ -8,7 +8,7 @@ in 64 MB shards. Timed, medians of `--repeats`:
 - writing it (`StoreWriter`), and the CRC-32 of its rows alone (what checksums add to a write);
 - pooling every video (`StoreReader.pooled`, what a mean/max head does once before training);
 - one epoch of a sequence head's reads: every video's rows, one `read` each;
-- training heads on it (`heads.train`, 3 epochs): a mean-pooled MLP and a Transformer over the rows,
+- training heads on it (`heads/train.py`, 3 epochs): a mean-pooled MLP and a Transformer over the rows,
   the whole of what `train@<head>` does after start-up.
 Prints a markdown table and one JSON line, with the machine.
 """
