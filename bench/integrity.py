@@ -1,11 +1,11 @@
 """What verified reads cost: stores written and read with their checksums, against the same reads with
-the check switched off in this process (`Shard._check`), on the kinds of reads heads make.
+the checks switched off in this process (`Shard._check`, `_check_videos`), on the reads heads make.
 
     python bench/integrity.py [--videos 2000] [--rows 10] [--dim 2048] [--repeats 3]
 
 A feature store of `--videos` videos of `--rows` rows of `--dim` float16 values (ResNet50's, 10 frames),
 in 64 MB shards. Timed, medians of `--repeats`:
-- writing it (`StoreWriter`), and the CRC-32 of its rows alone (what checksums add to a write);
+- writing it (`StoreWriter`), and the XXH3 hashes of its rows alone (what the checksums add to a write);
 - pooling every video (`StoreReader.pooled`, what a mean/max head does once before training);
 - one epoch of a sequence head's reads: every video's rows, one `read` each;
 - training heads on it (`heads/train.py`, 3 epochs): a mean-pooled MLP and a Transformer over the rows,
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from extract.store import StoreReader, StoreWriter  # noqa: E402
-from extract.store.shard import Shard, crc32_rows  # noqa: E402
+from extract.store.shard import Shard, row_hashes  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -58,9 +58,9 @@ def main() -> None:
                 for i in range(args.videos):
                     w.add(f"v{i}", rows[i], times)
 
-        def crc() -> None:
+        def hashes() -> None:
             for i in range(args.videos):
-                crc32_rows(rows[i])
+                row_hashes(rows[i])
 
         def pooled() -> None:
             StoreReader(Path(tmp) / "s").pooled()
@@ -84,18 +84,18 @@ def main() -> None:
             config = head_config("bench", {**values, "bootstrap": 0})
             return lambda: train(config, Path(tmp) / f"head-{pool}")
 
-        checked = Shard._check
+        checked = Shard._check, Shard._check_videos
         for _ in range(args.repeats):
             results.setdefault("write", []).append(timed(write))
-            results.setdefault("crc of the rows", []).append(timed(crc))
+            results.setdefault("hashes of the rows", []).append(timed(hashes))
             reads = [("pool every video", pooled), ("sequence epoch", epoch)]
             heads = [("train a mean MLP head", head("mean")), ("train a Transformer head", head("transformer"))]
             for name, fn in reads + heads:
-                Shard._check = checked
+                Shard._check, Shard._check_videos = checked
                 results.setdefault(f"{name}, verified", []).append(timed(fn))
-                Shard._check = lambda *a, **k: None  # noqa: E731 - the same read, unchecked
+                Shard._check = Shard._check_videos = lambda *a, **k: None  # noqa: E731 - the same read, unchecked
                 results.setdefault(f"{name}, unchecked", []).append(timed(fn))
-            Shard._check = checked
+            Shard._check, Shard._check_videos = checked
     median = {name: round(statistics.median(values), 4) for name, values in results.items()}
     cpu = platform.processor() or platform.machine()
     print(f"\n{args.videos} videos x {args.rows} rows x {args.dim} float16, {cpu}\n")

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from conftest import assert_same_rows, save_torchvision, write_input
+from xxhash import xxh3_64_intdigest
 
 from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.image import ImageBackbone
@@ -94,7 +95,8 @@ def test_flipped_bytes_inside_a_shard_are_an_error_naming_it_in_every_reading_co
     reader = StoreReader(store)  # the sizes are right: opening it cannot tell
     with pytest.raises(DamagedShard, match=rf"{name} is damaged \(rows of '{videos[0]}' fail their checksum\)"):
         reader.get(videos[0])
-    assert reader.get(VIDEOS[0])[0].shape == (3, 512)  # the other shards read as before
+    other = next(vid for vid in VIDEOS if vid not in videos)
+    assert reader.get(other)[0].shape == (3, 512)  # the other shards read as before
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "manifest.csv").write_text(
@@ -147,18 +149,28 @@ def test_a_damaged_index_or_checksum_is_found_too(made, tmp_path, capsys):
 
     store = tmp_path / "store"
     shutil.copytree(made["clean"], store)
-    name = sorted(StoreReader(store).shards)[0]
-    with h5py.File(store / name, "r") as h5:
-        crc = h5["row_crc32"]
-        at = crc.id.get_offset() + 5  # a byte of the second row's checksum
-        video = h5["ids"].asstr()[0]
-    with open(store / name, "r+b") as handle:
-        handle.seek(at)
-        value = handle.read(1)
-        handle.seek(at)
-        handle.write(bytes([value[0] ^ 0x01]))
-    with pytest.raises(DamagedShard, match=f"rows of '{video}' fail their checksum"):
-        StoreReader(store).get(video)
+    first, second = sorted(StoreReader(store).shards)[:2]
+    videos = {}
+    for name, dataset, byte in [(first, "row_xxh3", 8 + 5), (second, "video_xxh3", 1)]:
+        with h5py.File(store / name, "r") as h5:  # a byte of the second row's, or of the first video's, hash
+            at = h5[dataset].id.get_offset() + byte
+            videos[name] = h5["ids"].asstr()[0]
+        with open(store / name, "r+b") as handle:
+            handle.seek(at)
+            value = handle.read(1)
+            handle.seek(at)
+            handle.write(bytes([value[0] ^ 0x01]))
+    reader = StoreReader(store)
+    with pytest.raises(DamagedShard, match=f"rows of '{videos[first]}' fail their checksum"):
+        reader.read(videos[first], np.array([1]))  # a head's sequence read: row by row
+    with pytest.raises(DamagedShard, match=f"rows of '{videos[second]}' fail their checksum"):
+        reader.get(videos[second])  # a whole video: one CRC
+    for name in (first, second):
+        with pytest.raises(DamagedShard, match="fail their checksum"):
+            Shard(store / name).verify()
+    capsys.readouterr()
+    assert run(reelfeat_main, "verify", str(store)) == EXIT_ERROR
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the two shards, and what to do
 
     index = store / "index.json"
     text = index.read_bytes()
@@ -175,9 +187,9 @@ def test_a_shard_written_before_checksums_is_verified_by_its_name(made, tmp_path
     shard = tmp_path / "old.h5"
     shutil.copy(made["clean"] / sorted(StoreReader(made["clean"]).shards)[0], shard)
     with h5py.File(shard, "r+") as h5:  # as shards were written before they carried checksums
-        for name in ("row_crc32", "times_crc32"):
+        for name in ("row_xxh3", "times_xxh3"):
             del h5[name]
-        del h5.attrs["meta_crc32"]
+        del h5.attrs["meta_xxh3"]
     import hashlib
 
     named = tmp_path / f"shard-{hashlib.sha256(shard.read_bytes()).hexdigest()[:32]}.h5"
@@ -220,9 +232,11 @@ def test_a_head_refuses_a_store_that_holds_nan_rows_naming_the_video(made, tmp_p
         rows = h5["feats"][:2]
         rows[:] = np.nan
         h5["feats"][:2] = rows
-        from extract.store.shard import crc32_rows
+        from extract.store.shard import row_hashes
 
-        h5["row_crc32"][:2] = crc32_rows(rows)
+        h5["row_xxh3"][:2] = row_hashes(rows)
+        first = h5["feats"][: h5["offsets"][1]]
+        h5["video_xxh3"][0] = xxh3_64_intdigest(first)  # its checksums made whole again: only the NaN is wrong
         video = h5["ids"].asstr()[0]
     for pool in ("mean", "lstm"):
         config = head_config(

@@ -1,9 +1,10 @@
 """One shard: written once and whole (`ShardWriter`), then read (`Shard`) without keeping it open.
 
-Every read is verified. A shard carries a CRC-32 of each row (`row_crc32`; of each JPEG image for
-JPEG storage), of each video's timestamps (`times_crc32`) and of its ids, offsets, source hashes and
-per-video columns (attributes `meta_crc32` and each column's `crc32`): rows are read straight from the
-file (no HDF5 on the way, hence no HDF5 filter), and each is checked against its CRC before it is
+Every read is verified. A shard carries an XXH3-64 hash of each row (`row_xxh3`; of each JPEG image
+for JPEG storage), of each video's rows together (`video_xxh3`), of each video's timestamps
+(`times_xxh3`) and of its ids, offsets, source hashes and per-video columns (attributes `meta_xxh3`
+and each column's `xxh3`): rows are read straight from the file (no HDF5 on the way, hence no HDF5
+filter), and each is checked against its hash before it is
 returned. HDF5 1.10's own checksums cover the file's structure. A shard written before the checksums
 is verified by its name instead, the sha256 of its bytes, when it is opened. A damaged shard is a
 `DamagedShard` error naming the file and the fix, never rows."""
@@ -15,13 +16,13 @@ import io
 import json
 import os
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+from xxhash import xxh3_64_intdigest
 
 from extract.core.files import publish, temp_path
 from extract.store.layout import SCHEMA_VERSION, Layout, StoreError
@@ -39,19 +40,19 @@ class DamagedShard(StoreError):
     """A shard whose bytes are not what it was written with."""
 
 
-def crc32_rows(rows: np.ndarray | list) -> np.ndarray:
-    """CRC-32 of each row's bytes (or of each JPEG image), as uint32."""
+def row_hashes(rows: np.ndarray | list) -> np.ndarray:
+    """XXH3-64 of each row's bytes (or of each JPEG image), as uint64."""
     if isinstance(rows, np.ndarray) and rows.dtype != object and len(rows):  # one buffer, cut in rows
         flat = memoryview(np.ascontiguousarray(rows)).cast("B")
         size = len(flat) // len(rows)
-        return np.array([zlib.crc32(flat[k : k + size]) for k in range(0, len(flat), size)], np.uint32)
-    return np.array([zlib.crc32(np.ascontiguousarray(row)) for row in rows], np.uint32)
+        return np.array([xxh3_64_intdigest(flat[k : k + size]) for k in range(0, len(flat), size)], np.uint64)
+    return np.array([xxh3_64_intdigest(np.ascontiguousarray(row)) for row in rows], np.uint64)
 
 
-def crc32_values(*columns: object) -> int:
-    """CRC-32 of small columns (ids, offsets, per-video values) by their JSON text."""
+def values_hash(*columns: object) -> int:
+    """XXH3-64 of small columns (ids, offsets, per-video values) by their JSON text."""
     plain = [column.tolist() if isinstance(column, np.ndarray) else list(column) for column in columns]
-    return zlib.crc32(json.dumps(plain, sort_keys=True, default=str).encode())
+    return xxh3_64_intdigest(json.dumps(plain, sort_keys=True, default=str).encode())
 
 
 class ShardWriter:
@@ -68,7 +69,8 @@ class ShardWriter:
         self.sha: list[str] = []
         self.info: dict[str, list] = {name: [] for name in layout.info_dtypes}
         self.bytes = 0
-        self.row_crc: list[np.ndarray] = []
+        self.row_hash: list[np.ndarray] = []
+        self.video_hash: list[int] = []
         self.started = time.monotonic()
 
     def add(self, vid: str, feats: np.ndarray, timestamps: np.ndarray, sha: str, info: Mapping[str, object]) -> None:
@@ -80,14 +82,15 @@ class ShardWriter:
             for k, image in enumerate(images):
                 blobs[k] = image
             self.rows.append(blobs)
-            self.row_crc.append(crc32_rows(images))
+            self.row_hash.append(row_hashes(images))
             self.bytes += sum(len(image) for image in images)
         else:  # a copy: the caller may reuse its buffer before the shard is written
             rows = np.array(feats, self.layout.dtype).reshape(len(feats), *self.layout.row_shape)
             if rows.dtype.kind == "f" and not np.isfinite(rows).all():
                 raise StoreError(f"{vid!r}: its rows hold NaN or Inf, which a store never keeps")
             self.rows.append(rows)
-            self.row_crc.append(crc32_rows(rows))
+            self.row_hash.append(row_hashes(rows))
+            self.video_hash.append(xxh3_64_intdigest(rows))
             self.bytes += rows.nbytes
         self.times.append(np.asarray(timestamps, np.float32))
         self.ids.append(vid)
@@ -112,9 +115,11 @@ class ShardWriter:
                 h5.create_dataset("ids", data=np.asarray(self.ids, dtype=object), dtype=_STR, **_PLAIN)
                 h5.create_dataset("offsets", data=np.asarray(self.offsets, np.int64), **_PLAIN)
                 h5.create_dataset("source_sha256", data=np.asarray(self.sha, dtype=object), dtype=_STR, **_PLAIN)
-                h5.create_dataset("row_crc32", data=np.concatenate([np.zeros(0, np.uint32), *self.row_crc]), **_PLAIN)
-                h5.create_dataset("times_crc32", data=crc32_rows(self.times), **_PLAIN)
-                h5.attrs["meta_crc32"] = crc32_values(self.ids, self.offsets, self.sha)
+                h5.create_dataset("row_xxh3", data=np.concatenate([np.zeros(0, np.uint64), *self.row_hash]), **_PLAIN)
+                h5.create_dataset("times_xxh3", data=row_hashes(self.times), **_PLAIN)
+                if self.layout.storage != "jpeg":  # a whole video's rows in one check
+                    h5.create_dataset("video_xxh3", data=np.asarray(self.video_hash, np.uint64), **_PLAIN)
+                h5.attrs["meta_xxh3"] = values_hash(self.ids, self.offsets, self.sha)
                 info, text = h5.create_group("info", track_order=True), h5.create_group("text", track_order=True)
                 for name, dtype in self.layout.info_dtypes.items():
                     group, values = (
@@ -126,7 +131,7 @@ class ShardWriter:
                         )
                     )
                     column = group.create_dataset(name, data=values, dtype=_STR if dtype == "str" else None, **_PLAIN)
-                    column.attrs["crc32"] = crc32_values(values)
+                    column.attrs["xxh3"] = values_hash(values)
             with open(tmp, "rb") as handle:
                 digest = hashlib.file_digest(handle, "sha256").hexdigest()
             name = f"shard-{digest[:32]}.h5"
@@ -217,18 +222,19 @@ class Shard:
                 rows = len(h5["timestamps"])
                 stored = len(h5["jpeg"]) // self.layout.frames_per_row if "jpeg" in h5 else len(h5["feats"])
                 # checksums: a shard written before them has none, and is checked by its name below
-                self.checksummed = "row_crc32" in h5
+                self.checksummed = "row_xxh3" in h5
                 if self.checksummed:
-                    self.row_crc, self.times_crc = h5["row_crc32"][:], h5["times_crc32"][:]
-                    meta_crc = int(h5.attrs["meta_crc32"])
+                    self.row_hash, self.times_hash = h5["row_xxh3"][:], h5["times_xxh3"][:]
+                    meta_hash = int(h5.attrs["meta_xxh3"])
                     # a row is checked the first time this shard object reads it: a shard is never
                     # rewritten, so a head's later epochs read the bytes already checked
-                    self._checked = np.zeros(len(self.row_crc), bool)
+                    self._checked = np.zeros(len(self.row_hash), bool)
+                    self.video_hash = h5["video_xxh3"][:] if "video_xxh3" in h5 else None
         except (OSError, KeyError, ValueError) as exc:
             raise DamagedShard(f"{path} is damaged ({type(exc).__name__}: {exc}): {FIX}") from None
         if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != rows or stored != rows:
             raise DamagedShard(f"{path} is damaged (its offsets and rows disagree): {FIX}")
-        if self.checksummed and crc32_values(self.ids, self.offsets, self.sha) != meta_crc:
+        if self.checksummed and values_hash(self.ids, self.offsets, self.sha) != meta_hash:
             raise DamagedShard(f"{path} is damaged (its ids, offsets or source hashes fail their checksum): {FIX}")
         if not self.checksummed and not named_by_content(path):
             raise DamagedShard(f"{path} is damaged (its bytes no longer hash to its name): {FIX}")
@@ -247,7 +253,10 @@ class Shard:
         if self.data is not None:
             runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1) if len(wanted) else []
             rows = self.data.read(self.path, [(int(run[0]), int(run[-1]) + 1) for run in runs])
-            self._check(rows, wanted, f"rows of {self.ids[position]!r}")
+            if select is None:
+                self._check_videos(rows, [position])
+            else:
+                self._check(rows, wanted, f"rows of {self.ids[position]!r}")
             return rows
         per_row = self.layout.frames_per_row
         frames = (wanted[:, None] * per_row + np.arange(per_row)[None]).ravel()
@@ -262,27 +271,63 @@ class Shard:
         """Every row of the shard, dead ones included, in one read."""
         if self.data is not None:
             rows = self.data.read(self.path, [(0, self.num_rows)])
-            self._check(rows, np.arange(self.num_rows), "its rows")
+            self._check_videos(rows, range(len(self.ids)), start=0)
             return rows
         return np.concatenate([self.rows(i) for i in range(len(self.ids))]) if self.ids else self.rows(0)
 
+    def verify(self) -> None:
+        """Every checksum the shard carries, each row's and each video's, whatever was read before."""
+        if self.checksummed:
+            self._checked[:] = False
+            if self.data is not None:
+                rows = self.data.read(self.path, [(0, self.num_rows)])
+                self._check(rows, np.arange(self.num_rows), "its rows")
+                self._checked[:] = False
+                self._check_videos(rows, range(len(self.ids)), start=0)
+            else:
+                for position in range(len(self.ids)):
+                    self.rows(position)
+        for position in range(len(self.ids)):
+            self.timestamps(position)
+        for column in self.layout.info_dtypes:
+            self.column(column, np.zeros(0, np.int64))
+
     def timestamps(self, position: int) -> np.ndarray:
         times = self.times.read(self.path, [self._span(position)])
-        self._check([times], np.array([position]), f"timestamps of {self.ids[position]!r}", self.times_crc)
+        self._check([times], np.array([position]), f"timestamps of {self.ids[position]!r}", self.times_hash)
         return times
 
-    def _check(self, rows, numbers: np.ndarray, what: str, crcs: np.ndarray | None = None) -> None:
-        """Raise DamagedShard where a row read (rows[k] is row numbers[k]) fails its CRC."""
+    def _check_videos(self, rows: np.ndarray, positions, start: int | None = None) -> None:
+        """Check whole videos' rows (`rows` holds the videos at `positions`, one after another, from
+        shard row `start`, or the one video's own span): one hash a video."""
+        if not self.checksummed or self.video_hash is None:  # per row where there is no per-video hash
+            first = self._span(positions[0])[0] if start is None else start
+            self._check(rows, np.arange(first, first + len(rows)), "its rows")
+            return
+        first = self._span(positions[0])[0] if start is None else start
+        spans = [(position, *self._span(position)) for position in positions]
+        todo = [(p, a, b) for p, a, b in spans if b > a and not self._checked[a:b].all()]
+        if not todo:
+            return
+        for position, a, b in todo:
+            if xxh3_64_intdigest(memoryview(rows[a - first : b - first]).cast("B")) != int(self.video_hash[position]):
+                raise DamagedShard(
+                    f"{self.path} is damaged (rows of {self.ids[position]!r} fail their checksum): {FIX}"
+                )
+            self._checked[a:b] = True
+
+    def _check(self, rows, numbers: np.ndarray, what: str, hashes: np.ndarray | None = None) -> None:
+        """Raise DamagedShard where a row read (rows[k] is row numbers[k]) fails its hash."""
         if not self.checksummed:
             return  # checked by its name when it was opened
-        new = ~self._checked[numbers] if crcs is None else np.ones(len(numbers), bool)
+        new = ~self._checked[numbers] if hashes is None else np.ones(len(numbers), bool)
         if not new.any():
             return
-        expected = (self.row_crc if crcs is None else crcs)[numbers[new]]
+        expected = (self.row_hash if hashes is None else hashes)[numbers[new]]
         fresh = rows if new.all() else [row for row, unseen in zip(rows, new, strict=True) if unseen]
-        if not np.array_equal(crc32_rows(fresh), expected):
+        if not np.array_equal(row_hashes(fresh), expected):
             raise DamagedShard(f"{self.path} is damaged ({what} fail their checksum): {FIX}")
-        if crcs is None:
+        if hashes is None:
             self._checked[numbers[new]] = True
 
     def column(self, name: str, positions: np.ndarray) -> np.ndarray | list[str]:
@@ -291,8 +336,8 @@ class Shard:
             text = name in h5["text"]
             dataset = h5["text"][name] if text else h5["info"][name]
             values = dataset.asstr()[:] if text else dataset[:]  # one value a video: read whole, checked whole
-            crc = dataset.attrs.get("crc32")
-        if crc is not None and crc32_values(values) != int(crc):
+            stored = dataset.attrs.get("xxh3")
+        if stored is not None and values_hash(values) != int(stored):
             raise DamagedShard(f"{self.path} is damaged (its column {name!r} fails its checksum): {FIX}")
         if text:
             return [str(values[i]) for i in positions]
