@@ -69,8 +69,8 @@ def timed(args: list[str], cwd: Path) -> tuple[float, float]:
 
 def metrics_cost(videos: int, tags: int, resamples: int = 1000) -> dict:
     """Seconds to tune thresholds and to compute a multi-label split's metrics with bootstrap intervals."""
-    from heads.metrics import evaluate_split
-    from heads.tasks import Task
+    from heads.evaluate import evaluate_split
+    from heads.kinds import Task
 
     rng = np.random.default_rng(1)
     y = (rng.random((videos, tags)) < 2 / tags).astype(np.int8)

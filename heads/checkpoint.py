@@ -20,8 +20,8 @@ from extract.core.files import atomic_write
 from extract.core.recipe import Recipe
 from extract.store import StoreReader
 from heads.config import HeadConfig, config_from_dict, config_to_dict
+from heads.kinds import Task
 from heads.models import HeadModel, ZeroShotHead, build_head
-from heads.tasks import Task
 
 CHECKPOINT = "model.pt"
 

@@ -11,17 +11,26 @@ registered in `KINDS`, and its tests. Torch-free at import (the config and `stor
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-    from heads.config import HeadConfig
-    from heads.tasks import Task
-
 Rows = list[dict[str, str]]
+
+
+class TaskSpec(Protocol):
+    """What a head's config (`heads.config.HeadConfig`) says of its task."""
+
+    task: str
+    targets: tuple[str, ...]
+    loss_name: str
+    pos_weight: float | None
+    quantiles: int
+    zscore: bool
 
 
 class TaskKind:
@@ -34,7 +43,7 @@ class TaskKind:
     columns: ClassVar[str] = "one"  # target columns: "one", or "several" (multi_regression)
     worst: ClassVar[str] = "wrong answers first (false positives and negatives), then the closest calls"
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         """Set what the task learns from data: its classes (from every row, so each label has an
         output), and cuts or z-score parameters (from the training rows only)."""
         raise NotImplementedError
@@ -128,7 +137,7 @@ class Binary(TaskKind):
     name, losses, headline, chart, zero_shot = "binary", ("bce",), ("f1", "roc_auc"), "roc", True
     negative_prompt = True
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         task.classes = [task.columns[0]]
 
     def out_dim(self, task: Task) -> int:
@@ -191,7 +200,7 @@ class MultiLabel(TaskKind):
 
     name, losses, headline, chart, zero_shot = "multi_label", ("bce",), ("hit@1", "map", "gap"), "roc", True
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         column = task.columns[0]
         task.classes = sorted({name for row in rows for name in row[column].split(",") if name})
 
@@ -288,7 +297,7 @@ class MultiClass(TaskKind):
 
     name, losses, headline, chart, zero_shot = "multi_class", ("ce",), ("accuracy",), "confusion", True
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         task.classes = sorted({row[task.columns[0]] for row in rows})
 
     def encode(self, task: Task, rows: Rows) -> np.ndarray:
@@ -344,7 +353,7 @@ class Quantile(MultiClass):
     name = "quantile"
     zero_shot = False
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         values = np.array([float(row[task.columns[0]]) for row in train])
         task.cuts = np.quantile(values, np.arange(1, config.quantiles) / config.quantiles).tolist()
         task.classes = [f"q{i + 1}" for i in range(config.quantiles)]
@@ -360,7 +369,7 @@ class Regression(TaskKind):
     name, losses, headline, chart = "regression", ("mse", "mae", "huber"), ("mse", "pearson"), "predicted"
     worst = "the largest errors, in units of the test targets' spread"
 
-    def fit(self, task: Task, config: HeadConfig, rows: Rows, train: Rows) -> None:
+    def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         task.classes = list(task.columns)
         values = np.array([[float(row[c]) for c in task.columns] for row in train])
         task.mean = values.mean(0).tolist() if config.zscore else [0.0] * len(task.columns)
@@ -422,3 +431,53 @@ def _bce(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 KINDS: dict[str, TaskKind] = {
     kind.name: kind for kind in (Binary(), MultiLabel(), MultiClass(), Quantile(), Regression(), MultiRegression())
 }
+
+
+# A kind with what it learned from the data, which travels in the checkpoint: its classes, and the
+# quantile cuts or z-score mean and std, fitted on the training split only (classes from every row,
+# so that every label has an output).
+@dataclass
+class Task:
+    kind: TaskKind  # a kind's name is taken too (a checkpoint's, params')
+    columns: tuple[str, ...]
+    loss_name: str
+    classes: list[str] = field(default_factory=list)  # output names: labels, classes, quartiles or columns
+    cuts: list[float] = field(default_factory=list)  # quantile: thresholds between classes
+    mean: list[float] = field(default_factory=list)  # regression: z-score parameters
+    std: list[float] = field(default_factory=list)
+    pos_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kind, str):
+            self.kind = KINDS[self.kind]
+
+    @classmethod
+    def fit(cls, config: TaskSpec, rows: list[dict[str, str]], train: list[dict[str, str]]) -> Task:
+        """Fit on the training rows (classes are taken from all rows so every label has an output)."""
+        task = cls(config.task, config.targets, config.loss_name, pos_weight=config.pos_weight)
+        task.kind.fit(task, config, rows, train)
+        return task
+
+    @property
+    def out_dim(self) -> int:
+        return self.kind.out_dim(self)
+
+    def encode(self, rows: list[dict[str, str]]) -> np.ndarray:
+        """Training targets: 0/1 (binary, multi-label), class index (multi-class, quantile), z-scored numbers."""
+        return self.kind.encode(self, rows)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch, computed on logits (stable: no sigmoid or softmax before the loss)."""
+        return self.kind.loss(self, logits, targets)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities (classification) or values in the target's original units (regression)."""
+        return self.kind.scores(self, logits)
+
+    def truth(self, rows: list[dict[str, str]]) -> np.ndarray:
+        """Targets as metrics see them: regression in original units, the rest as encoded."""
+        return self.kind.truth(self, rows)
+
+    def state(self) -> dict[str, Any]:
+        state = {k: getattr(self, k) for k in ("columns", "loss_name", "classes", "cuts", "mean", "std", "pos_weight")}
+        return {"kind": self.kind.name, **state}

@@ -10,8 +10,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from heads.tasks import Task
-
 
 def sklearn_metrics():
     """scikit-learn's metrics module, imported where a metric needs it: its 1.8 s of imports are
@@ -167,38 +165,3 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def bootstrap(
-    task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict, resamples: int, seed: int
-) -> dict[str, list[float]]:
-    """95% percentile intervals of the task's headline metrics over videos resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    names = task.kind.headline
-    draws: dict[str, list[float]] = {name: [] for name in names}
-    headline = task.kind.resampled(task, y, p, thresholds)
-    for _ in range(resamples):
-        values = headline(rng.integers(0, len(y), len(y)))
-        for name in names:
-            if name in values:
-                draws[name].append(values[name])
-    return {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in draws.items() if v}
-
-
-def evaluate_split(task: Task, y: np.ndarray, p: np.ndarray, thresholds: dict, resamples: int, seed: int) -> dict:
-    """Metrics of one split plus `ci95` intervals of its headline metrics, rounded for stable JSON."""
-    out = task.kind.metrics(task, y, p, thresholds)
-    if resamples and len(y) > 1:
-        out["ci95"] = bootstrap(task, y, p, thresholds, resamples, seed)
-    out["n"] = int(len(y))
-    return _rounded(out)
-
-
-def _rounded(value):
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return round(float(value), 6)
-    return value

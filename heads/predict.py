@@ -24,7 +24,7 @@ from extract.stages.manifest import video_rows
 from extract.store import StoreReader
 from heads.checkpoint import load_head
 from heads.data import HeadData
-from heads.tasks import Task
+from heads.kinds import Task
 from heads.train import predict_scores
 
 

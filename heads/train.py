@@ -18,8 +18,8 @@ from extract.core.files import write_text
 from heads.checkpoint import CHECKPOINT, Checkpoint
 from heads.config import HeadConfig
 from heads.data import HeadData
+from heads.kinds import Task
 from heads.models import HeadModel, ZeroShotHead, build_head
-from heads.tasks import Task
 from heads.zero_shot import embed_labels
 
 EVAL_BATCH = 256  # videos per forward pass where nothing is learned (validation loss, scores)

@@ -17,7 +17,7 @@ from extract.core.config import ConfigError
 from extract.core.recipe import Recipe
 from heads.checkpoint import InputSchema
 from heads.config import HeadConfig
-from heads.tasks import Task
+from heads.kinds import Task
 
 
 def label_prompts(config: HeadConfig, task: Task) -> list[str]:

@@ -25,7 +25,7 @@ from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
 from heads.data import HeadData
 from heads.evaluate import evaluate
-from heads.kinds import KINDS
+from heads.kinds import KINDS, Task
 from heads.metrics import (
     average_precisions,
     best_f1_threshold,
@@ -34,7 +34,6 @@ from heads.metrics import (
     mean_average_precision,
     roc_points,
 )
-from heads.tasks import Task
 from heads.train import predict_scores, train
 
 N, DIM, CLASSES = 240, 16, 3
@@ -581,7 +580,7 @@ def test_missing_or_damaged_test_scores_are_one_line_naming_the_file_and_the_fix
 
 
 def test_leakage_free_test_metrics_drop_exactly_the_test_videos_with_a_train_duplicate(synthetic, tmp_path):
-    from heads.metrics import evaluate_split
+    from heads.evaluate import evaluate_split
 
     inputs = resolve(ARCHES["mlp"], synthetic["stores"])
     config = config_for(synthetic, tmp_path, "binary", "binary", inputs, epochs=3)

@@ -22,9 +22,9 @@ from heads.checkpoint import load_head
 from heads.config import HeadConfig
 from heads.data import HeadData
 from heads.evaluate import read_scores
+from heads.kinds import Task
 from heads.metrics import average_precisions
 from heads.models import AttentionPool, AttentiveProbe, HeadModel, ZeroShotHead
-from heads.tasks import Task
 
 
 @dataclass
