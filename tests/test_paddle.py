@@ -48,12 +48,15 @@ def test_export_then_import_gives_the_same_features_labels_and_splits(tmp_path):
     back = tmp_path / "back"
     splits = {name: out / f"{name}.txt" for name in ("train", "val", "test")}
     written = import_paddle(out / "feature_files", splits, out / "class.txt", back, trust_pickle=True)
-    imported = StoreReader(written["image_pkl"])
+    assert written.videos == 3 and set(written.stores) == {"paddle_image", "paddle_audio"}
+    imported = StoreReader(written.stores["paddle_image"])
     assert imported.ids == ["a", "b", "c"]
     np.testing.assert_array_equal(imported.get("c")[0], StoreReader(image).get("clips/c")[0])
-    np.testing.assert_array_equal(StoreReader(written["audio_pkl"]).get("a")[0], StoreReader(audio).get("clips/a")[0])
-    assert StoreReader(written["audio_pkl"]).get("b")[0].shape == (0, 128)
-    with open(written["manifest"], newline="") as handle:
+    np.testing.assert_array_equal(
+        StoreReader(written.stores["paddle_audio"]).get("a")[0], StoreReader(audio).get("clips/a")[0]
+    )
+    assert StoreReader(written.stores["paddle_audio"]).get("b")[0].shape == (0, 128)
+    with open(written.manifest, newline="") as handle:
         assert [(r["id"], r["split"], r["labels"], r["text"]) for r in csv.DictReader(handle)] == [
             ("a", "train", "music,talking", "cold beer"),
             ("b", "val", "", "yoga"),

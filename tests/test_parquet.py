@@ -49,9 +49,9 @@ def test_export_import_and_load_dataset_give_the_same_rows_ids_and_recipe(tmp_pa
     assert pq.ParquetFile(shard).num_row_groups == 2  # [a], [b, silent]: written as they fill, not all at once
     card = (tmp_path / "hf" / "README.md").read_text()
     assert card.startswith("---\nconfigs:") and "IMAGENET1K_V2" in card
-    back, count = import_parquet(tmp_path / "hf", tmp_path / "back")
-    original, again = StoreReader(path), StoreReader(back)
-    assert count == 3 and again.ids == original.ids and again.dtype == original.dtype
+    imported = import_parquet(tmp_path / "hf", tmp_path / "back")
+    original, again = StoreReader(path), StoreReader(imported.stores["back"])
+    assert imported.videos == 3 and again.ids == original.ids and again.dtype == original.dtype
     assert again.attrs["config"] == original.attrs["config"] and again.recipe == original.recipe
     assert again.source_sha256 == original.source_sha256
     for vid in original.ids:

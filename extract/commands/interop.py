@@ -19,11 +19,10 @@ def cmd_import_paddle(args: argparse.Namespace) -> int:
         if name not in ("train", "val", "test") or not path:
             raise ConfigError(f"--split {item!r}: write NAME=FILE with NAME train, val or test")
         splits[name] = Path(path)
-    written = import_paddle(
+    imported = import_paddle(
         Path(args.features), splits, Path(args.classes) if args.classes else None, Path(args.out), args.trust_pickle
     )
-    for what, path in written.items():
-        print(f"{what}: {path}")
+    print("\n".join(imported.lines(args.features)))
     return EXIT_OK
 
 
@@ -46,8 +45,7 @@ def cmd_export_numpy(args: argparse.Namespace) -> int:
 def cmd_import_numpy(args: argparse.Namespace) -> int:
     from extract.interop.numpy_files import import_numpy
 
-    store, count = import_numpy(args.folder, args.feature_type, args.out, args.dtype)
-    print(f"{store}: {count} videos imported from {args.folder}")
+    print("\n".join(import_numpy(args.folder, args.feature_type, args.out, args.dtype).lines(args.folder)))
     return EXIT_OK
 
 
@@ -62,8 +60,7 @@ def cmd_export_parquet(args: argparse.Namespace) -> int:
 def cmd_import_parquet(args: argparse.Namespace) -> int:
     from extract.interop.parquet_files import import_parquet
 
-    store, count = import_parquet(args.folder, args.out)
-    print(f"{store}: {count} videos imported from {args.folder}")
+    print("\n".join(import_parquet(args.folder, args.out).lines(args.folder)))
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from extract.core.errors import UserError
 from extract.core.files import atomic_write, inside
+from extract.interop import Imported
 from extract.store import StoreReader, StoreWriter
 
 TIMESTAMPS = "timestamps_ms"
@@ -54,9 +55,9 @@ def export_numpy(store: str | Path, out: str | Path, feature_type: str | None = 
     return len(reader)
 
 
-def import_numpy(folder: str | Path, feature_type: str, out: str | Path, dtype: str | None = None) -> tuple[Path, int]:
+def import_numpy(folder: str | Path, feature_type: str, out: str | Path, dtype: str | None = None) -> Imported:
     """A store from `<id>_<feature_type>.npy` files (and their `<id>_timestamps_ms.npy` where present;
-    otherwise row i is at i seconds); dtype defaults to the files'. Returns (store, videos)."""
+    otherwise row i is at i seconds); dtype defaults to the files'."""
     folder = Path(folder)
     suffix = f"_{feature_type}.npy"
     files = sorted(p for p in folder.rglob(f"*{suffix}") if p.is_file())
@@ -85,4 +86,4 @@ def import_numpy(folder: str | Path, feature_type: str, out: str | Path, dtype: 
             if len(seconds) != len(rows):
                 raise UserError(f"{stamps}: {len(seconds)} timestamps for {len(rows)} rows in {path.name}")
             writer.add(vid, rows.astype(dtype), seconds)
-    return Path(out), len(files)
+    return Imported({Path(out).name: Path(out)}, len(files))

@@ -21,6 +21,7 @@ import numpy as np
 
 from extract.core.errors import UserError
 from extract.core.files import atomic_write, write_text
+from extract.interop import Imported
 from extract.stages.manifest import read_table, write_csv
 from extract.store import StoreReader, StoreWriter
 
@@ -77,7 +78,7 @@ def load_plain_pickle(path: Path) -> object:
 
 def import_paddle(
     features: Path, splits: dict[str, Path], classes: Path | None, out: Path, trust_pickle: bool
-) -> dict[str, Path]:
+) -> Imported:
     """Write the stores `paddle_image`, `paddle_audio` and `manifest.csv` (id, video, text, labels, split) into out."""
     if not trust_pickle:
         raise PickleRefused(
@@ -129,13 +130,13 @@ def import_paddle(
             for key, writer in writers.items():
                 feats = np.asarray(record["feature"][key], np.float32).reshape(-1, 128 if key == "audio_pkl" else 2048)
                 writer.add(row["id"], feats, np.arange(len(feats), dtype=np.float32), "")
-        written = {key: writer.commit() for key, writer in writers.items()}
+        written = {KINDS[key]: writer.commit() for key, writer in writers.items()}
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
     manifest = write_csv(out / "manifest.csv", ["id", "video", "text", "labels", "split"], rows)
-    return {**written, "manifest": manifest}
+    return Imported(written, len(rows), manifest)
 
 
 def export_paddle(image: Path, audio: Path, manifest: Path, labels: str, out: Path) -> int:

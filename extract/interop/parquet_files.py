@@ -21,6 +21,7 @@ import numpy as np
 
 from extract.core.errors import UserError
 from extract.core.files import ID_RULE, atomic_path, id_problem, write_text
+from extract.interop import Imported
 from extract.stages.manifest import read_prepared
 from extract.store import StoreReader, StoreWriter
 
@@ -138,8 +139,8 @@ def _card(reader: StoreReader, width: int, dtype: str, columns: list[str], video
     )
 
 
-def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
-    """A store from `export_parquet`'s shards (same ids, rows, timestamps and recipe); returns (store, videos)."""
+def import_parquet(folder: str | Path, out: str | Path) -> Imported:
+    """A store from `export_parquet`'s shards (same ids, rows, timestamps and recipe)."""
     folder = Path(folder)
     files = sorted((folder / "data").glob("*.parquet")) or sorted(folder.glob("*.parquet"))
     if not files:
@@ -165,7 +166,7 @@ def import_parquet(folder: str | Path, out: str | Path) -> tuple[Path, int]:
                     seconds = stamps[i].values.to_numpy(zero_copy_only=False).astype(np.float32)
                     writer.add(vid, video.astype(dtype), seconds, sha[i] or "")
                     count += 1
-    return Path(out), count
+    return Imported({Path(out).name: Path(out)}, count)
 
 
 def _reelfeat_meta(path: Path) -> dict:
