@@ -37,7 +37,11 @@ FIX = (
 
 
 class DamagedShard(StoreError):
-    """A shard whose bytes are not what it was written with."""
+    """A shard whose bytes are not what it was written with: its file, what is wrong, and the fix."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged ({reason}): {FIX}")
+        self.path, self.reason = path, reason
 
 
 def row_hashes(rows: np.ndarray | list) -> np.ndarray:
@@ -231,13 +235,13 @@ class Shard:
                     self._checked = np.zeros(len(self.row_hash), bool)
                     self.video_hash = h5["video_xxh3"][:] if "video_xxh3" in h5 else None
         except (OSError, KeyError, ValueError) as exc:
-            raise DamagedShard(f"{path} is damaged ({type(exc).__name__}: {exc}): {FIX}") from None
+            raise DamagedShard(path, f"{type(exc).__name__}: {exc}") from None
         if len(self.offsets) != len(self.ids) + 1 or self.offsets[-1] != rows or stored != rows:
-            raise DamagedShard(f"{path} is damaged (its offsets and rows disagree): {FIX}")
+            raise DamagedShard(path, "its offsets and rows disagree")
         if self.checksummed and values_hash(self.ids, self.offsets, self.sha) != meta_hash:
-            raise DamagedShard(f"{path} is damaged (its ids, offsets or source hashes fail their checksum): {FIX}")
+            raise DamagedShard(path, "its ids, offsets or source hashes fail their checksum")
         if not self.checksummed and not named_by_content(path):
-            raise DamagedShard(f"{path} is damaged (its bytes no longer hash to its name): {FIX}")
+            raise DamagedShard(path, "its bytes no longer hash to its name")
 
     @property
     def num_rows(self) -> int:
@@ -311,9 +315,7 @@ class Shard:
             return
         for position, a, b in todo:
             if xxh3_64_intdigest(memoryview(rows[a - first : b - first]).cast("B")) != int(self.video_hash[position]):
-                raise DamagedShard(
-                    f"{self.path} is damaged (rows of {self.ids[position]!r} fail their checksum): {FIX}"
-                )
+                raise DamagedShard(self.path, f"rows of {self.ids[position]!r} fail their checksum")
             self._checked[a:b] = True
 
     def _check(self, rows, numbers: np.ndarray, what: str, hashes: np.ndarray | None = None) -> None:
@@ -326,7 +328,7 @@ class Shard:
         expected = (self.row_hash if hashes is None else hashes)[numbers[new]]
         fresh = rows if new.all() else [row for row, unseen in zip(rows, new, strict=True) if unseen]
         if not np.array_equal(row_hashes(fresh), expected):
-            raise DamagedShard(f"{self.path} is damaged ({what} fail their checksum): {FIX}")
+            raise DamagedShard(self.path, f"{what} fail their checksum")
         if hashes is None:
             self._checked[numbers[new]] = True
 
@@ -338,7 +340,7 @@ class Shard:
             values = dataset.asstr()[:] if text else dataset[:]  # one value a video: read whole, checked whole
             stored = dataset.attrs.get("xxh3")
         if stored is not None and values_hash(values) != int(stored):
-            raise DamagedShard(f"{self.path} is damaged (its column {name!r} fails its checksum): {FIX}")
+            raise DamagedShard(self.path, f"its column {name!r} fails its checksum")
         if text:
             return [str(values[i]) for i in positions]
         return values[positions]

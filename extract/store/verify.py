@@ -51,8 +51,8 @@ def verify(store: str | Path) -> Verified:
                 shard = Shard(file)
                 checksummed += shard.checksummed
                 shard.verify()
-            except StoreError as exc:
-                reason = str(exc).removeprefix(f"{file} is damaged (").split("): ")[0]
+            except StoreError as exc:  # a DamagedShard says what; another refusal (a schema) says it all
+                reason = getattr(exc, "reason", str(exc))
         if reason:
             damaged.append(Damage(name, reason, tuple(videos.get(name, ()))))
     return Verified(store, len(index.shards), checksummed, tuple(damaged))
