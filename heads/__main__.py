@@ -7,6 +7,7 @@ the file and the fix); 3 predict finished but some videos failed (their lines ca
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,18 +32,21 @@ def configured(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from heads.config import head_config
-    from heads.train import train
+    from heads.train import SWEEP, train
 
     config = head_config(args.head, configured(args))
     path = train(config, args.out or head_dir(args.head))
     done = "embedded the labels of a zero-shot" if config.kind == "zero_shot" else "trained"
     print(f"{args.head}: {done} {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
+    if config.sweep:
+        rows = json.loads((path.parent / SWEEP).read_text(encoding="utf-8"))["rows"]
+        best = next(row for row in rows if row["best"])
+        chosen = ", ".join(f"{key} {best[key]}" for key in config.sweep)
+        print(f"{args.head}: best of {len(rows)} configurations on val: {chosen} -> {path.parent / SWEEP}")
     return EXIT_OK
 
 
 def cmd_stores(args: argparse.Namespace) -> int:
-    import json
-
     from extract.core.files import write_text
     from extract.store import digest
     from heads.config import head_config

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from extract.core import project
-from extract.core.config import ConfigError, build_config
+from extract.core.config import ConfigError, build_config, coerce
 from heads.kinds import KINDS
 
 POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentive_probe")
 # attention heads when `heads` is not given: the transformer encoder's, and V-JEPA's attentive probe's
 DEFAULT_HEADS = {"transformer": 4, "attentive_probe": 16}
 HEAD_KINDS = ("trained", "zero_shot")
+# What `sweep:` may vary: the training values that leave the shared batches as they are (batch_size,
+# seed and an input's max_len change which rows a batch holds, so they cannot share one), and an
+# input's own options as "<input key>.<option>".
+SWEPT_HEAD_KEYS = ("lr", "weight_decay", "dropout", "hidden", "epochs", "loss", "pos_weight")
+SWEPT_INPUT_KEYS = ("hidden", "layers", "heads", "queries", "blocks", "self_blocks", "dropout", "filters", "windows")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class InputConfig:
     filters: int = 128  # textcnn filters per window
     queries: int = 1  # attentive_probe: learned query tokens (their outputs side by side)
     blocks: int = 1  # attentive_probe: cross-attention blocks
+    self_blocks: int = 0  # attentive_probe: self-attention blocks over the rows first (V-JEPA 2's probe: 3)
     dropout: float = 0.0  # attentive_probe: dropout in its attention and MLP
 
     @property
@@ -49,6 +57,8 @@ class InputConfig:
             raise ConfigError(f"{where}: max_len, hidden and layers must be positive")
         if self.queries < 1 or self.blocks < 1 or (self.heads is not None and self.heads < 1):
             raise ConfigError(f"{where}: queries, blocks and heads must be positive")
+        if self.self_blocks < 0:
+            raise ConfigError(f"{where}.self_blocks: {self.self_blocks}; give 0 or more")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"{where}.dropout: {self.dropout} is not in [0, 1)")
 
@@ -90,6 +100,9 @@ class HeadConfig:
     label_text: dict[str, str] = dataclasses.field(default_factory=dict)  # zero_shot: label -> what {label} becomes
     negative: str = "a video"  # zero_shot binary: the prompt the label is weighed against
     text_model: str | None = None  # zero_shot: CLIP/SigLIP name or folder; default: the first input's weights
+    # key -> values: `train` trains every combination in one pass over the batches and keeps the best on val
+    sweep: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    patience: int | None = None  # stop after this many epochs without a better val metric, keeping the best epoch
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -125,6 +138,60 @@ class HeadConfig:
                 raise ConfigError(f"{where}.inputs: guide {spec.guide!r} must be a pooled input among {sorted(pooled)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"{where}: epochs, batch_size and lr must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"{where}.patience: {self.patience} epochs; give a positive number or null")
+        if self.sweep:
+            for values, point in self.configurations(where):
+                point.validate(f"{where} (sweep point {values})")
+
+    def configurations(self, where: str = "heads") -> list[tuple[dict[str, Any], HeadConfig]]:
+        """Every combination of the sweep's values, the last key varying fastest, each as (its swept
+        values, the config that trains it, with no sweep); without a sweep, ({}, this config)."""
+        if not self.sweep:
+            return [({}, self)]
+        if self.kind == "zero_shot":
+            raise ConfigError(f"{where}.sweep: a zero_shot head trains nothing to sweep; remove sweep")
+        axes = []
+        for key, values in self.sweep.items():
+            hint = self._swept_hint(key, f"{where}.sweep")
+            if not values:
+                raise ConfigError(f"{where}.sweep.{key}: give a list of at least one value")
+            axes.append([coerce(value, hint, f"{where}.sweep.{key}[{i}]") for i, value in enumerate(values)])
+        return [
+            (dict(zip(self.sweep, point, strict=True)), self.with_values(dict(zip(self.sweep, point, strict=True))))
+            for point in itertools.product(*axes)
+        ]
+
+    def with_values(self, values: dict[str, Any]) -> HeadConfig:
+        """This config with some values set (a sweep point's keys), and no sweep."""
+        inputs = list(self.inputs)
+        for key, value in values.items():
+            if "." in key:
+                name, option = key.split(".", 1)
+                i = [spec.key for spec in inputs].index(name)
+                inputs[i] = dataclasses.replace(inputs[i], **{option: value})
+        own = {key: value for key, value in values.items() if "." not in key}
+        return dataclasses.replace(self, **own, inputs=tuple(inputs), sweep={})
+
+    def _swept_hint(self, key: str, where: str) -> Any:
+        """The type a swept key's values take, or an error naming what may be swept."""
+        if "." in key:
+            name, option = key.split(".", 1)
+            names = [spec.key for spec in self.inputs]
+            if name not in names:
+                raise ConfigError(f"{where}.{key}: no input named {name!r}; the inputs are {names}")
+            if option not in SWEPT_INPUT_KEYS:
+                raise ConfigError(
+                    f"{where}.{key}: an input's {option!r} cannot be swept; sweep one of {list(SWEPT_INPUT_KEYS)}"
+                )
+            return typing.get_type_hints(InputConfig)[option]
+        if key not in SWEPT_HEAD_KEYS:
+            raise ConfigError(
+                f"{where}.{key}: cannot be swept (one pass shares every batch, so batch_size, seed and the "
+                f"inputs' max_len stay fixed); sweep one of {list(SWEPT_HEAD_KEYS)} or '<input>.<option>' "
+                f"with option one of {list(SWEPT_INPUT_KEYS)}"
+            )
+        return typing.get_type_hints(HeadConfig)[key]
 
     def _validate_zero_shot(self, where: str) -> None:
         if not KINDS[self.task].zero_shot:
@@ -162,6 +229,7 @@ def config_from_dict(values: dict[str, Any]) -> HeadConfig:
     values["inputs"] = tuple(InputConfig(**{**i, "windows": tuple(i["windows"])}) for i in values["inputs"])
     values["hidden"] = tuple(values["hidden"])
     values.setdefault("kind", "trained")  # checkpoints written before zero_shot heads existed
+    values["sweep"] = {key: tuple(v) for key, v in values.get("sweep", {}).items()}
     if isinstance(values["target"], list):
         values["target"] = tuple(values["target"])
     return HeadConfig(**values)

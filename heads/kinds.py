@@ -37,6 +37,10 @@ class TaskKind:
     name: ClassVar[str]
     losses: ClassVar[tuple[str, ...]]  # the losses it trains with; the first is the default
     headline: ClassVar[tuple[str, ...]]  # the metrics given 95% intervals and shown first
+    # the val metric a sweep keeps its best configuration by, and early stopping watches; free of
+    # thresholds, so every configuration is judged before any are tuned
+    selection: ClassVar[str]
+    lower_is_better: ClassVar[bool] = False
     chart: ClassVar[str]  # what the report draws of the test split: "roc", "confusion" or "predicted"
     zero_shot: ClassVar[bool] = False  # whether a zero_shot head (label prompts, no training) can do it
     negative_prompt: ClassVar[bool] = False  # zero_shot: a label is weighed against a negative prompt
@@ -108,6 +112,11 @@ class TaskKind:
         """The headline metrics of a resample (video indices drawn with replacement), for the intervals."""
         return lambda index: self.metrics(task, y[index], p[index], thresholds)
 
+    def selection_value(self, task: Task, y: np.ndarray, p: np.ndarray) -> float | None:
+        """The selection metric of val truth and scores, or None where val cannot give it (one class)."""
+        value = self.metrics(task, y, p, self.untuned_thresholds(p.shape[1])).get(self.selection)
+        return float(value) if value is not None and np.isfinite(value) else None
+
     def zero_shot_logits(self, cosines: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, centred: bool):
         """A zero_shot head's logits from each video's cosines to the label prompts, in the model's scale."""
         return scale * cosines
@@ -135,6 +144,7 @@ class Binary(TaskKind):
     """Yes or no: one 0/1 column, one sigmoid score, one cut tuned for F1 on the validation split."""
 
     name, losses, headline, chart, zero_shot = "binary", ("bce",), ("f1", "roc_auc"), "roc", True
+    selection = "roc_auc"
     negative_prompt = True
 
     def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
@@ -199,6 +209,7 @@ class MultiLabel(TaskKind):
     """Tags: a comma-separated column, a sigmoid score per label, a cut per label tuned on validation."""
 
     name, losses, headline, chart, zero_shot = "multi_label", ("bce",), ("hit@1", "map", "gap"), "roc", True
+    selection = "map"
 
     def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         column = task.columns[0]
@@ -296,6 +307,7 @@ class MultiClass(TaskKind):
     """One class per video: a softmax over the column's values, the top one is the label."""
 
     name, losses, headline, chart, zero_shot = "multi_class", ("ce",), ("accuracy",), "confusion", True
+    selection = "accuracy"
 
     def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
         task.classes = sorted({row[task.columns[0]] for row in rows})
@@ -367,6 +379,7 @@ class Regression(TaskKind):
     """A number: trained on z-scored targets (fitted on train), reported in the column's own units."""
 
     name, losses, headline, chart = "regression", ("mse", "mae", "huber"), ("mse", "pearson"), "predicted"
+    selection, lower_is_better = "mse", True
     worst = "the largest errors, in units of the test targets' spread"
 
     def fit(self, task: Task, config: TaskSpec, rows: Rows, train: Rows) -> None:
@@ -417,7 +430,7 @@ class Regression(TaskKind):
 class MultiRegression(Regression):
     """Several numbers at once, one output per column."""
 
-    name, headline, columns = "multi_regression", ("pearson",), "several"
+    name, headline, columns, selection, lower_is_better = "multi_regression", ("pearson",), "several", "pearson", False
 
 
 def _bce(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

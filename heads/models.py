@@ -106,11 +106,17 @@ class CrossAttentionBlock(nn.Module):
 class AttentiveProbe(nn.Module):
     """`queries` learned tokens read a video's rows through `blocks` cross-attention blocks, padding
     masked; out: the queries side by side (B, queries * D), for the task's linear layer (`hidden: []`)
-    or an MLP. Defaults are V-JEPA's AttentivePooler: 1 query, 1 block, 16 heads, no dropout."""
+    or an MLP. Defaults are V-JEPA's AttentivePooler: 1 query, 1 block, 16 heads, no dropout.
+    V-JEPA 2's evaluation probe first passes the rows through `self_blocks` (3) pre-norm
+    self-attention blocks (MLP 4x wide, GELU), then one cross-attention block reads them."""
 
-    def __init__(self, dim: int, queries: int, blocks: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, queries: int, blocks: int, heads: int, dropout: float, self_blocks: int = 0) -> None:
         super().__init__()
         self.queries = nn.Parameter(nn.init.trunc_normal_(torch.zeros(1, queries, dim), std=0.02))
+        self.self_blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, "gelu", batch_first=True, norm_first=True)
+            for _ in range(self_blocks)
+        )
         self.blocks = nn.ModuleList(CrossAttentionBlock(dim, heads, dropout) for _ in range(blocks))
         self.out_dim = queries * dim
 
@@ -119,6 +125,8 @@ class AttentiveProbe(nn.Module):
         # reads its first (zero) position instead; its missing flag tells the head it had none.
         padding = ~mask
         padding[:, 0] &= mask.any(dim=1)
+        for block in self.self_blocks:
+            rows = block(rows, src_key_padding_mask=padding)
         queries, weights = self.queries.expand(len(rows), -1, -1), None
         for block in self.blocks:
             queries, weights = block(queries, rows, padding)
@@ -174,7 +182,9 @@ class HeadModel(nn.Module):
                 encoder = TransformerInput(spec, dim)
                 out_dim = encoder.out_dim
             elif spec.pool == "attentive_probe":
-                encoder = AttentiveProbe(dim, spec.queries, spec.blocks, spec.attention_heads(dim), spec.dropout)
+                encoder = AttentiveProbe(
+                    dim, spec.queries, spec.blocks, spec.attention_heads(dim), spec.dropout, spec.self_blocks
+                )
                 out_dim = encoder.out_dim
             else:
                 encoder = TextCNN(spec, dim)

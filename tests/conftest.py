@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -374,3 +375,99 @@ def write_input(path: Path, kind: str, videos: dict[str, np.ndarray], times=None
             stamps = np.arange(len(rows), dtype=np.float32) if times is None else times[vid]
             writer.add(vid, rows, stamps, source_sha256=f"sha-{vid}")
     return path
+
+
+# Synthetic feature stores for head tests: N videos of CLASSES classes, rows DIM wide.
+N, DIM, CLASSES = 240, 16, 3
+
+
+def write_store(
+    path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w", frames: int = 4
+) -> str:
+    """A feature store as `extract features` writes one, recipe included."""
+    from extract.core.recipe import contract_json
+    from extract.store import StoreWriter
+
+    recipe = {
+        "backbone": {"model": backbone, "dtype": "float32"},
+        "weights": {"name": backbone, "source": "test", "sha256": sha},
+        "preprocessing": {},
+        "input": {"view": {"type": "frames", "num_frames": frames}},
+    }
+    attrs = {"kind": "features", "backbone": backbone, "recipe": json.dumps(recipe), "config": contract_json(recipe)}
+    with StoreWriter(path, row_shape=(DIM,), dtype=np.float32, attrs=attrs) as writer:
+        for vid, feats in rows.items():
+            writer.add(vid, feats, np.arange(len(feats), dtype=np.float32), "s")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> dict:
+    """N videos whose class shows in every input: a class direction plus noise, sequences of 3-12 rows."""
+    root = tmp_path_factory.mktemp("heads")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (CLASSES, DIM)) * 2
+    label = rng.integers(0, CLASSES, N)
+    seq, pooled, tokens = {}, {}, {}
+    for i in range(N):
+        vid = f"v{i:03d}"
+        length = int(rng.integers(3, 13))
+        seq[vid] = (centres[label[i]] + rng.normal(0, 1, (length, DIM))).astype(np.float32)
+        pooled[vid] = (centres[label[i]] + rng.normal(0, 1, (1, DIM))).astype(np.float32)
+        tokens[vid] = centres[label[i]][None] * (rng.random((length, 1)) > 0.5) + rng.normal(0, 0.5, (length, DIM))
+        tokens[vid] = tokens[vid].astype(np.float32)
+    stores = {
+        "seq": write_store(root / "seq", seq),
+        "pooled": write_store(root / "pooled", pooled),
+        "tokens": write_store(root / "tokens", tokens),
+    }
+    value = label * 2.0 + rng.normal(0, 0.1, N)
+    split = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
+    names = ["red", "green", "blue"]
+    rows = [
+        {
+            "id": f"v{i:03d}",
+            "split": split[i],
+            "binary": str(int(label[i] == 0)),
+            "tags": ",".join(sorted({names[label[i]], *(["green"] if label[i] == 2 else [])})),
+            "action": names[label[i]],
+            "value": f"{value[i]:.4f}",
+            "other": f"{-value[i] * 3 + 1:.4f}",
+        }
+        for i in range(N)
+    ]
+    return {"root": root, "stores": stores, "rows": rows}
+
+
+def write_manifest(path: Path, rows: list[dict]) -> str:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def config_for(synthetic: dict, tmp: Path, task: str, target, inputs: list[dict], rows=None, **extra):
+    """A head's config over the synthetic stores, small enough to train in about a second."""
+    from heads.config import head_config
+
+    manifest = write_manifest(tmp / "manifest.csv", rows or synthetic["rows"])
+    values = {
+        "task": task,
+        "target": target,
+        "inputs": inputs,
+        "manifest": manifest,
+        "epochs": 25,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "hidden": [32],
+        "dropout": 0.0,
+        "bootstrap": 0,
+        **extra,
+    }
+    return head_config("h", values)
+
+
+def resolve(inputs: list[dict], stores: dict) -> list[dict]:
+    """Inputs naming a synthetic store by key, with its folder instead."""
+    return [{**spec, "store": stores[spec["store"]]} for spec in inputs]

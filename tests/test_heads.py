@@ -3,7 +3,6 @@ reproducibility, checkpoints and predict."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import subprocess
@@ -14,13 +13,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import DIM, ROOT, config_for, resolve, write_manifest, write_store
 from sklearn import metrics as sk
 
 from extract.core.config import ConfigError
 from extract.core.errors import UserError
-from extract.core.recipe import contract_json
-from extract.store import StoreWriter
 from heads.checkpoint import CheckpointError, load_head
 from heads.config import head_config
 from heads.data import HeadData
@@ -35,89 +32,6 @@ from heads.metrics import (
     roc_points,
 )
 from heads.train import predict_scores, train
-
-N, DIM, CLASSES = 240, 16, 3
-
-
-def write_store(
-    path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w", frames: int = 4
-) -> str:
-    """A feature store as `extract features` writes one, recipe included."""
-    recipe = {
-        "backbone": {"model": backbone, "dtype": "float32"},
-        "weights": {"name": backbone, "source": "test", "sha256": sha},
-        "preprocessing": {},
-        "input": {"view": {"type": "frames", "num_frames": frames}},
-    }
-    attrs = {"kind": "features", "backbone": backbone, "recipe": json.dumps(recipe), "config": contract_json(recipe)}
-    with StoreWriter(path, row_shape=(DIM,), dtype=np.float32, attrs=attrs) as writer:
-        for vid, feats in rows.items():
-            writer.add(vid, feats, np.arange(len(feats), dtype=np.float32), "s")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> dict:
-    """N videos whose class shows in every input: a class direction plus noise, sequences of 3-12 rows."""
-    root = tmp_path_factory.mktemp("heads")
-    rng = np.random.default_rng(0)
-    centres = rng.normal(0, 1, (CLASSES, DIM)) * 2
-    label = rng.integers(0, CLASSES, N)
-    seq, pooled, tokens = {}, {}, {}
-    for i in range(N):
-        vid = f"v{i:03d}"
-        length = int(rng.integers(3, 13))
-        seq[vid] = (centres[label[i]] + rng.normal(0, 1, (length, DIM))).astype(np.float32)
-        pooled[vid] = (centres[label[i]] + rng.normal(0, 1, (1, DIM))).astype(np.float32)
-        tokens[vid] = centres[label[i]][None] * (rng.random((length, 1)) > 0.5) + rng.normal(0, 0.5, (length, DIM))
-        tokens[vid] = tokens[vid].astype(np.float32)
-    stores = {
-        "seq": write_store(root / "seq", seq),
-        "pooled": write_store(root / "pooled", pooled),
-        "tokens": write_store(root / "tokens", tokens),
-    }
-    value = label * 2.0 + rng.normal(0, 0.1, N)
-    split = np.array(["train"] * 160 + ["val"] * 40 + ["test"] * 40)
-    names = ["red", "green", "blue"]
-    rows = [
-        {
-            "id": f"v{i:03d}",
-            "split": split[i],
-            "binary": str(int(label[i] == 0)),
-            "tags": ",".join(sorted({names[label[i]], *(["green"] if label[i] == 2 else [])})),
-            "action": names[label[i]],
-            "value": f"{value[i]:.4f}",
-            "other": f"{-value[i] * 3 + 1:.4f}",
-        }
-        for i in range(N)
-    ]
-    return {"root": root, "stores": stores, "rows": rows}
-
-
-def write_manifest(path: Path, rows: list[dict]) -> str:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return str(path)
-
-
-def config_for(synthetic: dict, tmp: Path, task: str, target, inputs: list[dict], rows=None, **extra):
-    manifest = write_manifest(tmp / "manifest.csv", rows or synthetic["rows"])
-    values = {
-        "task": task,
-        "target": target,
-        "inputs": inputs,
-        "manifest": manifest,
-        "epochs": 25,
-        "batch_size": 16,
-        "lr": 3e-3,
-        "hidden": [32],
-        "dropout": 0.0,
-        "bootstrap": 0,
-        **extra,
-    }
-    return head_config("h", values)
 
 
 def fit_and_score(config, out: Path) -> dict:
@@ -137,16 +51,14 @@ ARCHES = {
     "transformer": [{"store": "seq", "pool": "transformer", "hidden": 16, "heads": 2, "max_len": 8}],
     "textcnn": [{"store": "tokens", "pool": "textcnn", "filters": 16}],
     "attentive_probe": [{"store": "seq", "pool": "attentive_probe", "heads": 2}],
+    # V-JEPA 2's probe: self-attention blocks over the rows, then the query's cross-attention
+    "attentive_probe_vjepa2": [{"store": "seq", "pool": "attentive_probe", "heads": 2, "self_blocks": 3}],
 }
-
-
-def resolve(inputs: list[dict], stores: dict) -> list[dict]:
-    return [{**spec, "store": stores[spec["store"]]} for spec in inputs]
 
 
 @pytest.mark.parametrize("arch", list(ARCHES))
 def test_each_architecture_learns_a_clear_signal(synthetic, tmp_path, arch):
-    extra = {"hidden": []} if arch in ("linear_probe", "attentive_probe") else {}  # the probe's linear layer
+    extra = {"hidden": []} if arch.startswith(("linear_probe", "attentive_probe")) else {}  # the probe's linear layer
     config = config_for(
         synthetic, tmp_path, "multi_class", "action", resolve(ARCHES[arch], synthetic["stores"]), **extra
     )

@@ -113,6 +113,33 @@ def losses(history: list[dict]) -> str:
 
 
 @styled
+def sweep(rows: list[dict], swept: list[str], metric: str) -> str:
+    """The val metric of every configuration against each swept value, one panel per key: numbers on
+    their own axis (logarithmic where they span a factor of 10 or more), lists and words as categories."""
+    fig, axes = new_figure(1, len(swept), figsize=(2.6 * len(swept), 2.4), squeeze=False, sharey=True)
+    scores = [np.nan if row[metric] is None else row[metric] for row in rows]
+    best = [row["best"] for row in rows]
+    for ax, key in zip(axes[0], swept, strict=True):
+        values = [row[key] for row in rows]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            x = np.asarray(values, float)
+            if x.min() > 0 and x.max() >= 10 * x.min():
+                ax.set_xscale("log")
+        else:
+            names = list(dict.fromkeys(str(v) for v in values))
+            x = np.asarray([names.index(str(v)) for v in values], float)
+            ax.set_xticks(range(len(names)), names, rotation=30, fontsize=6)
+        ax.scatter(x, scores, s=12, alpha=0.7)
+        chosen = [i for i, kept in enumerate(best) if kept]
+        ax.scatter(x[chosen], np.asarray(scores)[chosen], s=40, facecolors="none", edgecolors="red", label="kept")
+        ax.set(xlabel=key, title=key)
+    axes[0][0].set_ylabel(metric.replace("_", " "))
+    axes[0][0].legend(fontsize=6)
+    return data_uri(fig)
+
+
+@styled
 def strip(
     frames: np.ndarray, times: np.ndarray, attention: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
 ) -> str:

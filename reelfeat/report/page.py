@@ -30,7 +30,7 @@ th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: ta
 .ci { color: #777; font-size: 11px; } .baseline { background: #fff8e5; } .error { color: #b00020; }
 .video { border: 1px solid #e3e3e3; border-radius: 4px; padding: 0.5em 0.8em; margin: 0.8em 0; }
 .video h4 { margin: 0.2em 0; } .video p { margin: 0.25em 0; } img { max-width: 100%; }
-.muted { color: #777; } nav a { margin-right: 0.8em; } code { font-size: 12px; }
+.muted { color: #777; } tr.kept td { font-weight: bold; } nav a { margin-right: 0.8em; } code { font-size: 12px; }
 """
 
 
@@ -147,6 +147,8 @@ def _head_section(review: HeadReview, data: ReportData) -> str:
             out.append(_img(figures.predicted_vs_true(review.truth, review.scores, task.classes), "predicted vs true"))
     if review.history:
         out.append(_img(figures.losses(review.history), "loss per epoch"))
+    if review.sweep:
+        out.append(sweep_leaderboard(review.sweep))
     if review.per_class:
         out.append(_per_class(review))
     why = f'<p class="muted">Ordered by how wrong the head was: {task.kind.worst}.</p>'
@@ -156,6 +158,26 @@ def _head_section(review: HeadReview, data: ReportData) -> str:
     if not review.worst:
         out.append('<p class="muted">No test videos.</p>')
     out.append("</section>")
+    return "\n".join(out)
+
+
+def sweep_leaderboard(sweep: dict, shown: int = 10) -> str:
+    """The sweep's configurations, best on val first, and its metric against each swept value."""
+    metric, swept, rows = sweep["metric"], sweep["swept"], sweep["rows"]
+    sign = 1 if sweep["lower_is_better"] else -1
+    ranked = sorted(rows, key=lambda row: np.inf if row[metric] is None else sign * row[metric])
+    columns = [*swept, metric, "epochs_run", "best_epoch", "seconds"]
+    out = [
+        f"<h3>Sweep: {len(rows)} configurations, kept by {escape(metric)}</h3>",
+        f'<p class="muted">Trained in one pass over shared batches; the best {min(shown, len(rows))} on val.</p>',
+        "<table><tr>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>",
+    ]
+    for row in ranked[:shown]:
+        cells = "".join(f'<td class="num">{_value(row[c])}</td>' for c in columns)
+        kept = ' class="kept"' if row["best"] else ""
+        out.append(f"<tr{kept}>{cells}</tr>")
+    out.append("</table>")
+    out.append(_img(figures.sweep(rows, swept, metric), f"{metric} against each swept value"))
     return "\n".join(out)
 
 

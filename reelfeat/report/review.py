@@ -25,6 +25,7 @@ from heads.evaluate import read_scores
 from heads.kinds import Task
 from heads.metrics import average_precisions
 from heads.models import AttentionPool, AttentiveProbe, HeadModel, ZeroShotHead
+from heads.train import SWEEP
 
 
 @dataclass
@@ -50,6 +51,7 @@ class HeadReview:
     scores: np.ndarray
     per_class: list[dict]  # class, support, ap, f1 (and threshold for multi-label)
     worst: list[Mistake]
+    sweep: dict | None = None  # sweep.json where `train` tried several configurations, else None
 
 
 def review_head(head_dir: Path, worst: int) -> HeadReview:
@@ -64,7 +66,8 @@ def review_head(head_dir: Path, worst: int) -> HeadReview:
         index = {vid: i for i, vid in enumerate(data.ids)}
         for mistake in mistakes:
             mistake.attention = attention_weights(model, data, index[mistake.vid])
-    history_file = head_dir / "history.json"
+    history_file, sweep_file = head_dir / "history.json", head_dir / SWEEP
+    sweep = json.loads(sweep_file.read_text(encoding="utf-8")) if sweep_file.is_file() else None
     return HeadReview(
         name=head_dir.name,
         config=config,
@@ -77,6 +80,7 @@ def review_head(head_dir: Path, worst: int) -> HeadReview:
         scores=scores,
         per_class=per_class_table(task, thresholds, truth, scores),
         worst=mistakes,
+        sweep=sweep if sweep and len(sweep["rows"]) > 1 else None,
     )
 
 
