@@ -4,6 +4,7 @@ calls of the reference libraries on the same input."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,6 +334,72 @@ def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2
         # at 8 fps a 4-frame clip lasts 0.5 s: its two tubelets are centred 0.125 s before and after its centre
         np.testing.assert_allclose(stamps, [0.875, 1.125, 2.875, 3.125], atol=1e-6)
     assert np.isfinite(got).all()
+
+
+def test_vjepa2_token_rows_are_every_patch_with_its_place_pooled_and_from_chosen_blocks(tmp_path, vjepa2_folder):
+    from transformers import VJEPA2Model, VJEPA2VideoProcessor
+
+    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
+    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
+    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    config = {"input": str(source), "weights": str(vjepa2_folder), "dtype": "float32", "precision": "float32"}
+    stores = {
+        "tokens": {"rows": "tokens"},
+        "pooled": {"rows": "tokens", "token_pool": 2},
+        "blocks": {"rows": "tokens", "layers": [1, 2]},
+        "tubelet": {"rows": "tubelet"},
+    }
+    for name, extra in stores.items():
+        run_features("vjepa2", {**config, **extra}, tmp_path / name, loader_workers=0)
+    processor = VJEPA2VideoProcessor.from_pretrained(vjepa2_folder)
+    model = VJEPA2Model.from_pretrained(vjepa2_folder).eval()
+    pixels = torch.stack(
+        [TensorImageProcessor(processor.to_dict())(torch.from_numpy(c).permute(0, 3, 1, 2)) for c in clips]
+    )
+    with torch.inference_mode():
+        out = model(pixel_values_videos=pixels, skip_predictor=True, output_hidden_states=True)
+    tokens = out.last_hidden_state  # (2 clips, 2 steps x 2 x 2 patches, 32)
+
+    reader = StoreReader(tmp_path / "tokens")
+    got, stamps = reader.get("v")
+    np.testing.assert_allclose(got, tokens.reshape(16, 32).numpy(), rtol=1e-4, atol=1e-5)
+    # each step's 4 patches share its tubelet's time: 0.125 s before and after each clip's centre
+    np.testing.assert_allclose(stamps, np.repeat([0.875, 1.125, 2.875, 3.125], 4), atol=1e-6)
+    assert reader.text("token_grid") == ["2x2x2x2"]  # clips x steps x height x width
+    assert reader.recipe.preprocessing["rows"] == "tokens"
+
+    # 2 x 2 patches pooled over the whole 2 x 2 grid: one row per step, the tubelet rows
+    np.testing.assert_allclose(
+        StoreReader(tmp_path / "pooled").get("v")[0],
+        StoreReader(tmp_path / "tubelet").get("v")[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert StoreReader(tmp_path / "pooled").text("token_grid") == ["2x2x1x1"]
+
+    # two blocks side by side, each through the final norm: the last block's half is the output
+    blocks = StoreReader(tmp_path / "blocks").get("v")[0]
+    assert blocks.shape == (16, 64)
+    np.testing.assert_allclose(blocks[:, 32:], got, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        first = model.encoder.layernorm(model.encoder.layer[0](model.encoder.embeddings(pixels), None)[0])
+    np.testing.assert_allclose(blocks[:, :32], first.reshape(16, 32).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"rows": "tokens", "token_pool": 3}, "token_pool: 3 does not divide its 2 x 2 patch grid"),
+        ({"rows": "tubelet", "token_pool": 2}, "token_pool: 2; a positive number, with rows: tokens"),
+        ({"rows": "tokens", "layers": [3]}, "layers: [3]; this checkpoint has blocks 1 to 2"),
+        ({"rows": "tokens", "layers": [0]}, "layers: [0]; distinct block numbers from 1"),
+    ],
+)
+def test_vjepa2_token_options_that_cannot_work_name_the_key(tmp_path, vjepa2_folder, extra, message):
+    source = write_input(tmp_path / "clips", "clips", {"v": frames(8, 48).reshape(2, 4, 48, 48, 3)})
+    config = {"input": str(source), "weights": str(vjepa2_folder), **extra}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_features("vjepa2", config, tmp_path / "f", loader_workers=0)
 
 
 def test_vjepa2_refuses_clips_of_another_length(tmp_path, vjepa2_folder):

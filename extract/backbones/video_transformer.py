@@ -34,11 +34,55 @@ class SharedSpaceConfig(BackboneConfig):
             raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(SHARED_ROWS)}")
 
 
+class TokenGrid:
+    """A square grid of patch tokens per time step, averaged over `pool` x `pool` neighbours."""
+
+    def __init__(self, side: int, pool: int, what: str) -> None:
+        if side % pool:
+            raise ConfigError(f"{what}.token_pool: {pool} does not divide its {side} x {side} patch grid")
+        self.full, self.pool_size, self.side = side, pool, side // pool
+
+    @property
+    def cells(self) -> int:
+        return self.side * self.side
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, steps, side^2 patches, D) in row-major order -> (B, steps, cells, D), pooled."""
+        batch, steps, patches, dim = tokens.shape
+        if patches != self.full * self.full:
+            raise RuntimeError(f"{patches} patch tokens per step, expected a {self.full} x {self.full} grid")
+        if self.pool_size == 1:
+            return tokens
+        k, side = self.pool_size, self.side
+        grid = tokens.reshape(batch, steps, side, k, side, k, dim)
+        return grid.mean(dim=(3, 5)).reshape(batch, steps, self.cells, dim)
+
+
+class BlockOutputs:
+    """The outputs of some encoder blocks (numbered from 1) in each forward pass, by forward hooks."""
+
+    def __init__(self, blocks: torch.nn.ModuleList, numbers: tuple[int, ...]) -> None:
+        self.numbers, self.outputs = numbers, {}
+        for number in numbers:
+            blocks[number - 1].register_forward_hook(self._keep(number))
+
+    def _keep(self, number: int):
+        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
+            self.outputs[number] = output[0] if isinstance(output, tuple) else output
+
+        return hook
+
+    def pop(self) -> list[torch.Tensor]:
+        """The last pass's outputs, in the order the numbers were given."""
+        return [self.outputs.pop(number) for number in self.numbers]
+
+
 class ClipTransformer(Backbone):
     input_kind = "clips"
     pixels: TensorImageProcessor
     frames_per_clip: int | None
     frames_per_row: int | None
+    rows_per_step: int = 1  # rows that share one time step (patch tokens: the grid's cells)
     frame_step_s: float | None = None  # seconds between a clip's frames, from the view's fps
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
@@ -63,7 +107,8 @@ class ClipTransformer(Backbone):
         # with fps: null a view spreads a clip's frames over its share of the video: 2 x the first centre
         step = self.frame_step_s or 2 * float(centres[0]) / frames
         offsets = ((np.arange(frames // span) + 0.5) * span - frames / 2) * step
-        return (centres[:, None] + offsets[None, :]).ravel().astype(np.float32)
+        times = (centres[:, None] + offsets[None, :]).ravel().astype(np.float32)
+        return np.repeat(times, self.rows_per_step)
 
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
         if not outputs:
