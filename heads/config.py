@@ -17,6 +17,7 @@ POOLS = ("mean", "max", "attention", "lstm", "transformer", "textcnn", "attentiv
 # attention heads when `heads` is not given: the transformer encoder's, and V-JEPA's attentive probe's
 DEFAULT_HEADS = {"transformer": 4, "attentive_probe": 16}
 HEAD_KINDS = ("trained", "zero_shot")
+VIEW_MODES = ("pooled", "each")
 # What `sweep:` may vary: the training values that leave the shared batches as they are (batch_size,
 # seed and an input's max_len change which rows a batch holds, so they cannot share one), and an
 # input's own options as "<input key>.<option>".
@@ -103,6 +104,10 @@ class HeadConfig:
     # key -> values: `train` trains every combination in one pass over the batches and keeps the best on val
     sweep: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     patience: int | None = None  # stop after this many epochs without a better val metric, keeping the best epoch
+    # pooled: a video's rows together; each: inputs made from a clips view of several clips are read
+    # view by view (segments x crops): one random view per video while training, scores averaged over
+    # every view at val, test and predict, as the papers' multi-view evaluations do
+    views: str = "pooled"
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -138,6 +143,8 @@ class HeadConfig:
                 raise ConfigError(f"{where}.inputs: guide {spec.guide!r} must be a pooled input among {sorted(pooled)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(f"{where}: epochs, batch_size and lr must be positive")
+        if self.views not in VIEW_MODES:
+            raise ConfigError(f"{where}.views: {self.views!r} is not one of {list(VIEW_MODES)}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"{where}.patience: {self.patience} epochs; give a positive number or null")
         if self.sweep:

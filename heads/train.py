@@ -38,10 +38,19 @@ SWEEP = "sweep.json"  # one row per configuration (one without a sweep): its val
 def predict_scores(
     model: HeadModel | ZeroShotHead, data: HeadData, videos: np.ndarray, batch_size: int = EVAL_BATCH
 ) -> np.ndarray:
-    """Scores (probabilities, or values in original units) of the given videos, in order."""
+    """Scores (probabilities, or values in original units) of the given videos, in order; where inputs
+    are read view by view, the mean of every view's scores."""
     model.eval()
-    logits = [model(data.batch(videos[i : i + batch_size]))[0].numpy() for i in range(0, len(videos), batch_size)]
-    return model.task.scores(np.concatenate(logits)) if logits else np.zeros((0, model.task.out_dim))
+    if not len(videos):
+        return np.zeros((0, model.task.out_dim))
+    scores = 0.0
+    for view in range(data.views):
+        logits = [
+            model(data.batch(videos[i : i + batch_size], view=view))[0].numpy()
+            for i in range(0, len(videos), batch_size)
+        ]
+        scores = scores + model.task.scores(np.concatenate(logits))
+    return scores / data.views
 
 
 @dataclass
@@ -164,24 +173,28 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
 def validate(runs: list[Run], data: HeadData, val_idx: np.ndarray, epoch: int) -> None:
     """Each run's val loss and selection metric after an epoch, reading val's batches once for all;
     a run keeps its weights of the best epoch so far where it stops early (patience)."""
-    logits: list[list[np.ndarray]] = [[] for _ in runs]
+    scores: list[np.ndarray | float] = [0.0] * len(runs)
     totals = [0.0] * len(runs)
     for run in runs:
         run.model.eval()
-    for start in range(0, len(val_idx), EVAL_BATCH):  # batch by batch: the whole split need not fit in memory
-        batch = val_idx[start : start + EVAL_BATCH]
-        inputs = data.batch(batch)
+    for view in range(data.views):  # every view of a video, its scores averaged (one view: whole videos)
+        logits: list[list[np.ndarray]] = [[] for _ in runs]
+        for start in range(0, len(val_idx), EVAL_BATCH):  # batch by batch: the split need not fit in memory
+            batch = val_idx[start : start + EVAL_BATCH]
+            inputs = data.batch(batch, view=view)
+            for i, run in enumerate(runs):
+                started = time.perf_counter()
+                out, loss = run.model(inputs, run.targets[batch])
+                logits[i].append(out.numpy())
+                totals[i] += loss.item() * len(batch)
+                run.seconds += time.perf_counter() - started
         for i, run in enumerate(runs):
-            started = time.perf_counter()
-            out, loss = run.model(inputs, run.targets[batch])
-            logits[i].append(out.numpy())
-            totals[i] += loss.item() * len(batch)
-            run.seconds += time.perf_counter() - started
+            scores[i] = scores[i] + run.task.scores(np.concatenate(logits[i])) / data.views
     truth = runs[0].task.truth([data.rows[i] for i in val_idx])
     for i, run in enumerate(runs):
-        val_loss = totals[i] / len(val_idx)
+        val_loss = totals[i] / len(val_idx) / data.views
         kind = run.task.kind
-        value = kind.selection_value(run.task, truth, run.task.scores(np.concatenate(logits[i])))
+        value = kind.selection_value(run.task, truth, scores[i])
         # higher is better; where val cannot give the metric (one class in val) the loss decides
         score = -val_loss if value is None else (-value if kind.lower_is_better else value)
         run.history[-1] |= {"val_loss": round(val_loss, 6), f"val_{kind.selection}": value}

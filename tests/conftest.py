@@ -382,9 +382,15 @@ N, DIM, CLASSES = 240, 16, 3
 
 
 def write_store(
-    path: Path, rows: dict[str, np.ndarray], backbone: str = "synthetic", sha: str = "w", frames: int = 4
+    path: Path,
+    rows: dict[str, np.ndarray],
+    backbone: str = "synthetic",
+    sha: str = "w",
+    frames: int = 4,
+    view: dict | None = None,
 ) -> str:
-    """A feature store as `extract features` writes one, recipe included."""
+    """A feature store as `extract features` writes one, recipe included; made from `view` (default: a
+    frames view of `frames` frames)."""
     from extract.core.recipe import contract_json
     from extract.store import StoreWriter
 
@@ -392,7 +398,7 @@ def write_store(
         "backbone": {"model": backbone, "dtype": "float32"},
         "weights": {"name": backbone, "source": "test", "sha256": sha},
         "preprocessing": {},
-        "input": {"view": {"type": "frames", "num_frames": frames}},
+        "input": {"view": view or {"type": "frames", "num_frames": frames}},
     }
     attrs = {"kind": "features", "backbone": backbone, "recipe": json.dumps(recipe), "config": contract_json(recipe)}
     with StoreWriter(path, row_shape=(DIM,), dtype=np.float32, attrs=attrs) as writer:

@@ -270,3 +270,30 @@ def test_seek_auto_is_fast_where_frames_are_sparse_exact_where_dense_and_the_sto
     times, exact_times = stores["sparse"].get("v")[1], stores["sparse_exact"].get("v")[1]
     assert np.abs(times - exact_times).max() <= 0.1 + 1e-6  # max_shift
     assert all(np.isclose(real, t, atol=1e-4).any() for t in times)  # the stored time is the frame's own
+
+
+@pytest.mark.parametrize("size", ["64x36", "36x64"])  # landscape, portrait
+def test_multi_crop_clips_are_each_clip_cut_along_the_long_side_segment_by_segment(tmp_path, size):
+    video = make_video(tmp_path / "v.mp4", seconds=2, size=size, audio=False)
+    rows = [{"id": "v", "video": str(video), "sha256": "x"}]
+    clips = {"type": "clips", "num_clips": 2, "clip_len": 3, "fps": None, "size": [24, 24]}
+    views = views_from_params({"views": {"one": clips, "three": {**clips, "crops": 3}}})
+    run_decode(rows, views, tmp_path / "out", workers=0)
+    (one, one_times), (three, three_times) = (StoreReader(tmp_path / "out" / name).get("v") for name in views)
+    assert one.shape == (2, 3, 24, 24, 3) and three.shape == (6, 3, 24, 24, 3)
+    np.testing.assert_array_equal(three_times, np.repeat(one_times, 3))
+    start, centre, end = three[0::3], three[1::3], three[2::3]
+    # the centre crop is the single-crop view's (ffmpeg's crop filter may place it a pixel apart)
+    assert np.abs(centre.astype(int) - one.astype(int)).mean() < 12
+    assert (
+        np.abs(start.astype(int) - centre.astype(int)).mean() > 20 < np.abs(end.astype(int) - centre.astype(int)).mean()
+    )
+    # the crops lie along the long side: 24 px of the 42.7 px it scales to, from either end
+    with media.MediaFile(str(video), 60.0) as source:
+        first_frame = views["three"].plan(source.probe())[0][0, 0]
+        cover = source.frames(np.array([first_frame]), (24, 24), media.COVER)[0][0]
+    long_axis = 1 if size == "64x36" else 0
+    assert cover.shape[long_axis] > 24 == cover.shape[1 - long_axis]
+    first = StoreReader(tmp_path / "out" / "three").get("v")[0][0, 0]
+    expected = cover[:, :24] if long_axis == 1 else cover[:24, :]
+    np.testing.assert_array_equal(first, expected)

@@ -67,12 +67,23 @@ def test_clip_without_fps_spreads_over_the_span_like_the_dads_seed():
         ({"type": "clips", "seek": "keyframes"}, "keyframes would fill a clip with one frame"),
         ({"type": "clips", "seek": "auto"}, "auto is for frames views"),
         ({"type": "frames", "seek": "fast", "max_shift": -1}, "max_shift must be 0 or more"),
+        (
+            {"type": "clips", "crops": 3, "resize": "pad"},
+            "crops: 3; at least 1, and more than 1 only with resize: crop",
+        ),
+        ({"type": "clips", "crops": 0}, "crops: 0; at least 1"),
     ],
 )
 def test_bad_view_params_name_the_key(params, message):
     with pytest.raises(ConfigError, match=message) as info:
         view_from_params("v", params)
     assert "decode.views.v" in str(info.value)
+
+
+def test_crops_enter_the_reuse_key_only_where_there_are_several():
+    assert view_config_json(ClipsView(crops=1)) == view_config_json(ClipsView())
+    assert '"crops": 1' not in view_config_json(ClipsView()) and '"crops": 3' in view_config_json(ClipsView(crops=3))
+    assert ClipsView(num_clips=8, crops=3).views == 24
 
 
 def test_view_params_round_trip():

@@ -16,12 +16,13 @@ import numpy as np
 from extract.core.settings import Settings
 from extract.media.plan import SEEK_MODES, nearest_keyframe, seek_segments
 from extract.media.probe import MediaError, Probe
-from extract.media.pyav import RESIZE_MODES, MediaFile, decoder_version
+from extract.media.pyav import COVER, RESIZE_MODES, MediaFile, decoder_version
 
 FFMPEG_TIMEOUT_S = Settings.ffmpeg_timeout_s  # a video's decoding time limit where the caller gives none
 
 __all__ = [
     "FFMPEG_TIMEOUT_S",
+    "COVER",
     "RESIZE_MODES",
     "SEEK_MODES",
     "MediaError",

@@ -26,6 +26,7 @@ from extract.media.plan import Run, seek_runs, targets
 from extract.media.probe import MediaError, Probe, read_probe, video_stream
 
 RESIZE_MODES = ("crop", "pad", "stretch")
+COVER = "cover"  # scaled to cover the size, aspect kept, nothing cut: a multi-crop clips view cuts its crops from it
 
 # FFmpeg's errors reach the exceptions PyAV raises (as their `log`), which become the video's one-line
 # failure in its store; they are not log lines of this program (the ffmpeg command's stderr was not either)
@@ -109,7 +110,7 @@ class MediaFile:
         """
         meta = self.probe()
         height, width = size
-        if resize not in RESIZE_MODES:
+        if resize not in (*RESIZE_MODES, COVER):
             raise ValueError(f"unknown resize mode {resize!r}; expected one of {', '.join(RESIZE_MODES)}")
         if not meta.has_video:
             raise MediaError("no video stream (audio-only file)")
@@ -343,6 +344,8 @@ def _graph(frame: av.VideoFrame, rotation: int, size: tuple[int, int], resize: s
     if resize == "crop":
         chain.append(graph.add("scale", f"{width}:{height}:force_original_aspect_ratio=increase:flags=bicubic"))
         chain.append(graph.add("crop", f"{width}:{height}"))
+    elif resize == COVER:
+        chain.append(graph.add("scale", f"{width}:{height}:force_original_aspect_ratio=increase:flags=bicubic"))
     elif resize == "pad":
         chain.append(graph.add("scale", f"{width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic"))
         chain.append(graph.add("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2"))

@@ -95,6 +95,9 @@ class ClipsView:
 
     With `fps: null` each clip's L frames spread evenly over its share of the span (the DADS
     seed's "first 10 s, every total//16-th frame" is `num_clips: 1, clip_len: 16, fps: null`).
+    With `crops: C` (resize: crop) each clip is cut C times along the frame's long side, as the
+    papers' multi-view evaluations take their spatial views (3: start, centre, end) from frames
+    scaled to cover `size`: a video's rows are its K segments x C crops, segment by segment.
     """
 
     kind: ClassVar[str] = "clips"
@@ -109,10 +112,18 @@ class ClipsView:
     jpeg_quality: int = 90
     seek: str = "exact"  # exact | fast (frames spread out, as with fps: null, gain most)
     max_shift: float = 0.1
+    crops: int = 1  # spatial views of each clip along the long side (3: start, centre, end)
+
+    @property
+    def views(self) -> int:
+        """Clips per video: segments x crops, each a view of the papers' multi-view evaluations."""
+        return self.num_clips * self.crops
 
     def validate(self, where: str) -> None:
         if self.num_clips < 1 or self.clip_len < 1:
             raise ConfigError(f"{where}: num_clips and clip_len must be at least 1")
+        if self.crops < 1 or (self.crops > 1 and self.resize != "crop"):
+            raise ConfigError(f"{where}: crops: {self.crops}; at least 1, and more than 1 only with resize: crop")
         if self.seek == "keyframes":
             raise ConfigError(f"{where}: seek: keyframes would fill a clip with one frame; use exact or fast")
         if self.seek == "auto":
@@ -144,6 +155,20 @@ class ClipsView:
 
     def row_shape(self) -> tuple[int, ...]:
         return (self.clip_len, *self.size, 3)
+
+    def cut_crops(self, clips: np.ndarray) -> np.ndarray:
+        """(K, L, H', W', 3) clips scaled to cover `size` -> (K x crops, L, H, W, 3), each clip's crops
+        in a row, evenly placed along the axis that exceeds `size` (both ends and the centre for 3)."""
+        height, width = self.size
+        excess_y, excess_x = clips.shape[2] - height, clips.shape[3] - width
+        starts = np.linspace(0, max(excess_y, excess_x), self.crops).round().astype(int)
+        cut = [
+            clips[:, :, start : start + height, :width]
+            if excess_y > excess_x
+            else clips[:, :, :height, start : start + width]
+            for start in starts
+        ]
+        return np.stack(cut, axis=1).reshape(-1, *clips.shape[1:2], height, width, 3)
 
 
 @dataclass(frozen=True)
@@ -197,6 +222,8 @@ def view_config_json(view: View) -> str:
     (all exact) keep their key. `auto` keeps its rule (`max_shift`), not what each video resolved to.
     """
     values = dataclasses.asdict(view)
+    if values.get("crops") == 1:  # single-crop stores keep the key they had before crops existed
+        del values["crops"]
     if values.get("seek") not in ("fast", "auto"):
         values.pop("max_shift", None)
     if values.get("seek") == "exact":

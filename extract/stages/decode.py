@@ -115,11 +115,16 @@ def _decode_view(source: media.MediaFile, view: View) -> tuple[np.ndarray, np.nd
         raise media.MediaError("no video stream (audio-only file)")
     index, _ = view.plan(meta)
     seek = view.seek_for(meta, index.ravel())
-    frames, found = source.frames(index.ravel(), view.size, view.resize, seek, view.max_shift)
+    crops = getattr(view, "crops", 1)
+    resize = media.COVER if crops > 1 else view.resize  # the crops are cut from frames that cover the size
+    frames, found = source.frames(index.ravel(), view.size, resize, seek, view.max_shift)
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
     info = source.info() | ({"seek": seek} if "seek" in info_dtypes(view) else {})
-    return frames.reshape(*index.shape, *frames.shape[1:]), times, info
+    frames = frames.reshape(*index.shape, *frames.shape[1:])
+    if crops > 1:
+        return view.cut_crops(frames), np.repeat(times, crops), info
+    return frames, times, info
 
 
 def run_decode(
