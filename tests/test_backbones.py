@@ -281,6 +281,23 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     assert ((rows * from_pil).sum(1) / np.linalg.norm(rows, axis=1) / np.linalg.norm(from_pil, axis=1)).min() > 0.99
 
 
+def test_videomae_token_rows_are_every_patch_and_average_to_the_clip_rows(tmp_path, videomae_folder):
+    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
+    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
+    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    config = {"input": str(source), "weights": str(videomae_folder), "dtype": "float32", "precision": "float32"}
+    run_features("videomae", config, tmp_path / "clip", loader_workers=0)
+    run_features("videomae", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
+    clip, tokens = StoreReader(tmp_path / "clip"), StoreReader(tmp_path / "tokens")
+    rows, stamps = tokens.get("v")
+    assert rows.shape == (16, 32) and tokens.text("token_grid") == ["2x2x2x2"]  # 2 clips x 2 steps x 2 x 2
+    np.testing.assert_allclose(rows.reshape(2, 8, 32).mean(1), clip.get("v")[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stamps, np.repeat([0.875, 1.125, 2.875, 3.125], 4), atol=1e-6)
+    # the clip rows' recipe is the one stores had before token rows existed
+    assert "rows" not in clip.recipe.backbone and "token_pool" not in clip.recipe.backbone
+    assert tokens.recipe.backbone["rows"] == "tokens"
+
+
 @pytest.fixture(scope="session")
 def vjepa2_folder(weights_dir) -> Path:
     """A tiny V-JEPA 2 (the real classes, random weights): 4-frame clips at 32 px, tubelets of 2."""
@@ -367,6 +384,7 @@ def test_vjepa2_token_rows_are_every_patch_with_its_place_pooled_and_from_chosen
     np.testing.assert_allclose(stamps, np.repeat([0.875, 1.125, 2.875, 3.125], 4), atol=1e-6)
     assert reader.text("token_grid") == ["2x2x2x2"]  # clips x steps x height x width
     assert reader.recipe.preprocessing["rows"] == "tokens"
+    assert "token_pool" not in reader.recipe.backbone and "layers" not in reader.recipe.backbone  # defaults: as before
 
     # 2 x 2 patches pooled over the whole 2 x 2 grid: one row per step, the tubelet rows
     np.testing.assert_allclose(
@@ -1003,6 +1021,35 @@ def test_clip_rows_equal_transformers_image_and_text_features(tmp_path, clip_fol
     np.testing.assert_allclose(StoreReader(tmp_path / "txt").get("a")[0][0], text[0].numpy(), rtol=1e-4, atol=1e-5)
     recipe = json.loads(StoreReader(tmp_path / "img").attrs["recipe"])
     assert recipe["preprocessing"]["resize"] == [32] and recipe["preprocessing"]["center_crop"] == [32, 32]
+
+
+def test_clip_token_rows_are_the_image_towers_patches_without_its_class_token(tmp_path, clip_folder):
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    video = frames(3, 48)
+    source = write_input(tmp_path / "frames", "frames", {"v": video}, {"v": np.array([0.5, 1.5, 2.5], np.float32)})
+    config = {"input": str(source), "weights": str(clip_folder), "dtype": "float32", "precision": "float32"}
+    run_features("clip", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
+    run_features("clip", config, tmp_path / "shared", loader_workers=0)
+    reader = StoreReader(tmp_path / "tokens")
+    rows, stamps = reader.get("v")
+    model = CLIPModel.from_pretrained(clip_folder).eval()
+    side = model.config.vision_config.image_size // model.config.vision_config.patch_size
+    pixels = torch.stack(
+        [
+            TensorImageProcessor(CLIPImageProcessor.from_pretrained(clip_folder).to_dict())(
+                torch.from_numpy(f).permute(2, 0, 1)[None]
+            )[0]
+            for f in video
+        ]
+    )
+    with torch.inference_mode():
+        tokens = model.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]  # the class token left out
+    assert rows.shape == (3 * side * side, model.config.vision_config.hidden_size)
+    np.testing.assert_allclose(rows, tokens.reshape(len(rows), -1).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stamps, np.repeat([0.5, 1.5, 2.5], side * side))
+    assert reader.text("token_grid") == [f"3x1x{side}x{side}"]
+    assert "rows" not in StoreReader(tmp_path / "shared").recipe.backbone  # the image-text rows keep their recipe
 
 
 def test_whisper_transcripts_decoded_in_a_batch_equal_transcribe(shared_media):

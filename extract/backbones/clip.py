@@ -10,15 +10,16 @@ sizes, crop, mean and std) but on tensors, without PIL (`extract.backbones.pixel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone
+from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
+from extract.backbones.tokens import TokenGrid
 from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch32"
@@ -58,27 +59,61 @@ class _ClipModel(Backbone):
         return load_complete(AutoModel, folder, what)
 
 
+@dataclass(frozen=True)
+class ClipImageConfig(BackboneConfig):
+    rows: str = "shared"  # shared: one row per frame in the image-text space; tokens: the image tower's patch tokens
+    token_pool: int = 1  # rows: tokens: average k x k neighbouring patches
+    in_recipe_when_set: ClassVar[tuple[str, ...]] = ("rows", "token_pool")
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.rows not in ("shared", "tokens"):
+            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of ['shared', 'tokens']")
+        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
+            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+
+
 class ClipImageBackbone(_ClipModel):
     input_kind = "frames"
 
-    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+    def __init__(self, config: ClipImageConfig, device: torch.device) -> None:
         from transformers import AutoImageProcessor
 
         super().__init__(config, device)
         self.pixels = TensorImageProcessor(AutoImageProcessor.from_pretrained(self.folder).to_dict())
+        self.grid = None
+        if config.rows == "tokens":
+            vision = self.model.config.vision_config
+            self.grid = TokenGrid(vision.image_size // vision.patch_size, config.token_pool, f"backbone {config.model}")
+            self.dim = int(vision.hidden_size)
+            self.columns = {"token_grid": "str"}
 
     def preprocessing(self) -> dict[str, Any]:
+        if self.grid is not None:
+            return {**self.pixels.describe(), "rows": "tokens", "token_pool": self.config.token_pool}
         return self.pixels.describe()
 
     def units(self, video: VideoInput) -> Units:
         frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-        return Units(list(self.pixels(frames)), video.timestamps)
+        times = np.asarray(video.timestamps, np.float32)
+        return Units(list(self.pixels(frames)), times if self.grid is None else np.repeat(times, self.grid.cells))
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         with self.autocast():
+            if self.grid is not None:
+                tokens = self.model.vision_model(pixel_values=batch.to(self.device)).last_hidden_state.float()
+                patches = tokens[:, tokens.shape[1] - self.grid.full**2 :]  # CLIP's class token first; SigLIP has none
+                return self.grid.pool(patches[:, None]).flatten(1, 2)  # (frames, cells, D)
             features = projected(self.model.get_image_features(pixel_values=batch.to(self.device)))
         return F.normalize(features.float(), dim=-1)
+
+    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
+        if self.grid is None:
+            return super().assemble(video, outputs, units)
+        side = self.grid.side
+        feats = np.concatenate(outputs) if outputs else np.zeros((0, self.dim), np.float32)
+        return Rows(feats, units.timestamps, {"token_grid": f"{len(outputs)}x1x{side}x{side}"})
 
 
 class ClipTextBackbone(_ClipModel):
@@ -124,7 +159,7 @@ class ClipTextBackbone(_ClipModel):
 register_backbone(
     "clip",
     ClipImageBackbone,
-    config_cls=BackboneConfig,
+    config_cls=ClipImageConfig,
     about=f"transformers CLIP/SigLIP image tower (default {DEFAULT_CHECKPOINT}), L2-normalised, per frame",
     text_tower="clip_text",
 )

@@ -32,6 +32,9 @@ class BackboneConfig:
     precision: str = "auto"
     # keys left out of a store's recipe: paths (what they point at is recorded by content instead)
     not_in_recipe: ClassVar[tuple[str, ...]] = ("input", "weights")
+    # keys in a store's recipe only where set to other than their default: keys added after stores
+    # were made, so that those stores keep their recipe (and reuse key, and the heads trained on them)
+    in_recipe_when_set: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, where: str) -> None:
         if not self.input:

@@ -16,6 +16,7 @@ import torch
 
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, require_clip_len
 from extract.backbones.pixels import TensorImageProcessor
+from extract.backbones.tokens import TokenGrid
 from extract.core.config import ConfigError
 from extract.core.recipe import Recipe
 
@@ -34,49 +35,6 @@ class SharedSpaceConfig(BackboneConfig):
             raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(SHARED_ROWS)}")
 
 
-class TokenGrid:
-    """A square grid of patch tokens per time step, averaged over `pool` x `pool` neighbours."""
-
-    def __init__(self, side: int, pool: int, what: str) -> None:
-        if side % pool:
-            raise ConfigError(f"{what}.token_pool: {pool} does not divide its {side} x {side} patch grid")
-        self.full, self.pool_size, self.side = side, pool, side // pool
-
-    @property
-    def cells(self) -> int:
-        return self.side * self.side
-
-    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, steps, side^2 patches, D) in row-major order -> (B, steps, cells, D), pooled."""
-        batch, steps, patches, dim = tokens.shape
-        if patches != self.full * self.full:
-            raise RuntimeError(f"{patches} patch tokens per step, expected a {self.full} x {self.full} grid")
-        if self.pool_size == 1:
-            return tokens
-        k, side = self.pool_size, self.side
-        grid = tokens.reshape(batch, steps, side, k, side, k, dim)
-        return grid.mean(dim=(3, 5)).reshape(batch, steps, self.cells, dim)
-
-
-class BlockOutputs:
-    """The outputs of some encoder blocks (numbered from 1) in each forward pass, by forward hooks."""
-
-    def __init__(self, blocks: torch.nn.ModuleList, numbers: tuple[int, ...]) -> None:
-        self.numbers, self.outputs = numbers, {}
-        for number in numbers:
-            blocks[number - 1].register_forward_hook(self._keep(number))
-
-    def _keep(self, number: int):
-        def hook(module: torch.nn.Module, args: Any, output: Any) -> None:
-            self.outputs[number] = output[0] if isinstance(output, tuple) else output
-
-        return hook
-
-    def pop(self) -> list[torch.Tensor]:
-        """The last pass's outputs, in the order the numbers were given."""
-        return [self.outputs.pop(number) for number in self.numbers]
-
-
 class ClipTransformer(Backbone):
     input_kind = "clips"
     pixels: TensorImageProcessor
@@ -84,6 +42,18 @@ class ClipTransformer(Backbone):
     frames_per_row: int | None
     rows_per_step: int = 1  # rows that share one time step (patch tokens: the grid's cells)
     frame_step_s: float | None = None  # seconds between a clip's frames, from the view's fps
+    grid: TokenGrid | None = None  # where rows are patch tokens: their grid per time step
+
+    def use_token_rows(self, steps: int, side: int, pool: int, what: str) -> None:
+        """Rows are every patch token of each of `steps` time steps of a `side` x `side` grid, `pool` x
+        `pool` patches averaged; the store records the grid per video (`token_grid`)."""
+        self.steps, self.grid = steps, TokenGrid(side, pool, what)
+        self.rows_per_step = self.grid.cells
+        self.columns = {"token_grid": "str"}
+
+    def token_rows(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(clips, steps x patches, D) tokens in time-step, then row-major order -> (clips, steps x cells, D)."""
+        return self.grid.pool(tokens.reshape(len(tokens), self.steps, -1, tokens.shape[-1])).flatten(1, 2)
 
     def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
         if self.frames_per_clip is None:
@@ -111,6 +81,9 @@ class ClipTransformer(Backbone):
         return np.repeat(times, self.rows_per_step)
 
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
+        columns = {}
+        if self.grid is not None:
+            columns["token_grid"] = f"{len(units.items)}x{self.steps}x{self.grid.side}x{self.grid.side}"
         if not outputs:
-            return Rows(np.zeros((0, self.dim), np.float32), units.timestamps)
-        return Rows(np.concatenate([np.reshape(out, (-1, self.dim)) for out in outputs]), units.timestamps)
+            return Rows(np.zeros((0, self.dim), np.float32), units.timestamps, columns)
+        return Rows(np.concatenate([np.reshape(out, (-1, self.dim)) for out in outputs]), units.timestamps, columns)

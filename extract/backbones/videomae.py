@@ -7,50 +7,67 @@ steps run on tensors (`extract.backbones.pixels`), a clip at a time instead of a
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from extract.backbones import Backbone, BackboneConfig, Units, VideoInput, register_backbone, require_clip_len
+from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
-from extract.core.recipe import Recipe
+from extract.backbones.video_transformer import ClipTransformer
+from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
+ROWS = ("clip", "tokens")
 
 
-class VideoMAEBackbone(Backbone):
-    input_kind = "clips"
+@dataclass(frozen=True)
+class VideoMAEConfig(BackboneConfig):
+    rows: str = "clip"  # clip: the mean of a clip's tokens; tokens: every patch token
+    token_pool: int = 1  # rows: tokens: average k x k neighbouring patches
+    in_recipe_when_set: ClassVar[tuple[str, ...]] = ("rows", "token_pool")
 
-    def __init__(self, config: BackboneConfig, device: torch.device) -> None:
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if self.rows not in ROWS:
+            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(ROWS)}")
+        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
+            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+
+
+class VideoMAEBackbone(ClipTransformer):
+    def __init__(self, config: VideoMAEConfig, device: torch.device) -> None:
         from transformers import VideoMAEImageProcessor, VideoMAEModel
 
-        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, f"backbone {config.model}")
+        what = f"backbone {config.model}"
+        folder, weights = huggingface_weights(config.weights or DEFAULT_CHECKPOINT, what)
         self.pixels = TensorImageProcessor(VideoMAEImageProcessor.from_pretrained(folder).to_dict())
         self.model = VideoMAEModel.from_pretrained(folder).eval().to(device)
-        super().__init__(config, weights, self.model.config.hidden_size, device)
-
-    def check_input(self, row_shape: tuple[int, ...], recipe: Recipe | None = None) -> None:
-        require_clip_len(self, row_shape, self.model.config.num_frames)
+        model = self.model.config
+        self.frames_per_clip = model.num_frames
+        self.frames_per_row = model.tubelet_size if config.rows == "tokens" else None
+        if config.rows == "tokens":
+            steps, side = model.num_frames // model.tubelet_size, model.image_size // model.patch_size
+            self.use_token_rows(steps, side, config.token_pool, what)
+        super().__init__(config, weights, model.hidden_size, device)
 
     def preprocessing(self) -> dict[str, Any]:
+        if self.config.rows == "tokens":
+            return {**self.pixels.describe(), "rows": "tokens", "token_pool": self.config.token_pool}
         return self.pixels.describe()
-
-    def units(self, video: VideoInput) -> Units:
-        clips = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W) uint8
-        return Units([self.pixels(clip) for clip in clips], video.timestamps)  # each (L, 3, h, w)
 
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         with self.autocast():
             hidden = self.model(pixel_values=batch.to(self.device)).last_hidden_state
-        return hidden.float().mean(dim=1)
+        hidden = hidden.float()
+        return self.token_rows(hidden) if self.config.rows == "tokens" else hidden.mean(dim=1)
 
 
 register_backbone(
     "videomae",
     VideoMAEBackbone,
-    config_cls=BackboneConfig,
-    about=f"transformers VideoMAE (default {DEFAULT_CHECKPOINT}), mean-pooled, per clip",
+    config_cls=VideoMAEConfig,
+    about=f"transformers VideoMAE (default {DEFAULT_CHECKPOINT}), mean-pooled per clip, or every patch token",
 )

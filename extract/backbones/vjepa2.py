@@ -20,15 +20,15 @@ output is, side by side in each row, as V-JEPA 2's multi-layer probe reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from extract.backbones import BackboneConfig, Rows, Units, VideoInput, register_backbone
+from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
-from extract.backbones.video_transformer import BlockOutputs, ClipTransformer, TokenGrid
+from extract.backbones.tokens import BlockOutputs
+from extract.backbones.video_transformer import ClipTransformer
 from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "facebook/vjepa2-vitl-fpc64-256"
@@ -40,6 +40,7 @@ class VJEPA2Config(BackboneConfig):
     rows: str = "tubelet"  # tubelet: one row per tubelet time step; clip: one mean row per clip; tokens: every patch
     token_pool: int = 1  # rows: tokens: average k x k neighbouring patches
     layers: tuple[int, ...] = ()  # encoder blocks whose tokens make each row, side by side (default: the output)
+    in_recipe_when_set: ClassVar[tuple[str, ...]] = ("token_pool", "layers")
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -63,10 +64,8 @@ class VJEPA2Backbone(ClipTransformer):
         self.frames_per_clip = model.frames_per_clip
         self.frames_per_row = model.tubelet_size if config.rows in ("tubelet", "tokens") else None
         self.steps = model.frames_per_clip // model.tubelet_size
-        self.grid = TokenGrid(model.crop_size // model.patch_size, config.token_pool, what)
         if config.rows == "tokens":
-            self.rows_per_step = self.grid.cells
-            self.columns = {"token_grid": "str"}
+            self.use_token_rows(self.steps, model.crop_size // model.patch_size, config.token_pool, what)
         depth = model.num_hidden_layers
         if any(layer > depth for layer in config.layers):
             raise ConfigError(f"{what}.layers: {list(config.layers)}; this checkpoint has blocks 1 to {depth}")
@@ -88,17 +87,9 @@ class VJEPA2Backbone(ClipTransformer):
         tokens = tokens.float()
         if self.config.rows == "clip":
             return tokens.mean(dim=1)
-        tokens = tokens.reshape(len(batch), self.steps, -1, tokens.shape[-1])  # (B, steps, patches, D)
-        if self.config.rows == "tubelet":
-            return tokens.mean(dim=2)  # (B, steps, D)
-        return self.grid.pool(tokens).flatten(1, 2)  # (B, steps x cells, D)
-
-    def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
-        rows = super().assemble(video, outputs, units)
         if self.config.rows == "tokens":
-            side = self.grid.side
-            rows.columns["token_grid"] = f"{len(units.items)}x{self.steps}x{side}x{side}"
-        return rows
+            return self.token_rows(tokens)  # (B, steps x cells, D)
+        return tokens.reshape(len(batch), self.steps, -1, tokens.shape[-1]).mean(dim=2)  # (B, steps, D)
 
 
 register_backbone(

@@ -144,7 +144,12 @@ def decoded_in_run(
 
 def backbone_recipe(config: BackboneConfig, backbone: Backbone, source: Source) -> Recipe:
     """The recipe of a backbone's rows (see `extract.core.recipe`)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in config.not_in_recipe}
+    defaults = {field.name: field.default for field in dataclasses.fields(config)}
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in config.not_in_recipe and not (k in config.in_recipe_when_set and v == defaults[k])
+    }
     weights = backbone.weights.describe()
     if weights["source"] == "path":
         weights["name"] = None  # a local file: its sha256 says what it is, its path is this machine's
