@@ -466,6 +466,21 @@ def test_videoprism_rows_are_its_encoder_per_frame_or_its_video_text_embedding(t
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
+def test_videoprism_token_rows_are_every_patch_of_every_frame_and_average_to_the_frame_rows(
+    tmp_path, videoprism_folder
+):
+    _, source = clips_input(tmp_path, 48)
+    config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
+    run_features("videoprism", config, tmp_path / "frame", loader_workers=0)
+    run_features("videoprism", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
+    frame, tokens = StoreReader(tmp_path / "frame"), StoreReader(tmp_path / "tokens")
+    rows, stamps = tokens.get("v")
+    assert rows.shape == (32, 32) and tokens.text("token_grid") == ["2x4x2x2"]  # 2 clips x 4 frames x 2 x 2
+    np.testing.assert_allclose(rows.reshape(8, 4, 32).mean(1), frame.get("v")[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stamps, np.repeat(FRAME_TIMES, 4), atol=1e-6)
+    assert "token_pool" not in frame.recipe.backbone
+
+
 def test_videoprism_shared_rows_need_a_video_text_checkpoint(tmp_path, weights_dir, videoprism_folder):
     from transformers import VideoPrismClipModel
 

@@ -9,7 +9,7 @@ before `Backbone.__init__`, and its `embed` returns (clips, rows per clip, D) or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,19 +20,18 @@ from extract.backbones.tokens import TokenGrid
 from extract.core.config import ConfigError
 from extract.core.recipe import Recipe
 
-SHARED_ROWS = ("frame", "shared")
-
 
 @dataclass(frozen=True)
 class SharedSpaceConfig(BackboneConfig):
     """A video-text model's video tower (VideoPrism, PE video)."""
 
     rows: str = "frame"  # frame: one row per frame; shared: one row per clip in the video-text space
+    row_kinds: ClassVar[tuple[str, ...]] = ("frame", "shared")
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.rows not in SHARED_ROWS:
-            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(SHARED_ROWS)}")
+        if self.rows not in self.row_kinds:
+            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(self.row_kinds)}")
 
 
 class ClipTransformer(Backbone):
