@@ -177,6 +177,13 @@ class HeadData:
         out["missing"] = torch.from_numpy(missing)
         return out
 
+    def times_read(self, inp: FeatureInput, vid: str, view: int = 0) -> np.ndarray:
+        """The times of the rows an evaluation batch reads of a video (of its view `view`)."""
+        count = int(inp.counts[inp.position[vid]])
+        times = inp.reader.timestamps(vid)[view * count : (view + 1) * count]
+        kept = self.kept_rows(count, inp.spec.max_len)
+        return times if kept is None else times[kept]
+
     @staticmethod
     def kept_rows(count: int, cap: int, rng: np.random.Generator | None = None) -> np.ndarray | None:
         """Which of a video's `count` rows a batch holds: None for all of them when they fit in `cap`."""

@@ -13,6 +13,7 @@ from heads.checkpoint import load_head
 from heads.data import HeadData
 from heads.evaluate import evaluate
 from heads.train import predict_scores, train
+from reelfeat.report.review import attention_weights
 
 SEGMENTS, CROPS, ROWS_PER_VIEW = 2, 3, 2
 VIEW = {"type": "clips", "num_clips": SEGMENTS, "clip_len": 4, "crops": CROPS}
@@ -88,6 +89,9 @@ def test_scores_are_the_mean_over_views_and_the_head_learns(synthetic, multiview
         per_view = [model.task.scores(model(data.batch(videos, view=v))[0].numpy()) for v in range(data.views)]
     np.testing.assert_allclose(predict_scores(model, data, videos), np.mean(per_view, axis=0), rtol=1e-5)
     assert evaluate(tmp_path / "head")["test"]["accuracy"] >= 0.9
+    # the report draws the attention over the first view's rows, at their own times
+    times, weights = attention_weights(model, data, 0)["clips"]
+    assert times.tolist() == [0.0, 1.0] and abs(weights.sum() - 1) < 1e-5
     # the same store read whole (views: pooled) is read as one sequence per video
     assert HeadData.load(config.with_values({"views": "pooled"})).views == 1
 

@@ -137,7 +137,8 @@ def attention_weights(
     model: HeadModel | ZeroShotHead, data: HeadData, video: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each input pooled with attention (attention pooling, LSTM attention, the attentive probe):
-    the weight of each row the head read for this video, at the row's time in seconds."""
+    the weight of each row the head read for this video (its first view, where it has several), at the
+    row's time in seconds."""
     captured: dict[str, np.ndarray] = {}
     hooks = []
     for key, pool in attention_pools(model).items():
@@ -156,9 +157,6 @@ def attention_weights(
     for inp in data.inputs:
         if inp.spec.key not in captured:
             continue
-        vid = data.ids[video]
-        times = inp.reader.timestamps(vid)
-        kept = HeadData.kept_rows(len(times), inp.spec.max_len)
-        times = times if kept is None else times[kept]
+        times = data.times_read(inp, data.ids[video])  # with several views, the first view's rows
         weights[inp.spec.key] = (times.astype(np.float64), captured[inp.spec.key][: len(times)].astype(np.float64))
     return weights
