@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from extract.backbones import Backbone, BackboneConfig, Rows, Units, VideoInput, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
-from extract.backbones.tokens import TokenGrid
+from extract.backbones.tokens import TokenGrid, check_rows
 from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch32"
@@ -67,10 +67,7 @@ class ClipImageConfig(BackboneConfig):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.rows not in ("shared", "tokens"):
-            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of ['shared', 'tokens']")
-        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
-            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+        check_rows(self.rows, ("shared", "tokens"), self.token_pool, where)
 
 
 class ClipImageBackbone(_ClipModel):

@@ -11,6 +11,14 @@ import torch
 from extract.core.config import ConfigError
 
 
+def check_rows(rows: str, kinds: tuple[str, ...], token_pool: int, where: str) -> None:
+    """A family's `rows` is one it makes; `token_pool` is positive, and above 1 only for token rows."""
+    if rows not in kinds:
+        raise ConfigError(f"{where}.rows: {rows!r} is not one of {list(kinds)}")
+    if token_pool < 1 or (token_pool > 1 and rows != "tokens"):
+        raise ConfigError(f"{where}.token_pool: {token_pool}; a positive number, with rows: tokens")
+
+
 class TokenGrid:
     """A square grid of patch tokens per time step, averaged over `pool` x `pool` neighbours."""
 

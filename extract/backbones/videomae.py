@@ -15,8 +15,8 @@ import torch
 from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights
+from extract.backbones.tokens import check_rows
 from extract.backbones.video_transformer import ClipTransformer
-from extract.core.config import ConfigError
 
 DEFAULT_CHECKPOINT = "MCG-NJU/videomae-base-finetuned-kinetics"
 ROWS = ("clip", "tokens")
@@ -30,10 +30,7 @@ class VideoMAEConfig(BackboneConfig):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.rows not in ROWS:
-            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(ROWS)}")
-        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
-            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+        check_rows(self.rows, ROWS, self.token_pool, where)
 
 
 class VideoMAEBackbone(ClipTransformer):

@@ -31,6 +31,7 @@ from extract.backbones import register_backbone
 from extract.backbones.clip import ClipTextBackbone, ClipTextConfig
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
+from extract.backbones.tokens import check_rows
 from extract.backbones.video_transformer import ClipTransformer, SharedSpaceConfig
 from extract.backbones.weights import WeightsError
 from extract.core.config import ConfigError
@@ -47,8 +48,7 @@ class VideoPrismConfig(SharedSpaceConfig):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
-            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+        check_rows(self.rows, self.row_kinds, self.token_pool, where)
 
 
 class VideoPrismBackbone(ClipTransformer):

@@ -27,7 +27,7 @@ import torch
 from extract.backbones import BackboneConfig, register_backbone
 from extract.backbones.pixels import TensorImageProcessor
 from extract.backbones.text import huggingface_weights, load_complete
-from extract.backbones.tokens import BlockOutputs
+from extract.backbones.tokens import BlockOutputs, check_rows
 from extract.backbones.video_transformer import ClipTransformer
 from extract.core.config import ConfigError
 
@@ -44,10 +44,7 @@ class VJEPA2Config(BackboneConfig):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        if self.rows not in ROWS:
-            raise ConfigError(f"{where}.rows: {self.rows!r} is not one of {list(ROWS)}")
-        if self.token_pool < 1 or (self.token_pool > 1 and self.rows != "tokens"):
-            raise ConfigError(f"{where}.token_pool: {self.token_pool}; a positive number, with rows: tokens")
+        check_rows(self.rows, ROWS, self.token_pool, where)
         if any(layer < 1 for layer in self.layers) or len(set(self.layers)) != len(self.layers):
             raise ConfigError(f"{where}.layers: {list(self.layers)}; distinct block numbers from 1")
 
