@@ -100,7 +100,13 @@ def project(tmp_path_factory, whisper_file, clip_folder) -> Path:
             "text_model": clip,
             "inputs": [{"store": "data/features/clip"}, {"store": "data/features/clip_text"}],
         },
-        "action": {"task": "multi_class", "target": "action", "inputs": [{"store": frames}], **quick},
+        "action": {
+            "task": "multi_class",
+            "target": "action",
+            "inputs": [{"store": frames}],
+            "sweep": {"lr": [1e-3, 3e-3], "hidden": [[], [16]]},
+            **quick,
+        },
         "intensity": {
             "task": "multi_regression",
             "target": ["intensity_joy", "intensity_energy"],
@@ -172,6 +178,12 @@ def test_heads_show_their_plots_classes_worst_videos_and_attention(project):
     assert section.count('<div class="video">') == 2
     assert "<b>caption</b>: " in section and "<b>transcript</b>: " in section
     assert "true labels: " in section
+    # a swept head: its leaderboard and the val metric against each swept value; the winner in metrics.json
+    action = text[text.index('id="head-action"') : text.index('id="head-intensity"')]
+    assert "Sweep: 4 configurations, kept by val_accuracy" in action and action.count('<tr class="kept">') == 1
+    assert alts.count("val_accuracy against each swept value") == 1
+    best = json.loads((project / "data/heads/action/metrics.json").read_text())["best"]
+    assert set(best) == {"lr", "hidden", "val_accuracy", "val_loss", "epochs_run", "best_epoch"}
 
 
 def test_the_report_reads_the_scores_evaluate_wrote_and_runs_no_head_over_the_test_split(project):
