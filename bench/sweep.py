@@ -1,14 +1,16 @@
 """What a sweep costs: `python -m heads train` as the `train@<head>` stage runs it, with 1, 4 and 16
 configurations (learning rate x weight decay) trained in one pass over shared batches.
 
-    python bench/sweep.py [--videos 2000] [--rows 10] [--dim 2048] [--pool mean] [--epochs 10] [--repeats 3]
+    python bench/sweep.py [--videos 2000] [--rows 10] [--dim 2048] [--pool mean] [--hidden 512]
+                          [--epochs 10] [--repeats 3]
 
 A feature store of `--videos` videos of `--rows` rows of `--dim` float16 values (ResNet50's, 10 frames)
-whose class (5 classes) shows in every row, split 70/15/15. The head: `--pool` over the rows (mean: an
-MLP with one hidden layer of 512; transformer or attentive_probe: that sequence encoder, then a
-linear layer), `--epochs` epochs, batch 32. Timed, medians of `--repeats`: the whole process, start-up
-and the store's reads included, and each configuration's own steps (sweep.json's seconds). Prints a
-markdown table and one JSON line, with the machine.
+whose class (5 classes) shows in every row, split 70/15/15. The head: `--pool` over the rows (mean:
+an MLP of `--hidden` widths, default one layer of 512, none for a linear probe; transformer or
+attentive_probe: that sequence encoder, then a linear layer), `--epochs` epochs, batch 32. Timed,
+medians of `--repeats`: the whole process, start-up and the store's reads included, and each
+configuration's own steps (sweep.json's seconds). Prints a markdown table and one JSON line, with
+the machine.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def head_params(folder: Path, args: argparse.Namespace, k: int) -> Path:
         "target": "label",
         "manifest": str(folder / "manifest.csv"),
         "inputs": [{"store": str(folder / "store"), "pool": args.pool, "max_len": args.rows}],
-        "hidden": [512] if pooled else [],
+        "hidden": args.hidden if pooled else [],
         "dropout": 0.2,
         "epochs": args.epochs,
         "batch_size": 32,
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--pool", default="mean", choices=["mean", "transformer", "attentive_probe"])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--hidden", type=int, nargs="*", default=[512], help="MLP widths of a mean-pooled head")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     results = {}
