@@ -170,6 +170,11 @@ class Binary(TaskKind):
     def untuned_thresholds(self, out_dim: int) -> dict:
         return {"global": 0.5, "per_class": [0.5] * out_dim}
 
+    def selection_value(self, task: Task, y: np.ndarray, p: np.ndarray) -> float | None:
+        from heads.metrics import roc_auc  # ROC-AUC alone: every epoch of every configuration
+
+        return roc_auc(y.astype(int), p[:, 0]) if len(np.unique(y)) == 2 else None
+
     def labels(self, task: Task, thresholds: dict, scores: np.ndarray) -> list[str]:
         return [task.classes[0]] if float(scores[0]) >= thresholds.get("global", 0.5) else []
 
@@ -240,6 +245,11 @@ class MultiLabel(TaskKind):
 
     def untuned_thresholds(self, out_dim: int) -> dict:
         return {"global": 0.5, "per_class": [0.5] * out_dim}
+
+    def selection_value(self, task: Task, y: np.ndarray, p: np.ndarray) -> float | None:
+        from heads.metrics import mean_average_precision  # mAP alone: every epoch of every configuration
+
+        return mean_average_precision(y.astype(int), p)
 
     def labels(self, task: Task, thresholds: dict, scores: np.ndarray) -> list[str]:
         cuts = thresholds.get("per_class", [0.5] * len(task.classes))

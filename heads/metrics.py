@@ -80,8 +80,11 @@ def average_precisions(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def mean_average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean over classes (with at least one positive) of average precision, as scikit-learn computes it."""
-    return RankedLabels(y, p).mean_ap(np.ones(len(y)))
+    """Mean over classes (with at least one positive) of average precision, as scikit-learn computes it;
+    0 where no class has one."""
+    per_class = average_precisions(y, p)
+    present = ~np.isnan(per_class)
+    return float(per_class[present].mean()) if present.any() else 0.0
 
 
 class RankedLabels:

@@ -198,6 +198,9 @@ def test_every_task_kind_fits_scores_labels_measures_plots_and_ranks_its_videos(
     error, what = kind.mistake(task, thresholds, truth[0], scores[0], np.ones(truth.shape[1:]))
     assert error >= 0 and what
     assert kind.chart in ("roc", "confusion", "predicted")
+    # a sweep's selection metric is the metric evaluate reports, computed alone
+    selected = kind.metrics(task, truth, scores, kind.untuned_thresholds(task.out_dim))[kind.selection]
+    assert kind.selection_value(task, truth, scores) == selected
 
 
 def test_best_threshold_maximizes_f1():
