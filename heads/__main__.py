@@ -32,17 +32,16 @@ def configured(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from heads.config import head_config
-    from heads.train import SWEEP, train
+    from heads.train import SWEEP, kept_row, read_sweep, train
 
     config = head_config(args.head, configured(args))
     path = train(config, args.out or head_dir(args.head))
     done = "embedded the labels of a zero-shot" if config.kind == "zero_shot" else "trained"
     print(f"{args.head}: {done} {config.task} head on {', '.join(i.key for i in config.inputs)} -> {path}")
-    if config.sweep:
-        rows = json.loads((path.parent / SWEEP).read_text(encoding="utf-8"))["rows"]
-        best = next(row for row in rows if row["best"])
-        chosen = ", ".join(f"{key} {best[key]}" for key in config.sweep)
-        print(f"{args.head}: best of {len(rows)} configurations on val: {chosen} -> {path.parent / SWEEP}")
+    sweep = read_sweep(path.parent)
+    if sweep:
+        chosen = ", ".join(f"{key} {kept_row(sweep)[key]}" for key in sweep["swept"])
+        print(f"{args.head}: best of {len(sweep['rows'])} configurations on val: {chosen} -> {path.parent / SWEEP}")
     return EXIT_OK
 
 

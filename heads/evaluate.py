@@ -17,7 +17,7 @@ from extract.core.files import atomic_write, write_text
 from heads.checkpoint import load_head
 from heads.data import HeadData
 from heads.kinds import Task
-from heads.train import SWEEP, predict_scores
+from heads.train import kept_row, predict_scores, read_sweep
 
 TEST_SCORES = "test_scores.npz"
 
@@ -57,12 +57,9 @@ def evaluate(head_dir: str | Path, insight: str | Path = INSIGHT) -> dict:
                 metrics["test_leakage_free"] = {**free, "dropped": int((~kept).sum()), "insight": read}
     metrics["classes"] = task.classes
     metrics["missing_videos"] = len(data.missing)
-    sweep = head_dir / SWEEP
-    if sweep.is_file():  # a sweep's choice, for `dvc metrics show` beside what it scored
-        rows = json.loads(sweep.read_text(encoding="utf-8"))["rows"]
-        if len(rows) > 1:
-            best = next(row for row in rows if row["best"])
-            metrics["best"] = {key: value for key, value in best.items() if key not in ("best", "seconds")}
+    sweep = read_sweep(head_dir)
+    if sweep:  # a sweep's choice, for `dvc metrics show` beside what it scored
+        metrics["best"] = {key: value for key, value in kept_row(sweep).items() if key not in ("best", "seconds")}
     write_text(head_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return metrics
 

@@ -127,6 +127,9 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
         targets = torch.from_numpy(task.encode(data.rows))
         runs.append(Run(values, point, task, targets, model, optimizer, torch.get_rng_state()))
 
+    # val's truth, the same for every run: it depends on the kind and columns, which a sweep never varies
+    val_truth = runs[0].task.truth([data.rows[i] for i in val_idx]) if len(val_idx) else None
+
     # loop: shuffled minibatches, one pass per epoch, each batch read once for every run still training;
     # then one validation pass, its batches also shared, for the loss and the selection metric
     for epoch in range(max(run.epochs for run in runs)):
@@ -145,7 +148,7 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
         for run in active:
             run.history.append({"epoch": epoch + 1, "train_loss": round(run.train_loss / len(train_idx), 6)})
         if len(val_idx):
-            validate(active, data, val_idx, epoch + 1)
+            validate(active, data, val_idx, val_truth, epoch + 1)
 
     # choice: the best run on val (the first of equals, in the sweep's order), at its best epoch
     for run in runs:
@@ -170,7 +173,7 @@ def _train(config: HeadConfig, out_dir: Path, data: HeadData | None, rng: np.ran
 
 
 @torch.inference_mode()
-def validate(runs: list[Run], data: HeadData, val_idx: np.ndarray, epoch: int) -> None:
+def validate(runs: list[Run], data: HeadData, val_idx: np.ndarray, truth: np.ndarray, epoch: int) -> None:
     """Each run's val loss and selection metric after an epoch, reading val's batches once for all;
     a run keeps its weights of the best epoch so far where it stops early (patience)."""
     scores: list[np.ndarray | float] = [0.0] * len(runs)
@@ -190,7 +193,6 @@ def validate(runs: list[Run], data: HeadData, val_idx: np.ndarray, epoch: int) -
                 run.seconds += time.perf_counter() - started
         for i, run in enumerate(runs):
             scores[i] = scores[i] + run.task.scores(np.concatenate(logits[i])) / data.views
-    truth = runs[0].task.truth([data.rows[i] for i in val_idx])
     for i, run in enumerate(runs):
         val_loss = totals[i] / len(val_idx) / data.views
         kind = run.task.kind
@@ -229,3 +231,22 @@ def sweep_table(config: HeadConfig, runs: list[Run], best: Run) -> dict[str, Any
             }
         )
     return {"swept": list(config.sweep), "metric": metric, "lower_is_better": kind.lower_is_better, "rows": rows}
+
+
+def read_sweep(head_dir: str | Path) -> dict[str, Any] | None:
+    """What `sweep_table` wrote for the head in `head_dir` where it tried several configurations; None
+    for one (or a head trained before sweeps). A damaged file is one line naming it and the fix."""
+    path = Path(head_dir) / SWEEP
+    if not path.is_file():
+        return None
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        several = len(table["rows"]) > 1 and sum(bool(row["best"]) for row in table["rows"]) == 1
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is damaged: rerun the head's train stage (dvc repro)") from None
+    return table if several else None
+
+
+def kept_row(table: dict[str, Any]) -> dict[str, Any]:
+    """The row of the configuration a sweep kept."""
+    return next(row for row in table["rows"] if row["best"])

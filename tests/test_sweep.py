@@ -73,6 +73,11 @@ def test_a_sweep_keeps_the_best_on_val_and_it_is_what_that_configuration_trains_
     assert "data:image/png;base64," in page and "Sweep: 8 configurations, kept by val_roc_auc" in page
     assert review_head(tmp_path / "alone", worst=0).sweep is None
 
+    # a damaged table is one line naming the file and the fix
+    (tmp_path / "swept" / SWEEP).write_text('{"rows": [')
+    with pytest.raises(UserError, match=r"swept/sweep.json is damaged: rerun the head's train stage"):
+        evaluate(tmp_path / "swept")
+
 
 def test_early_stopping_keeps_the_best_epoch_of_each_configuration(synthetic, tmp_path):
     inputs = resolve(INPUTS[:1], synthetic["stores"])

@@ -25,7 +25,7 @@ from heads.evaluate import read_scores
 from heads.kinds import Task
 from heads.metrics import average_precisions
 from heads.models import AttentionPool, AttentiveProbe, HeadModel, ZeroShotHead
-from heads.train import SWEEP
+from heads.train import read_sweep
 
 
 @dataclass
@@ -66,8 +66,7 @@ def review_head(head_dir: Path, worst: int) -> HeadReview:
         index = {vid: i for i, vid in enumerate(data.ids)}
         for mistake in mistakes:
             mistake.attention = attention_weights(model, data, index[mistake.vid])
-    history_file, sweep_file = head_dir / "history.json", head_dir / SWEEP
-    sweep = json.loads(sweep_file.read_text(encoding="utf-8")) if sweep_file.is_file() else None
+    history_file = head_dir / "history.json"
     return HeadReview(
         name=head_dir.name,
         config=config,
@@ -80,7 +79,7 @@ def review_head(head_dir: Path, worst: int) -> HeadReview:
         scores=scores,
         per_class=per_class_table(task, thresholds, truth, scores),
         worst=mistakes,
-        sweep=sweep if sweep and len(sweep["rows"]) > 1 else None,
+        sweep=read_sweep(head_dir),
     )
 
 
