@@ -52,11 +52,18 @@ def write_project(folder: Path, args: argparse.Namespace) -> None:
         for i in range(args.videos):
             rows = centres[labels[i]] * 0.3 + rng.normal(size=(args.rows, args.dim)).astype(np.float32)
             writer.add(f"v{i}", rows.astype(np.float16), times)
-    splits = rng.choice(["train", "val", "test"], args.videos, p=[0.7, 0.15, 0.15])
-    with open(folder / "manifest.csv", "w", newline="") as handle:
+    write_manifest(folder / "manifest.csv", labels, rng)
+
+
+def write_manifest(path: Path, labels: np.ndarray, rng: np.random.Generator) -> None:
+    """A prepared manifest of videos v0, v1, ... with their class `label`, split 70/15/15 at random."""
+    splits = rng.choice(["train", "val", "test"], len(labels), p=[0.7, 0.15, 0.15])
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "split", "label"])
-        writer.writerows([f"v{i}", splits[i], f"c{labels[i]}"] for i in range(args.videos))
+        writer.writerows(
+            [f"v{i}", split, f"c{label}"] for i, (split, label) in enumerate(zip(splits, labels, strict=True))
+        )
 
 
 def head_params(folder: Path, args: argparse.Namespace, k: int) -> Path:

@@ -17,7 +17,6 @@ Prints a markdown table and one JSON line, with the machine.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.peer import machine  # noqa: E402
+from bench.sweep import write_manifest  # noqa: E402
 from extract.store import StoreReader, StoreWriter, store_info  # noqa: E402
 
 CLASSES = 5
@@ -57,7 +57,7 @@ def write_store(folder: Path, args: argparse.Namespace, labels: np.ndarray) -> f
 def read_speeds(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     reader = StoreReader(folder / "tokens")
     rng = np.random.default_rng(1)
-    chosen = [f"v{i}" for i in rng.choice(args.videos, 200, replace=False)]
+    chosen = [f"v{i}" for i in rng.choice(args.videos, min(200, args.videos), replace=False)]
     start = time.perf_counter()
     whole = sum(reader.read(vid).nbytes for vid in chosen)
     whole_s = time.perf_counter() - start
@@ -67,17 +67,13 @@ def read_speeds(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     slices_s = time.perf_counter() - start
     return {
         "whole_MBps": whole / whole_s / 1e6,
-        "whole_ms_per_video": whole_s / 200 * 1e3,
-        "slice_ms_per_video": slices_s / 200 * 1e3,
+        "whole_ms_per_video": whole_s / len(chosen) * 1e3,
+        "slice_ms_per_video": slices_s / len(chosen) * 1e3,
     }
 
 
 def train_probe(folder: Path, args: argparse.Namespace, labels: np.ndarray) -> dict[str, float]:
-    splits = np.random.default_rng(2).choice(["train", "val", "test"], args.videos, p=[0.7, 0.15, 0.15])
-    with open(folder / "manifest.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "split", "label"])
-        writer.writerows([f"v{i}", splits[i], f"c{labels[i]}"] for i in range(args.videos))
+    write_manifest(folder / "manifest.csv", labels, np.random.default_rng(2))
     probe = {"store": str(folder / "tokens"), "pool": "attentive_probe", "max_len": args.max_len, "heads": 16}
     head = {
         "task": "multi_class",

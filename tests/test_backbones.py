@@ -281,10 +281,20 @@ def test_videomae_rows_are_the_mean_pooled_encoder_output(tmp_path, videomae_fol
     assert ((rows * from_pil).sum(1) / np.linalg.norm(rows, axis=1) / np.linalg.norm(from_pil, axis=1)).min() > 0.99
 
 
-def test_videomae_token_rows_are_every_patch_and_average_to_the_clip_rows(tmp_path, videomae_folder):
-    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
+def clips_input(tmp_path: Path, size: int) -> tuple[np.ndarray, Path]:
+    """Two 4-frame clips of one video at 8 fps, centred at 1 s and 3 s."""
+    clips = frames(8, size).reshape(2, 4, size, size, 3)
     view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
-    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    times = {"v": np.array([1.0, 3.0], np.float32)}
+    return clips, write_input(tmp_path / "clips", "clips", {"v": clips}, times, view)
+
+
+# a 4-frame clip at 8 fps: its frames sit 0.1875 and 0.0625 s either side of the clip's centre
+FRAME_TIMES = [0.8125, 0.9375, 1.0625, 1.1875, 2.8125, 2.9375, 3.0625, 3.1875]
+
+
+def test_videomae_token_rows_are_every_patch_and_average_to_the_clip_rows(tmp_path, videomae_folder):
+    _, source = clips_input(tmp_path, 48)
     config = {"input": str(source), "weights": str(videomae_folder), "dtype": "float32", "precision": "float32"}
     run_features("videomae", config, tmp_path / "clip", loader_workers=0)
     run_features("videomae", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
@@ -327,9 +337,7 @@ def vjepa2_folder(weights_dir) -> Path:
 def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2_folder, rows):
     from transformers import VJEPA2Model, VJEPA2VideoProcessor
 
-    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
-    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
-    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    clips, source = clips_input(tmp_path, 48)
     config = {"input": str(source), "weights": str(vjepa2_folder), "dtype": "float32", "precision": "float32"}
     run_features("vjepa2", {**config, "rows": rows}, tmp_path / "f", loader_workers=0)
     processor = VJEPA2VideoProcessor.from_pretrained(vjepa2_folder)
@@ -356,9 +364,7 @@ def test_vjepa2_rows_are_its_encoder_tokens_averaged_over_space(tmp_path, vjepa2
 def test_vjepa2_token_rows_are_every_patch_with_its_place_pooled_and_from_chosen_blocks(tmp_path, vjepa2_folder):
     from transformers import VJEPA2Model, VJEPA2VideoProcessor
 
-    clips = frames(8, 48).reshape(2, 4, 48, 48, 3)
-    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
-    source = write_input(tmp_path / "clips", "clips", {"v": clips}, {"v": np.array([1.0, 3.0], np.float32)}, view)
+    clips, source = clips_input(tmp_path, 48)
     config = {"input": str(source), "weights": str(vjepa2_folder), "dtype": "float32", "precision": "float32"}
     stores = {
         "tokens": {"rows": "tokens"},
@@ -424,18 +430,6 @@ def test_vjepa2_refuses_clips_of_another_length(tmp_path, vjepa2_folder):
     source = write_input(tmp_path / "clips", "clips", {"v": frames(6, 48).reshape(2, 3, 48, 48, 3)})
     with pytest.raises(ConfigError, match="takes clips of 4 frames but .* has 3: set clip_len: 4"):
         run_features("vjepa2", {"input": str(source), "weights": str(vjepa2_folder)}, tmp_path / "f", loader_workers=0)
-
-
-def clips_input(tmp_path: Path, size: int) -> tuple[np.ndarray, Path]:
-    """Two 4-frame clips of one video at 8 fps, centred at 1 s and 3 s."""
-    clips = frames(8, size).reshape(2, 4, size, size, 3)
-    view = {"view": {"type": "clips", "clip_len": 4, "fps": 8.0}}
-    times = {"v": np.array([1.0, 3.0], np.float32)}
-    return clips, write_input(tmp_path / "clips", "clips", {"v": clips}, times, view)
-
-
-# a 4-frame clip at 8 fps: its frames sit 0.1875 and 0.0625 s either side of the clip's centre
-FRAME_TIMES = [0.8125, 0.9375, 1.0625, 1.1875, 2.8125, 2.9375, 3.0625, 3.1875]
 
 
 @pytest.mark.parametrize("rows", ["frame", "shared"])

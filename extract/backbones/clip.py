@@ -108,9 +108,8 @@ class ClipImageBackbone(_ClipModel):
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
         if self.grid is None:
             return super().assemble(video, outputs, units)
-        side = self.grid.side
         feats = np.concatenate(outputs) if outputs else np.zeros((0, self.dim), np.float32)
-        return Rows(feats, units.timestamps, {"token_grid": f"{len(outputs)}x1x{side}x{side}"})
+        return Rows(feats, units.timestamps, {"token_grid": self.grid.column(len(outputs), 1)})  # a frame: one step
 
 
 class ClipTextBackbone(_ClipModel):

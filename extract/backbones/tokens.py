@@ -31,6 +31,10 @@ class TokenGrid:
     def cells(self) -> int:
         return self.side * self.side
 
+    def column(self, clips: int, steps: int) -> str:
+        """A video's per-video `token_grid`: "clips x steps x height x width", a row's place by its index."""
+        return f"{clips}x{steps}x{self.side}x{self.side}"
+
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, steps, side^2 patches, D) in row-major order -> (B, steps, cells, D), pooled."""
         batch, steps, patches, dim = tokens.shape

@@ -82,7 +82,7 @@ class ClipTransformer(Backbone):
     def assemble(self, video: VideoInput, outputs: list[np.ndarray], units: Units) -> Rows:
         columns = {}
         if self.grid is not None:
-            columns["token_grid"] = f"{len(units.items)}x{self.steps}x{self.grid.side}x{self.grid.side}"
+            columns["token_grid"] = self.grid.column(len(units.items), self.steps)
         if not outputs:
             return Rows(np.zeros((0, self.dim), np.float32), units.timestamps, columns)
         return Rows(np.concatenate([np.reshape(out, (-1, self.dim)) for out in outputs]), units.timestamps, columns)
