@@ -164,10 +164,8 @@ class HeadConfig:
             if not values:
                 raise ConfigError(f"{where}.sweep.{key}: give a list of at least one value")
             axes.append([coerce(value, hint, f"{where}.sweep.{key}[{i}]") for i, value in enumerate(values)])
-        return [
-            (dict(zip(self.sweep, point, strict=True)), self.with_values(dict(zip(self.sweep, point, strict=True))))
-            for point in itertools.product(*axes)
-        ]
+        points = [dict(zip(self.sweep, point, strict=True)) for point in itertools.product(*axes)]
+        return [(values, self.with_values(values)) for values in points]
 
     def with_values(self, values: dict[str, Any]) -> HeadConfig:
         """This config with some values set (a sweep point's keys), and no sweep."""

@@ -83,7 +83,6 @@ def test_bad_view_params_name_the_key(params, message):
 def test_crops_enter_the_reuse_key_only_where_there_are_several():
     assert view_config_json(ClipsView(crops=1)) == view_config_json(ClipsView())
     assert '"crops": 1' not in view_config_json(ClipsView()) and '"crops": 3' in view_config_json(ClipsView(crops=3))
-    assert ClipsView(num_clips=8, crops=3).views == 24
 
 
 def test_view_params_round_trip():

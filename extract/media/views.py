@@ -114,11 +114,6 @@ class ClipsView:
     max_shift: float = 0.1
     crops: int = 1  # spatial views of each clip along the long side (3: start, centre, end)
 
-    @property
-    def views(self) -> int:
-        """Clips per video: segments x crops, each a view of the papers' multi-view evaluations."""
-        return self.num_clips * self.crops
-
     def validate(self, where: str) -> None:
         if self.num_clips < 1 or self.clip_len < 1:
             raise ConfigError(f"{where}: num_clips and clip_len must be at least 1")
