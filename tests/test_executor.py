@@ -15,7 +15,7 @@ import pytest
 
 from extract.core.errors import Failure
 from extract.core.settings import Settings
-from extract.executor import WORKER_DIED, make_executor
+from extract.executor import WORKER_DIED, make_executor, thread_map
 
 
 def shout(item: str) -> str:
@@ -141,3 +141,31 @@ def test_a_local_worker_past_the_time_limit_is_killed_and_only_its_item_fails():
     results = dict(make_executor(Settings(), 2).map(nap, [0.01, 600.0, 0.02, 0.03], limit_s=1.0))
     assert results[600.0] == Failure("nap: still running after 1 s; its worker process was stopped")
     assert results[0.01] == 0.01 and results[0.02] == 0.02 and results[0.03] == 0.03
+
+
+def test_thread_map_gives_every_item_once_and_fails_only_the_one_past_its_time():
+    """`run`'s NVDEC decoders are threads of the model's process: a thread cannot be killed, so its item
+    fails at the time limit, a new thread takes its place, and the other items all come back."""
+    results = dict(thread_map(nap, [0.01, 600.0, 0.02, 0.03, 0.04], threads=2, limit_s=1.0))
+    assert results[600.0] == Failure("nap: still running after 1 s; its thread was left behind")
+    assert {k: v for k, v in results.items() if k != 600.0} == {0.01: 0.01, 0.02: 0.02, 0.03: 0.03, 0.04: 0.04}
+    assert dict(thread_map(shout, ["a", "bad"], threads=4)) == {
+        "a": "A",
+        "bad": Failure("shout: ValueError: no shouting at bad"),
+    }
+
+
+def test_thread_map_holds_at_most_its_threads_items_unread():
+    """Decoded frames wait in GPU memory until the model takes them: threads stop taking videos while
+    `threads` results are unread."""
+    started: list[int] = []
+
+    def note(item: int) -> int:
+        started.append(item)
+        return item
+
+    results = thread_map(note, list(range(20)), threads=3)
+    first, _ = next(results)
+    time.sleep(0.3)  # time for the threads to take every item they may
+    assert len(started) == 4 and first in started  # 3 in hand, plus the one read
+    assert sorted([first, *(item for item, _ in results)]) == list(range(20))

@@ -91,7 +91,7 @@ class ClipImageBackbone(_ClipModel):
         return self.pixels.describe()
 
     def units(self, video: VideoInput) -> Units:
-        frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        frames = video.tensor().permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         times = np.asarray(video.timestamps, np.float32)
         return Units(list(self.pixels(frames)), times if self.grid is None else np.repeat(times, self.grid.cells))
 

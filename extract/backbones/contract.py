@@ -50,9 +50,18 @@ class VideoInput:
     """One video's input, as read from the source store or manifest."""
 
     vid: str
-    rows: np.ndarray | None = None  # decoded frames, clips or audio samples
+    rows: np.ndarray | torch.Tensor | None = None  # decoded frames, clips or audio samples
     timestamps: np.ndarray | None = None
     text: str | None = None
+
+    def tensor(self) -> torch.Tensor:
+        """The rows as a torch tensor, without a copy: frames decoded on a GPU (`extract.media.nvdec`)
+        are one already, on that GPU, and stay there."""
+        import torch
+
+        if isinstance(self.rows, torch.Tensor):
+            return self.rows
+        return torch.from_numpy(np.ascontiguousarray(self.rows))
 
 
 @dataclass

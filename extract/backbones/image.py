@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -172,7 +171,7 @@ class ImageBackbone(TorchvisionBackbone):
         self.transforms, self.runtime = transforms, runtime
 
     def units(self, video: VideoInput) -> Units:
-        frames = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+        frames = video.tensor().permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
         return Units(list(self.transforms(frames)), video.timestamps)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:

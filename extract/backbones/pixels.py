@@ -39,7 +39,8 @@ class TensorImageProcessor:
         resized = TF.resize(frames, self.resize, interpolation=mode, antialias=True)
         if self.crop:
             resized = TF.center_crop(resized, self.crop)
-        return (resized.float() * self.scale - self.mean) / self.std
+        mean, std = self.mean.to(resized.device), self.std.to(resized.device)  # frames decoded on a GPU
+        return (resized.float() * self.scale - mean) / std
 
     def describe(self) -> dict[str, Any]:
         """The steps, for the store's recipe."""

@@ -5,9 +5,6 @@ The DADS 7202 seed used mvit_v2_s, swin3d_t and r2plus1d_18 on 16 frames of the 
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from extract.backbones import BackboneConfig, Units, VideoInput, register_backbone
 from extract.backbones.image import TorchvisionBackbone
 from extract.core.config import ConfigError
@@ -42,7 +39,7 @@ class VideoBackbone(TorchvisionBackbone):
             )
 
     def units(self, video: VideoInput) -> Units:
-        clips = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W)
+        clips = video.tensor().permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W)
         return Units([self.transforms(clip) for clip in clips], video.timestamps)  # each (3, L, h, w)
 
 

@@ -65,7 +65,7 @@ class ClipTransformer(Backbone):
         return self.pixels.describe()
 
     def units(self, video: VideoInput) -> Units:
-        clips = torch.from_numpy(np.ascontiguousarray(video.rows)).permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W) uint8
+        clips = video.tensor().permute(0, 1, 4, 2, 3)  # (K, L, 3, H, W) uint8
         return Units([self.pixels(clip) for clip in clips], self.row_times(np.asarray(video.timestamps, np.float64)))
 
     def row_times(self, centres: np.ndarray) -> np.ndarray:

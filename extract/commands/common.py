@@ -22,6 +22,14 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
             "the CPU, cores-1 up to 8 beside a GPU)",
         },
     ),
+    "decoder": (
+        "--decoder",
+        {
+            "default": None,
+            "help": "video decoder beside the model: auto (NVDEC on the model's CUDA GPU where the file allows, else "
+            "the CPU), cpu or nvdec (default: REELFEAT_DECODER, else auto)",
+        },
+    ),
     "backend": ("--backend", {"default": None, "help": "local or ray (default: REELFEAT_BACKEND, else local)"}),
     "allow_failures": (
         "--allow-failures",

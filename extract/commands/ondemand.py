@@ -46,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             backend=args.backend,
+            decoder=args.decoder,
             progress=bar,
             settings=args.settings,
         )
@@ -123,5 +124,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="a backbone option as its params.yaml entry takes it, the value read as YAML; repeatable "
         "(e.g. --set transcribe=false for whisper rows without transcripts)",
     )
-    add_flags(p, "batch_size", "workers", "allow_failures", "backend")
+    add_flags(p, "batch_size", "workers", "allow_failures", "backend", "decoder")
     p.set_defaults(run=cmd_run)

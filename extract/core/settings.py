@@ -11,6 +11,7 @@ values is part of a recipe: changing one never makes DVC rerun a stage. Where th
 | field | variable | default |
 |---|---|---|
 | device | REELFEAT_DEVICE | CUDA when present, else the CPU |
+| decoder | REELFEAT_DECODER | `run`'s video decoder: auto (NVDEC beside a model on CUDA, else the CPU), cpu or nvdec |
 | workers | REELFEAT_WORKERS | decode processes: one per core (0: in this process) |
 | loader_workers | REELFEAT_LOADER_WORKERS | input-preparing processes: 0 on the CPU, cores-1 up to 8 beside a GPU |
 | backend | REELFEAT_BACKEND | local (or ray) |
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from extract.core.config import ConfigError
 
 BACKENDS = ("local", "ray")
+DECODERS = ("auto", "cpu", "nvdec")
 
 
 def cores() -> int:
@@ -43,6 +45,7 @@ def cores() -> int:
 @dataclass(frozen=True)
 class Settings:
     device: str | None = None
+    decoder: str = "auto"
     workers: int | None = None
     loader_workers: int | None = None
     backend: str = "local"
@@ -94,6 +97,8 @@ class Settings:
                 raise ConfigError(f"{names[name]}: {getattr(self, name)!r} is out of range; {RANGES[name]}")
         if self.backend not in BACKENDS and "backend" in names:
             raise ConfigError(f"{names['backend']}: {self.backend!r} is not a backend; choose one of {list(BACKENDS)}")
+        if self.decoder not in DECODERS and "decoder" in names:
+            raise ConfigError(f"{names['decoder']}: {self.decoder!r} is not a decoder; choose one of {list(DECODERS)}")
 
     def decode_processes(self) -> int:
         """Decode processes: the workers setting, else one per core."""
@@ -114,6 +119,7 @@ class Settings:
 
 VARIABLES = {
     "device": "REELFEAT_DEVICE",
+    "decoder": "REELFEAT_DECODER",
     "workers": "REELFEAT_WORKERS",
     "loader_workers": "REELFEAT_LOADER_WORKERS",
     "backend": "REELFEAT_BACKEND",

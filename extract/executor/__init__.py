@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from extract.core.settings import BACKENDS, Settings
 from extract.executor.base import RETRIES, WORKER_DIED, Executor, ModelRunner, ModelWork
-from extract.executor.local import LocalExecutor
+from extract.executor.local import LocalExecutor, thread_map
 
 __all__ = [
     "BACKENDS",
@@ -17,6 +17,7 @@ __all__ = [
     "ModelRunner",
     "ModelWork",
     "make_executor",
+    "thread_map",
 ]
 
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import queue
 import signal
 import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -172,6 +174,73 @@ def _results(
     finally:
         for worker in pool:
             worker.stop()
+
+
+def thread_map(
+    fn: Callable[[T], R], items: Sequence[T], threads: int, limit_s: float | None = None
+) -> Iterator[tuple[T, R | Failure]]:
+    """(item, fn(item) or Failure) for every item, from `threads` threads of this process, as they finish.
+
+    For work that must stay in this process: frames decoded on the GPU its model runs on (a forked
+    worker cannot use CUDA, and frames that crossed a pipe would be on the host). A thread holds
+    its item and its result until the result is read, so at most `threads` items are in hand. A
+    thread cannot be killed: an item held past `limit_s` fails, its thread is left to finish alone
+    (a daemon, never waited for, its result dropped) and a new thread takes its place."""
+    threads = max(1, threads)
+    todo = deque(items)
+    done: queue.Queue = queue.Queue()
+    lock = threading.Lock()
+    slots = threading.Semaphore(threads)  # items taken and not yet read
+    held: dict[int, tuple[T, float]] = {}  # thread id -> (its item, since when)
+    stop = threading.Event()
+    name = getattr(fn, "__name__", "work")
+
+    def serve() -> None:
+        me = threading.get_ident()
+        while True:
+            slots.acquire()
+            with lock:
+                if stop.is_set() or not todo:
+                    slots.release()
+                    return
+                item = todo.popleft()
+                held[me] = (item, time.monotonic())
+            result = call(fn, item)
+            with lock:
+                if held.pop(me, None) is None:
+                    return  # overdue: its item has failed already, and another thread took its place
+            done.put((item, result))
+
+    def start() -> None:
+        threading.Thread(target=serve, name=f"reelfeat-{name}", daemon=True).start()
+
+    def next_result() -> tuple[T, R | Failure]:
+        while True:
+            with lock:
+                since = min((started for _, started in held.values()), default=None)
+            wait_s = 1.0 if limit_s is None or since is None else max(0.0, since + limit_s - time.monotonic())
+            try:
+                return done.get(timeout=wait_s)
+            except queue.Empty:
+                if limit_s is None:
+                    continue
+            with lock:
+                late = [key for key, (_, started) in held.items() if time.monotonic() - started > limit_s]
+                item = held.pop(late[0])[0] if late else None
+            if late:
+                start()
+                return item, Failure(f"{name}: still running after {limit_s:g} s; its thread was left behind")
+
+    for _ in range(min(threads, len(todo))):
+        start()
+    try:
+        for _ in range(len(items)):
+            item, result = next_result()
+            slots.release()
+            yield item, result
+    finally:
+        stop.set()
+        slots.release(threads)  # threads waiting for a slot wake, see `stop` and end
 
 
 class LocalExecutor(Executor):

@@ -71,7 +71,7 @@ class MediaFile:
 
     def probe(self) -> Probe:
         if self._probe is None:
-            self._probe = read_probe(self.container, self._check_time)
+            self._probe = read_probe(self.container, self.check_time)
         return self._probe
 
     def info(self) -> dict[str, float | int | bool]:
@@ -258,11 +258,11 @@ class MediaFile:
     def _packets(self, container: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.Packet]:
         try:
             for packet in container.demux(stream):
-                self._check_time()
+                self.check_time()
                 if packet.size:
                     yield packet
         except av.error.FFmpegError as exc:  # a damaged container: what was read so far counts
-            self._check_time()  # unless the time limit interrupted the read
+            self.check_time()  # unless the time limit interrupted the read
             self._last_error = _reason(exc)
 
     def _video_decoder(self) -> av.VideoStream:
@@ -300,10 +300,10 @@ class MediaFile:
             return av.open(str(self.path), timeout=max(0.001, self.deadline - time.monotonic()))
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
             # the time limit interrupts FFmpeg's reads, and the demuxer then blames the file
-            self._check_time()
+            self.check_time()
             raise MediaError(f"FFmpeg cannot read it: {_reason(exc)}") from None
 
-    def _check_time(self) -> None:
+    def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise self._overdue()
 

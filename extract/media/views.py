@@ -163,7 +163,11 @@ class ClipsView:
             else clips[:, :, :height, start : start + width]
             for start in starts
         ]
-        return np.stack(cut, axis=1).reshape(-1, *clips.shape[1:2], height, width, 3)
+        if isinstance(clips, np.ndarray):
+            return np.stack(cut, axis=1).reshape(-1, *clips.shape[1:2], height, width, 3)
+        import torch  # clips decoded on a GPU (`extract.media.nvdec`) stay there
+
+        return torch.stack(cut, dim=1).reshape(-1, *clips.shape[1:2], height, width, 3)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ file and recipe are unchanged, and nothing else is reused.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ from extract.backbones import VideoInput, input_kind
 from extract.core.config import ConfigError
 from extract.core.errors import Failure, StepFailed
 from extract.core.settings import Settings, cores
-from extract.executor import Executor, make_executor
+from extract.executor import Executor, make_executor, thread_map
 from extract.media.views import View
 from extract.stages.decode import DecodeJob, biggest_first, decode_video, worker_limit
 from extract.stages.manifest import write_csv
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # torch and the model side are imported once the decoders hav
     from extract.stages.features import ExtractRunner
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Videos decoded per turn on the CPU (bounds the decoded frames held in memory); also the videos
 # decoded while the model is built, on any device.
@@ -66,6 +69,58 @@ def startup_decoders(processes: int) -> int:
     """Decode processes while this process starts (imports torch, builds the model) on one core: the
     other cores, one decoder thread each, so that they do not slow the start-up they hide behind."""
     return max(1, processes - 1) if processes else 0
+
+
+def frame_decoder(choice: str, device: torch.device, kind: str) -> str | None:
+    """The torch device `run` decodes frames on for the `decoder` setting `choice` (NVDEC on the GPU
+    the model runs on), or None: the CPU decoders. `auto` takes NVDEC wherever it can."""
+    if kind not in ("frames", "clips") or choice == "cpu":
+        return None
+    if device.type != "cuda":
+        if choice == "nvdec":
+            raise ConfigError(
+                f"--decoder nvdec (REELFEAT_DECODER) decodes on the GPU the model runs on, and this model runs on "
+                f"{device}; give a CUDA --device, or --decoder auto or cpu"
+            )
+        return None
+    from extract.media.nvdec import unavailable
+
+    reason = unavailable(device)
+    if reason and choice == "nvdec":
+        raise ConfigError(f"--decoder nvdec (REELFEAT_DECODER): {reason}; or use --decoder auto or cpu")
+    if reason:
+        log.info("videos are decoded on the CPU: %s", reason)
+        return None
+    return str(device)
+
+
+class DecoderNotes:
+    """What decoded `run`'s videos, for the store: the `decoder` attribute, and `decoder_notes`, one
+    line per video decoded elsewhere than on the GPU (a file NVDEC refused: why)."""
+
+    def __init__(self, on_device: str | None, previous: dict[str, str]) -> None:
+        from extract import media
+
+        self.cpu = media.decoder_version()
+        self.device = None
+        if on_device:
+            import torch
+
+            from extract.media.nvdec import DeviceDecoder
+
+            self.device = DeviceDecoder(torch.device(on_device)).describe()
+        self.notes = dict(previous)
+
+    def add(self, vid: str, decoded_by: str | None) -> None:
+        self.notes.pop(vid, None)
+        if self.device and decoded_by != self.device:
+            self.notes[vid] = decoded_by or f"{self.cpu} on the CPU, while the model was built"
+
+    def provenance(self, kept: list[str]) -> dict[str, str]:
+        if self.device is None:
+            return {"decoder": self.cpu}
+        notes = {vid: self.notes[vid] for vid in kept if vid in self.notes}
+        return {"decoder": f"{self.device}; else {self.cpu} (decoder_notes)", "decoder_notes": json.dumps(notes)}
 
 
 @contextmanager
@@ -98,6 +153,7 @@ def run_one_shot(
     batch_size: int | None = None,
     workers: int | None = None,
     backend: str | None = None,
+    decoder: str | None = None,
     progress: tqdm | None = None,
     settings: Settings | None = None,
 ) -> BuildSummary:
@@ -105,7 +161,11 @@ def run_one_shot(
 
     `out_dir/manifest.csv` lists the ids given to the videos. Text backbones read the `column` of
     that manifest instead of a view. `settings` default to the environment's; `device`, `workers`
-    (decode processes) and `backend` override them.
+    (decode processes), `backend` and `decoder` override them.
+
+    Beside a model on CUDA, frames are decoded on its GPU's NVDEC engines by `workers` threads of
+    this process and handed to the model there (`frame_decoder`); a file NVDEC refuses is decoded on
+    the CPU, and the store's `decoder_notes` says why.
 
     Start-up is hidden: the first videos go to decoders forked before torch is imported, and are
     decoded while this process imports it and builds the model. Only the videos the folder cannot
@@ -117,7 +177,7 @@ def run_one_shot(
     values = {**values, "input": values.get("input") or "(decoded in this run)"}
     model = values.get("model") or key
     kind = input_kind(model)
-    settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend)
+    settings = (settings or Settings.from_environment()).overridden(workers=workers, backend=backend, decoder=decoder)
     manifest = write_csv(out_dir / "manifest.csv", list(rows[0]), rows)
     if kind == "text":
         from extract.stages.features import run_features
@@ -145,16 +205,21 @@ def run_one_shot(
         entry, config = backbone_config(key, values, where=f"run {key}")
         device = device or default_device(settings.device)
         threads, turn = decode_plan(device)
+        on_device = frame_decoder(settings.decoder, device, kind)
         source = decoded_in_run(view, [row["id"] for row in rows], [row["sha256"] for row in rows])
         # the runner the features stage builds, reading the videos as they are decoded instead of a store
         runner = ExtractWork(entry, config, str(device), batch_size, source).open()
         builder = feature_store(out_dir / key, config, runner.backbone, source, settings)
-        later = [dataclasses.replace(task, threads=threads) for task in rest] + [
-            dataclasses.replace(task_of[row["id"]], threads=threads)
+        previous = json.loads(str(builder.previous_attrs(("decoder_notes",)).get("decoder_notes", "{}")))
+        notes = DecoderNotes(on_device, previous)
+        later = [dataclasses.replace(task, threads=threads, device=on_device) for task in rest] + [
+            dataclasses.replace(task_of[row["id"]], threads=threads, device=on_device)
             for row in rows
             if (row["id"], row["sha256"]) in held and not builder.reusable(row["id"], row["sha256"])
         ]
-        if turn is None:
+        if on_device:  # frames stay on the GPU: decoded by threads of this process
+            decoded = chain(ahead, thread_map(decode_video, later, processes, limit))
+        elif turn is None:
             decoded = chain(ahead, executor.map(decode_video, later, limit))
         else:  # each turn's videos are all decoded before the model runs on them
             decoded = chain(
@@ -167,8 +232,11 @@ def run_one_shot(
             )
         hashes = {row["id"]: row["sha256"] for row in rows}
         with torch_threads(1) if turn is None else nullcontext():
-            results = runner.run(_inputs(runner, decoded))
-            return fill_store(builder, runner, results, hashes, runner.provenance, progress)
+            results = runner.run(_inputs(runner, decoded, notes))
+            ids = [row["id"] for row in rows]
+            return fill_store(
+                builder, runner, results, hashes, lambda: runner.provenance() | notes.provenance(ids), progress
+            )
 
 
 def _run_remote(
@@ -264,15 +332,18 @@ class DecodingReader:
         return VideoInput(vid, frames, times)
 
 
-def _inputs(runner: ExtractRunner, decoded: Iterator[tuple[DecodeJob, object]]) -> Iterator[tuple[str, object]]:
-    """Each decoded video's model inputs as it arrives, or its failure."""
+def _inputs(
+    runner: ExtractRunner, decoded: Iterator[tuple[DecodeJob, object]], notes: DecoderNotes
+) -> Iterator[tuple[str, object]]:
+    """Each decoded video's model inputs as it arrives, or its failure; what decoded it into `notes`."""
     for task, result in decoded:
         if not isinstance(result, Failure):
             result = result["view"]
         if isinstance(result, Failure):
             yield task.vid, result
             continue
-        frames, times, _info = result
+        frames, times, info = result
+        notes.add(task.vid, info.get("decoded_by"))
         try:
             yield task.vid, runner.units_for(VideoInput(task.vid, frames, times))
         except StepFailed as failed:

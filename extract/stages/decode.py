@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from extract.core.settings import Settings, cores
 from extract.executor import make_executor
 from extract.media.views import View, view_config_json, view_from_params
 from extract.store import BuildSummary, StoreBuilder
+
+if TYPE_CHECKING:
+    from extract.media.nvdec import DeviceDecoder
 
 INFO_DTYPES = {
     "duration": "f8",
@@ -56,6 +60,9 @@ class DecodeJob:
     views: dict[str, View]
     threads: int
     timeout: float = media.FFMPEG_TIMEOUT_S  # seconds for all of this video's decoding: ffmpeg_timeout_s
+    # frames and clips decoded by torchcodec on this torch device ("cuda:0": NVDEC) and left there,
+    # where the file allows (else on the CPU); each view's info then says what decoded it (`decoded_by`)
+    device: str | None = None
 
     def __str__(self) -> str:
         return self.path
@@ -92,8 +99,15 @@ def decode_video(task: DecodeJob) -> Decoded:
         return dict.fromkeys(task.views, opened)
     # frames and clips first: their frames say the display rotation, which an audio view's facts need too
     views = sorted(task.views.items(), key=lambda item: item[1].kind == "audio")
+    on_device = None
+    if task.device:
+        import torch
+
+        from extract.media.nvdec import DeviceDecoder
+
+        on_device = DeviceDecoder(torch.device(task.device))
     with opened as source:
-        return {name: run_step("decode", _decode_view, source, view) for name, view in views}
+        return {name: run_step("decode", _decode_view, source, view, on_device) for name, view in views}
 
 
 def _opened(task: DecodeJob) -> media.MediaFile:
@@ -106,7 +120,9 @@ def _opened(task: DecodeJob) -> media.MediaFile:
     return source
 
 
-def _decode_view(source: media.MediaFile, view: View) -> tuple[np.ndarray, np.ndarray, dict]:
+def _decode_view(
+    source: media.MediaFile, view: View, on_device: DeviceDecoder | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     meta = source.probe()
     if view.kind == "audio":
         samples = source.audio(view.sample_rate, view.max_seconds) if meta.has_audio else np.zeros(0, np.float32)
@@ -117,14 +133,34 @@ def _decode_view(source: media.MediaFile, view: View) -> tuple[np.ndarray, np.nd
     seek = view.seek_for(meta, index.ravel())
     crops = getattr(view, "crops", 1)
     resize = media.COVER if crops > 1 else view.resize  # the crops are cut from frames that cover the size
-    frames, found = source.frames(index.ravel(), view.size, resize, seek, view.max_shift)
+    by: dict[str, str] = {}
+    if on_device is not None:
+        frames, found, by["decoded_by"] = _frames_on(on_device, source, index.ravel(), view.size, resize, seek, view)
+    else:
+        frames, found = source.frames(index.ravel(), view.size, resize, seek, view.max_shift)
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
     times = view.timestamps(meta, found.reshape(index.shape))
-    info = source.info() | ({"seek": seek} if "seek" in info_dtypes(view) else {})
+    info = source.info() | ({"seek": seek} if "seek" in info_dtypes(view) else {}) | by
     frames = frames.reshape(*index.shape, *frames.shape[1:])
     if crops > 1:
         return view.cut_crops(frames), np.repeat(times, crops), info
     return frames, times, info
+
+
+def _frames_on(
+    decoder: DeviceDecoder, source: media.MediaFile, wanted: np.ndarray, size: tuple, resize: str, seek: str, view: View
+) -> tuple:
+    """Frames decoded on the decoder's device, or on the CPU where NVDEC refuses the file (before
+    decoding, or with an error of its own: the CPU decoder then says whether the file is at fault);
+    and what decoded them."""
+    try:
+        return decoder.frames(source, wanted, size, resize, seek, view.max_shift)
+    except media.MediaError:
+        raise  # the video's time is up
+    except Exception as refused:  # noqa: BLE001 - NvdecRefused, or torchcodec's own error
+        reason = " ".join(str(refused).split())[:300]
+        frames, found = source.frames(wanted, size, resize, seek, view.max_shift)
+        return frames, found, f"{media.decoder_version()} on the CPU: {reason}"
 
 
 def run_decode(

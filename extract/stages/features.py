@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = {"frames": 32, "clips": 4, "audio": 16, "text": 64}
 CPU_BATCH = {**DEFAULT_BATCH, "frames": 8}
 # store attributes set from `ExtractRunner.provenance`
-PROVENANCE = ("device", "precision", "runtime", "int8_min_cosine", "batch_size")
+PROVENANCE = ("device", "precision", "runtime", "int8_min_cosine", "batch_size", "decoder", "decoder_notes")
 
 
 def default_batch(kind: str, device: torch.device) -> int:
