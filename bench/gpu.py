@@ -22,6 +22,12 @@ recorded in DIR/gpu.json as it ends (a step that fails is recorded with its erro
      peak memory;
    - rows: the same videos (one copy of each real clip) run on the CPU at float32; the minimum
      cosine between GPU and CPU rows (and, for Whisper, transcripts that differ).
+   `run` here decodes on the CPU (`--decoder cpu`); with `--steps nvdec`, for the frames and clips
+   families, also:
+   - decode alone on NVDEC: `decode_video` on the GPU by one thread per core of this process, as
+     `run --decoder nvdec` does (on the CPU device in the dry run: torchcodec's software decoder);
+   - run on NVDEC: `run_one_shot` with `decoder="nvdec"`, and what its store says decoded the videos;
+   - rows: the minimum cosine between the rows of NVDEC-decoded and CPU-decoded frames (goal 0.99).
 4. stages: `prepare`, `decode`, then `features` with REELFEAT_DEVICE set, as `dvc repro` runs
    them (worker processes forked from a parent that holds the model on the GPU); rows against `run`'s.
 5. peer: video_features' ResNet50 on the same device and videos, if it is in the bundle.
@@ -54,7 +60,7 @@ import torch  # noqa: E402
 from bench.weights import clip_vit_b32_folder, torchvision_file  # noqa: E402
 from extract.backbones import VideoInput, backbone_config, compute_dtype  # noqa: E402
 from extract.core.errors import Failure  # noqa: E402
-from extract.executor.local import pool_map  # noqa: E402
+from extract.executor.local import pool_map, thread_map  # noqa: E402
 from extract.media.views import View, view_config_json, view_from_params  # noqa: E402
 from extract.ondemand.oneshot import run_one_shot  # noqa: E402
 from extract.stages.decode import DecodeJob, decode_video  # noqa: E402
@@ -219,21 +225,31 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def decode_alone(rows: list[dict], view: View) -> tuple[dict, dict]:
-    """Every video's view decoded by one process per core, one ffmpeg thread each, as `run` beside a GPU."""
-    tasks = [DecodeJob(row["id"], row["video"], {"view": view}, 1) for row in rows]
+def decode_alone(rows: list[dict], view: View, on: torch.device | None = None) -> tuple[dict, dict]:
+    """Every video's view decoded by one process per core, one ffmpeg thread each, as `run` beside a GPU;
+    or, `on` a device, by one thread per core of this process into tensors there (`run --decoder nvdec`)."""
+    cores = os.cpu_count() or 1
+    tasks = [DecodeJob(row["id"], row["video"], {"view": view}, 1, device=on and str(on)) for row in rows]
     start = time.perf_counter()
-    decoded = {task.vid: result for task, result in pool_map(decode_video, tasks, os.cpu_count() or 1)}
+    if on is None:
+        decoded = {task.vid: result for task, result in pool_map(decode_video, tasks, cores)}
+    else:
+        decoded = {task.vid: result for task, result in thread_map(decode_video, tasks, cores)}
+        sync(on)
     seconds = time.perf_counter() - start
     decoded = {vid: r if isinstance(r, Failure) else r["view"] for vid, r in decoded.items()}
     failed = {vid: str(r) for vid, r in decoded.items() if isinstance(r, Failure)}
-    return decoded, {
+    figures = {
         "videos": len(rows),
         "seconds": round(seconds, 2),
         "videos_per_s": round(len(rows) / seconds, 2),
         "failed": len(failed),
         "failures": dict(list(failed.items())[:3]),
     }
+    if on is not None:
+        by = [r[2].get("decoded_by", "") for r in decoded.values() if not isinstance(r, Failure)]
+        figures["decoded_by"] = {name: by.count(name) for name in sorted(set(by))}
+    return decoded, figures
 
 
 def runner_for(family: str, values: dict, view: View, device: torch.device) -> ExtractRunner:
@@ -291,18 +307,26 @@ def model_alone(family: str, values: dict, view: View, decoded: dict, device: to
     return result
 
 
-def run_end_to_end(family: str, values: dict, rows: list[dict], view: View, out: Path, device: torch.device) -> dict:
-    """`run_one_shot` into a fresh store, as `python -m extract run` does; the model load timed apart."""
+def run_end_to_end(
+    family: str, values: dict, rows: list[dict], view: View, out: Path, device: torch.device, decoder: str = "cpu"
+) -> dict:
+    """`run_one_shot` into a fresh store, as `python -m extract run --decoder DECODER` does; the model load
+    timed apart."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     runner_for(family, values, view, device)  # the load, as run_one_shot does it: timed apart
     load = time.perf_counter() - start
     with GpuSampler(device) as sampler:
         start = time.perf_counter()
-        summary = run_one_shot(FAMILIES[family][0], values, rows, view, out, device=device)
+        summary = run_one_shot(FAMILIES[family][0], values, rows, view, out, device=device, decoder=decoder)
         sync(device)
         wall = time.perf_counter() - start
+    store = StoreReader(out / FAMILIES[family][0])
+    notes = json.loads(store.attrs.get("decoder_notes", "{}"))
     return {
+        "decoder": store.attrs.get("decoder"),
+        "videos_not_on_the_gpu": len(notes),
+        "notes": dict(list(notes.items())[:3]),
         "videos": len(rows),
         "computed": summary.computed,
         "failed": len(summary.failures),
@@ -391,9 +415,39 @@ def check_family(
         return compare_rows(args.state / f"run-{family}" / FAMILIES[family][0], cpu_out / FAMILIES[family][0], distinct)
 
     steps.append((f"{family}/rows_vs_cpu_float32", rows_vs_cpu))
+    if "nvdec" in args.steps and view_name != "audio":
+        steps += nvdec_steps(family, values, view, rows, args, device)
     for key, fn in steps:
         step(key, fn, args, results)
     decoded_views.pop("audio", None)  # big, and read by one family here
+
+
+def nvdec_steps(
+    family: str, values: dict, view: View, rows: list[dict], args: argparse.Namespace, device: torch.device
+) -> list[tuple[str, Callable[[], object]]]:
+    """Decode alone on NVDEC, `run` on NVDEC, and its rows against `run`'s on CPU-decoded frames."""
+    view_name = FAMILIES[family][1]
+    nvdec_out = args.state / f"run-{family}-nvdec"
+
+    def decode() -> dict:
+        return decode_alone(rows, view, on=device)[1]
+
+    def run() -> dict:
+        if device.type != "cuda":
+            return {"skipped": "NVDEC decodes beside a model on CUDA; the dry run has none"}
+        return run_end_to_end(family, values, rows, view, nvdec_out, device, decoder="nvdec")
+
+    def rows_vs_cpu_decoders() -> dict:
+        name = FAMILIES[family][0]
+        if device.type != "cuda":
+            return {"skipped": "no NVDEC run to compare in the dry run (tests/test_nvdec.py compares on the CPU)"}
+        return compare_rows(nvdec_out / name, args.state / f"run-{family}" / name, [r["id"] for r in rows])
+
+    return [
+        (f"decode/{view_name}_nvdec", decode),
+        (f"{family}/run_nvdec", run),
+        (f"{family}/rows_nvdec_vs_cpu_decoders", rows_vs_cpu_decoders),
+    ]
 
 
 def step(key: str, fn: Callable[[], object], args: argparse.Namespace, results: Results) -> None:
@@ -526,6 +580,12 @@ def table(data: dict) -> str:
         "| run / min(decode, model) | GPU util % | peak GiB | bottleneck | min cosine vs CPU fp32 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    nvdec_lines = [
+        "",
+        "| family | machine | NVDEC decode alone v/s | run on NVDEC v/s | run / min(NVDEC decode, model) "
+        "| GPU util % | videos on the CPU | min cosine, NVDEC vs CPU-decoded rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for family, (_, view) in FAMILIES.items():
         dec, auto, f32 = (
             data.get(f"decode/{view}", {}),
@@ -543,6 +603,18 @@ def table(data: dict) -> str:
             f"| {run.get('gpu_util_mean', '-')} | {run.get('gpu_peak_mem_gib', '-')} | {bottleneck} "
             f"| {rows.get('min_cosine', 'error' if 'error' in rows else '-')} |"
         )
+        nv_dec, nv_run = data.get(f"decode/{view}_nvdec", {}), data.get(f"{family}/run_nvdec", {})
+        nv_rows = data.get(f"{family}/rows_nvdec_vs_cpu_decoders", {})
+        if nv_dec or nv_run:
+            nd, nr = nv_dec.get("videos_per_s"), nv_run.get("videos_per_s")
+            nv_ratio = f"{nr / min(nd, m):.0%}" if nd and m and nr else "-"
+            nvdec_lines.append(
+                f"| {family} | {machine} | {nd} | {nr or nv_run.get('skipped', '-')} | {nv_ratio} "
+                f"| {nv_run.get('gpu_util_mean', '-')} | {nv_run.get('videos_not_on_the_gpu', '-')} "
+                f"| {nv_rows.get('min_cosine', 'error' if 'error' in nv_rows else '-')} |"
+            )
+    if len(nvdec_lines) > 4:
+        lines += nvdec_lines
     stage = data.get("stages", {})
     if "seconds" in stage:
         vs_run = stage.get("vs_run", {}).get("min_cosine", "-")
@@ -567,7 +639,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--videos", type=int, default=500)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--steps", nargs="+", default=["families", "stages", "peer"])
+    parser.add_argument("--steps", nargs="+", default=["families", "stages", "peer"], help="and nvdec")
     parser.add_argument("--bundle", type=Path, default=BUNDLE, help="the carried folder (bench/gpu/README.md)")
     parser.add_argument("--media", type=Path, default=None, help="real clips (default: BUNDLE/media, ../shared/media)")
     parser.add_argument("--state", type=Path, default=Path("/tmp/reelfeat-gpu"))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -133,20 +135,46 @@ class DeviceDecoder:
         meta = source.probe()
         found = targets(meta, wanted, seek, max_shift)
         order = np.unique(found)
-        decoder = VideoDecoder(
-            str(source.path),
-            stream_index=source.video.index,
-            device=str(self.device),
-            custom_frame_mappings=frame_mappings(meta),
-        )
+        with own_nvdec(self.device):
+            decoder = VideoDecoder(
+                str(source.path),
+                stream_index=source.video.index,
+                device=str(self.device),
+                custom_frame_mappings=frame_mappings(meta),
+            )
         decoded = decoder.get_frames_at(order.tolist()).data  # (N, 3, H, W) uint8, upright
         source.check_time()
         frames = resized(decoded, size, resize)
         picked = torch.as_tensor(np.searchsorted(order, found), device=frames.device)
         by = self.describe()
-        if decoder.cpu_fallback:
-            by = f"{by}, which decoded it on the CPU: {' '.join(str(decoder.cpu_fallback).split())}"
+        fallback = getattr(decoder, "cpu_fallback", None)  # torchcodec 0.11 and later say so
+        if fallback:
+            by = f"{by}, which decoded it on the CPU: {' '.join(str(fallback).split())}"
         return frames[picked].permute(0, 2, 3, 1).contiguous(), found, by
+
+
+@contextmanager
+def own_nvdec(device: torch.device) -> Iterator[None]:
+    """Decoders made in the block on a CUDA device use torchcodec's own NVDEC decoder, not FFmpeg's
+    (which needs an FFmpeg built with CUDA): named "nvdec" since it became the default, "beta" before
+    (torchcodec 0.11 to 0.16, beside a torch 2.11 to 2.14)."""
+    if device.type != "cuda":
+        yield
+        return
+    from torchcodec.decoders import set_cuda_backend
+
+    for name in ("nvdec", "beta"):
+        chosen = set_cuda_backend(name)
+        try:
+            chosen.__enter__()
+        except ValueError:  # not a backend of this torchcodec: the older name
+            continue
+        try:
+            yield
+        finally:
+            chosen.__exit__(None, None, None)
+        return
+    yield  # neither: its default
 
 
 def resized(frames: torch.Tensor, size: tuple[int, int], resize: str) -> torch.Tensor:
