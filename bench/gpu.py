@@ -3,12 +3,12 @@
     python bench/gpu.py --out DIR [--device cuda] [--videos 500] [--families resnet50 clip r2plus1d_18 whisper]
     python bench/gpu.py --device cpu --videos 20 --out DIR    # the dry run: every step but the GPU's
 
-On the GPU machine it runs through `bench/gpu/run.sh`, which puts the carried bundle (static
-ffmpeg, wheels, clips, Whisper weights; see bench/gpu/README.md) in place first. Steps, each
-recorded in DIR/gpu.json as it ends (a step that fails is recorded with its error and the rest go on;
-`--budget-s` skips what would start after it):
+On the GPU machine it runs through `bench/gpu/run.sh`, which puts the carried bundle (PyAV,
+torchcodec and other wheels, NPP's libraries, clips, Whisper weights; see bench/gpu/README.md) in
+place first. Steps, each recorded in DIR/gpu.json as it ends (a step that fails is recorded with its
+error and the rest go on; `--budget-s` skips what would start after it):
 
-1. env: GPU, memory, driver, torch and CUDA, cores, ffmpeg.
+1. env: GPU, memory, driver, torch and CUDA, cores, the decoder (PyAV's FFmpeg), torchcodec or why not.
 2. videos: `--videos` copies of the real clips, each remuxed with its own metadata so that no two
    files are the same bytes (no reuse between copies), under new names.
 3. per family (ResNet50 10 frames, R(2+1)D-18 one 16-frame clip, CLIP ViT-B/32 10 frames, Whisper
@@ -49,6 +49,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,8 @@ from bench.weights import clip_vit_b32_folder, torchvision_file  # noqa: E402
 from extract.backbones import VideoInput, backbone_config, compute_dtype  # noqa: E402
 from extract.core.errors import Failure  # noqa: E402
 from extract.executor.local import pool_map, thread_map  # noqa: E402
+from extract.media import decoder_version  # noqa: E402
+from extract.media.nvdec import unavailable  # noqa: E402
 from extract.media.views import View, view_config_json, view_from_params  # noqa: E402
 from extract.ondemand.oneshot import run_one_shot  # noqa: E402
 from extract.stages.decode import DecodeJob, decode_video  # noqa: E402
@@ -111,8 +114,8 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
-        "ffmpeg": sh("ffmpeg", "-version").split("\n")[0],
-        "ffmpeg_path": shutil.which("ffmpeg"),
+        "decoder": decoder_version(),
+        "torchcodec": unavailable(device) or version("torchcodec"),
         "cpu": next((ln.split(":", 1)[1].strip() for ln in sh("lscpu").splitlines() if "Model name" in ln), "?"),
         "precision": str(compute_dtype("auto", device)).removeprefix("torch."),
     }
@@ -125,8 +128,6 @@ def environment(device: torch.device) -> dict:
         }
     for name in ("torchvision", "transformers", "openai-whisper", "h5py", "numpy"):
         try:
-            from importlib.metadata import version
-
             env[name] = version(name)
         except Exception:  # noqa: BLE001 - recorded as missing
             env[name] = None
@@ -146,13 +147,22 @@ def build_videos(media: Path, folder: Path, count: int) -> list[Path]:
     ]
 
     def remux(pair: tuple[Path, Path]) -> Path:
+        """`ffmpeg -i SOURCE -map 0:v -map 0:a? -c copy -metadata comment=...`, with PyAV (the machine has
+        no ffmpeg command)."""
+        import av
+
         source, target = pair
         if not target.exists():
             partial = target.with_name(f"{target.stem}.part{target.suffix}")
-            cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", "0:v", "-map", "0:a?"]
-            cmd += ["-c", "copy"]
-            cmd += ["-metadata", f"comment=reelfeat gpu copy {target.stem}", str(partial)]
-            subprocess.run(cmd, check=True, timeout=120)
+            with av.open(str(source)) as src, av.open(str(partial), "w", format=src.format.name.split(",")[0]) as dst:
+                dst.metadata["comment"] = f"reelfeat gpu copy {target.stem}"
+                kept = [s for s in src.streams if s.type in ("video", "audio")]
+                copies = {s.index: dst.add_stream_from_template(s) for s in kept}
+                for packet in src.demux(kept):
+                    if packet.dts is None:  # the demuxer's flush packet
+                        continue
+                    packet.stream = copies[packet.stream.index]
+                    dst.mux(packet)
             partial.rename(target)
         return target
 
@@ -226,7 +236,7 @@ def sync(device: torch.device) -> None:
 
 
 def decode_alone(rows: list[dict], view: View, on: torch.device | None = None) -> tuple[dict, dict]:
-    """Every video's view decoded by one process per core, one ffmpeg thread each, as `run` beside a GPU;
+    """Every video's view decoded by one process per core, one decoder thread each, as `run` beside a GPU;
     or, `on` a device, by one thread per core of this process into tensors there (`run --decoder nvdec`)."""
     cores = os.cpu_count() or 1
     tasks = [DecodeJob(row["id"], row["video"], {"view": view}, 1, device=on and str(on)) for row in rows]
@@ -574,7 +584,8 @@ def table(data: dict) -> str:
     env = data.get("env", {})
     machine = env.get("gpu") or env.get("cpu", "?")
     lines = [
-        f"machine: {machine}, {env.get('cores')} cores, torch {env.get('torch')}, {env.get('ffmpeg', '')[:40]}",
+        f"machine: {machine}, {env.get('cores')} cores, torch {env.get('torch')}, {env.get('decoder', '')}, "
+        f"torchcodec {env.get('torchcodec')}",
         "",
         "| family | machine | decode alone v/s | model alone v/s (precision) | model float32 v/s | run v/s "
         "| run / min(decode, model) | GPU util % | peak GiB | bottleneck | min cosine vs CPU fp32 |",
