@@ -185,10 +185,10 @@ def test_transcription_failure_is_recorded_with_its_step(tmp_path, whisper_file,
 def test_a_decode_worker_killed_on_one_video_records_it_and_keeps_the_rest(tmp_path, monkeypatch):
     original = decode._decode_view
 
-    def dies_on_doomed(source, view):
+    def dies_on_doomed(source, view, on_device=None):
         if source.path.stem == "doomed":
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(source, view)
+        return original(source, view, on_device)
 
     monkeypatch.setattr(decode, "_decode_view", dies_on_doomed)  # the forked workers inherit it
     rows = [
