@@ -65,6 +65,8 @@ def test_the_device_decoder_gives_the_frames_pyav_gives(files, name):
                 assert apart.diagonal().max() < 6, (resize, size, seek)
                 assert (apart.argmin(axis=1) == np.arange(len(got))).all() or len(set(found)) < len(found)
         assert by == f"FFmpeg's software decoder through torchcodec {torch_codec_version()} on cpu"
+        nothing, _, _ = DeviceDecoder(CPU).frames(source, np.zeros(0, int), (8, 8), "crop")
+        assert tuple(nothing.shape) == source.frames(np.zeros(0, int), (8, 8), "crop")[0].shape == (0, 8, 8, 3)
 
 
 def torch_codec_version() -> str:

@@ -135,6 +135,8 @@ class DeviceDecoder:
         meta = source.probe()
         found = targets(meta, wanted, seek, max_shift)
         order = np.unique(found)
+        if not len(order):
+            return torch.zeros((0, *size, 3), dtype=torch.uint8, device=self.device), found, self.describe()
         with own_nvdec(self.device):
             decoder = VideoDecoder(
                 str(source.path),
