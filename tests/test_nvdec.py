@@ -96,7 +96,7 @@ def test_a_refused_file_is_decoded_on_the_cpu_and_says_why(files):
         "frames": FramesView(num_frames=4, size=(32, 32)),
         "clips": ClipsView(num_clips=2, clip_len=2, size=(32, 32), crops=3),
     }
-    for name, on_device in [("plain", True), ("yuv444", False), ("mjpeg", False)]:
+    for name, on_device in [("plain", True), ("turned", True), ("yuv444", False), ("mjpeg", False)]:
         moved = decode_video(DecodeJob(name, str(files[name]), views, 1, 60.0, device="cpu"))
         stayed = decode_video(DecodeJob(name, str(files[name]), views, 1, 60.0))
         for view in views:

@@ -144,6 +144,8 @@ class DeviceDecoder:
                 device=str(self.device),
                 custom_frame_mappings=frame_mappings(meta),
             )
+        if hasattr(decoder.metadata, "rotation"):  # what `info` reports: no frame of it decoded on the CPU
+            source.note_rotation(decoder.metadata.rotation or 0.0)
         decoded = decoder.get_frames_at(order.tolist()).data  # (N, 3, H, W) uint8, upright
         source.check_time()
         frames = resized(decoded, size, resize)

@@ -238,6 +238,12 @@ class MediaFile:
             if index is not None and index not in got:
                 got[index] = self._converted(frame, size, resize)
 
+    def note_rotation(self, angle: float) -> None:
+        """The display matrix's angle as another decoder of this file read it (torchcodec, from the
+        stream), so that `info` need not decode a frame here to learn it."""
+        if self._rotation is None:
+            self._rotation = display_rotation(angle)
+
     def _converted(self, frame: av.VideoFrame, size: tuple[int, int], resize: str) -> np.ndarray:
         rotation = display_rotation(frame.rotation)
         key = (frame.width, frame.height, frame.format.name, rotation, size, resize)

@@ -135,7 +135,9 @@ def _decode_view(
     resize = media.COVER if crops > 1 else view.resize  # the crops are cut from frames that cover the size
     by: dict[str, str] = {}
     if on_device is not None:
-        frames, found, by["decoded_by"] = _frames_on(on_device, source, index.ravel(), view.size, resize, seek, view)
+        frames, found, by["decoded_by"] = _frames_on(
+            on_device, source, index.ravel(), view.size, resize, seek, view.max_shift
+        )
     else:
         frames, found = source.frames(index.ravel(), view.size, resize, seek, view.max_shift)
     # fast and keyframes seeking may take a frame near the planned one: its own time is stored
@@ -148,18 +150,24 @@ def _decode_view(
 
 
 def _frames_on(
-    decoder: DeviceDecoder, source: media.MediaFile, wanted: np.ndarray, size: tuple, resize: str, seek: str, view: View
+    decoder: DeviceDecoder,
+    source: media.MediaFile,
+    wanted: np.ndarray,
+    size: tuple,
+    resize: str,
+    seek: str,
+    max_shift: float,
 ) -> tuple:
     """Frames decoded on the decoder's device, or on the CPU where NVDEC refuses the file (before
     decoding, or with an error of its own: the CPU decoder then says whether the file is at fault);
     and what decoded them."""
     try:
-        return decoder.frames(source, wanted, size, resize, seek, view.max_shift)
+        return decoder.frames(source, wanted, size, resize, seek, max_shift)
     except media.MediaError:
         raise  # the video's time is up
     except Exception as refused:  # noqa: BLE001 - NvdecRefused, or torchcodec's own error
         reason = " ".join(str(refused).split())[:300]
-        frames, found = source.frames(wanted, size, resize, seek, view.max_shift)
+        frames, found = source.frames(wanted, size, resize, seek, max_shift)
         return frames, found, f"{media.decoder_version()} on the CPU: {reason}"
 
 
