@@ -289,16 +289,21 @@ def clips_input(tmp_path: Path, size: int) -> tuple[np.ndarray, Path]:
     return clips, write_input(tmp_path / "clips", "clips", {"v": clips}, times, view)
 
 
+def default_and_token_rows(tmp_path: Path, family: str, folder: Path) -> tuple[StoreReader, StoreReader]:
+    """A family's stores over `clips_input`, float32: its default rows, and `rows: tokens`."""
+    _, source = clips_input(tmp_path, 48)
+    config = {"input": str(source), "weights": str(folder), "dtype": "float32", "precision": "float32"}
+    run_features(family, config, tmp_path / "default", loader_workers=0)
+    run_features(family, {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
+    return StoreReader(tmp_path / "default"), StoreReader(tmp_path / "tokens")
+
+
 # a 4-frame clip at 8 fps: its frames sit 0.1875 and 0.0625 s either side of the clip's centre
 FRAME_TIMES = [0.8125, 0.9375, 1.0625, 1.1875, 2.8125, 2.9375, 3.0625, 3.1875]
 
 
 def test_videomae_token_rows_are_every_patch_and_average_to_the_clip_rows(tmp_path, videomae_folder):
-    _, source = clips_input(tmp_path, 48)
-    config = {"input": str(source), "weights": str(videomae_folder), "dtype": "float32", "precision": "float32"}
-    run_features("videomae", config, tmp_path / "clip", loader_workers=0)
-    run_features("videomae", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
-    clip, tokens = StoreReader(tmp_path / "clip"), StoreReader(tmp_path / "tokens")
+    clip, tokens = default_and_token_rows(tmp_path, "videomae", videomae_folder)
     rows, stamps = tokens.get("v")
     assert rows.shape == (16, 32) and tokens.text("token_grid") == ["2x2x2x2"]  # 2 clips x 2 steps x 2 x 2
     np.testing.assert_allclose(rows.reshape(2, 8, 32).mean(1), clip.get("v")[0], rtol=1e-4, atol=1e-5)
@@ -463,11 +468,7 @@ def test_videoprism_rows_are_its_encoder_per_frame_or_its_video_text_embedding(t
 def test_videoprism_token_rows_are_every_patch_of_every_frame_and_average_to_the_frame_rows(
     tmp_path, videoprism_folder
 ):
-    _, source = clips_input(tmp_path, 48)
-    config = {"input": str(source), "weights": str(videoprism_folder), "dtype": "float32", "precision": "float32"}
-    run_features("videoprism", config, tmp_path / "frame", loader_workers=0)
-    run_features("videoprism", {**config, "rows": "tokens"}, tmp_path / "tokens", loader_workers=0)
-    frame, tokens = StoreReader(tmp_path / "frame"), StoreReader(tmp_path / "tokens")
+    frame, tokens = default_and_token_rows(tmp_path, "videoprism", videoprism_folder)
     rows, stamps = tokens.get("v")
     assert rows.shape == (32, 32) and tokens.text("token_grid") == ["2x4x2x2"]  # 2 clips x 4 frames x 2 x 2
     np.testing.assert_allclose(rows.reshape(8, 4, 32).mean(1), frame.get("v")[0], rtol=1e-4, atol=1e-5)
